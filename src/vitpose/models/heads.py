@@ -1,0 +1,91 @@
+"""Heatmap decoders of ViTPose: the classic (deconvolution) and the simple (upsample) decoder.
+
+Mirrors the official `TopdownHeatmapSimpleHead` as used by the ViTPose configs
+(vitpose-reference §1.6, §1.7). Attribute names equal the official checkpoint keys
+(`deconv_layers.{0,1,3,4}`, `final_layer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["HeatmapHead"]
+
+
+class HeatmapHead(nn.Module):
+    """Feature map `[B, C, h, w]` -> heatmaps `[B, K, H, W]`.
+
+    Classic decoder (``num_deconv_layers=2``): two blocks of ConvTranspose2d (kernel 4, stride 2,
+    padding 1, no bias) + BatchNorm2d + ReLU, then a 1x1 conv: 16x12 -> 64x48.
+
+    Simple decoder (``num_deconv_layers=0, upsample=4, final_conv_kernel=3``): ReLU on the
+    features, bilinear x4 upsampling (align_corners=False), then a 3x3 conv.
+
+    Args:
+        in_channels: backbone width C.
+        out_channels: number of keypoints K.
+        num_deconv_layers: 0 (simple) or the number of deconvolution blocks (classic: 2).
+        num_deconv_filters: output channels of each deconvolution.
+        num_deconv_kernels: kernel of each deconvolution (4, 3 or 2).
+        final_conv_kernel: 1 or 3 (padding 0 or 1).
+        upsample: bilinear upsampling factor applied to ``relu(features)`` first (0 = none).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_deconv_layers: int = 2,
+                 num_deconv_filters: Sequence[int] = (256, 256),
+                 num_deconv_kernels: Sequence[int] = (4, 4), final_conv_kernel: int = 1,
+                 upsample: int = 0) -> None:
+        super().__init__()
+        if num_deconv_layers not in (0, len(num_deconv_filters)) or \
+                len(num_deconv_filters) != len(num_deconv_kernels):
+            raise ValueError("num_deconv_layers, num_deconv_filters and num_deconv_kernels disagree")
+        if final_conv_kernel not in (1, 3):
+            raise ValueError(f"final_conv_kernel must be 1 or 3, got {final_conv_kernel}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.upsample = int(upsample)
+        self.num_deconv_layers = num_deconv_layers
+        if num_deconv_layers > 0:
+            layers: list[nn.Module] = []
+            channels = in_channels
+            for filters, kernel in zip(num_deconv_filters, num_deconv_kernels):
+                padding, output_padding = {4: (1, 0), 3: (1, 1), 2: (0, 0)}[kernel]
+                layers += [
+                    nn.ConvTranspose2d(channels, filters, kernel, stride=2, padding=padding,
+                                       output_padding=output_padding, bias=False),
+                    nn.BatchNorm2d(filters),
+                    nn.ReLU(inplace=True),
+                ]
+                channels = filters
+            self.deconv_layers: nn.Module = nn.Sequential(*layers)
+        else:
+            self.deconv_layers = nn.Identity()
+            channels = in_channels
+        self.final_layer = nn.Conv2d(channels, out_channels, final_conv_kernel,
+                                     padding=(final_conv_kernel - 1) // 2)
+        self.init_weights()
+
+    @property
+    def is_simple(self) -> bool:
+        return self.num_deconv_layers == 0
+
+    def init_weights(self) -> None:
+        """Official init: deconv and final conv weights N(0, 0.001), biases 0, BN 1/0."""
+        for m in self.modules():
+            if isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)):
+                nn.init.normal_(m.weight, std=0.001)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upsample > 0:
+            x = F.interpolate(F.relu(x), scale_factor=self.upsample, mode="bilinear",
+                              align_corners=False)
+        return self.final_layer(self.deconv_layers(x))
