@@ -139,6 +139,8 @@ def resolve_weights(spec: str, prefer_original: bool = False) -> Path:
     p = Path(os.path.expanduser(spec))
     if p.exists():
         return p
+    if spec.startswith(("/", ".", "~", "\\")) or (len(spec) > 1 and spec[1] == ":"):
+        raise CheckpointError(f"checkpoint file not found: {spec}")
     if spec.startswith(("http://", "https://")):
         if "1drv.ms" in spec or "onedrive" in spec:
             raise DownloadError("OneDrive share links cannot be downloaded automatically: open "
