@@ -1,0 +1,314 @@
+"""`vitpose predict INPUT`: poses for an image, a folder, a glob, a video file or a webcam.
+
+Images give a COCO results JSON (``results.json``) and drawn images; videos give an annotated
+mp4 and per-frame JSON with track ids. Results are written as they come (``*.partial.jsonl``),
+so an interrupted run keeps what it had; existing outputs are kept unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..errors import InputError, VitPoseError
+from ..inference.detectors import (
+    build_detector,
+    find_boxes,
+    load_box_mapping,
+    load_coco_detections,
+)
+from ..inference.draw import draw_poses
+from ..inference.io import iter_inputs, read_image
+from ..inference.pipeline import DECODE_CHOICES, PoseEstimator, PoseResult, TestSettings
+
+log = logging.getLogger("vitpose.predict")
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that run a model (predict, demo, bench)."""
+    p.add_argument("--model", default="vitpose-b-simple",
+                   help="variant name (see `vitpose models`), checkpoint path or hub id "
+                        "(default: %(default)s)")
+    p.add_argument("--weights", default=None,
+                   help="checkpoint path or hub id (default: the variant's released weights)")
+    p.add_argument("--dataset", default=None,
+                   help="keypoint set / ViTPose+ expert: coco, aic, mpii, ap10k, apt36k, "
+                        "wholebody, ... (default: the model's first)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                   help="autocast dtype of the model (default: %(default)s)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="image, folder, glob ('imgs/*.jpg'), video file or webcam index")
+    add_model_arguments(p)
+    boxes = p.add_argument_group("person boxes (default: --detector)")
+    boxes.add_argument("--detector", default="hog",
+                       help="hog (offline, OpenCV, low quality), rtdetr (RT-DETR from the "
+                            "Hugging Face hub, downloaded on first use) or whole-image "
+                            "(default: %(default)s)")
+    boxes.add_argument("--det-file", help="detections in COCO results format")
+    boxes.add_argument("--images-file",
+                       help="COCO annotation/images file mapping image_id -> file name "
+                            "(for --det-file, and for image_id in the results)")
+    boxes.add_argument("--boxes-json", help='JSON {"file name": [[x, y, w, h, score], ...]}')
+    boxes.add_argument("--box", action="append", default=[], metavar="X,Y,W,H",
+                       help="a box for every image (repeatable)")
+    boxes.add_argument("--det-thr", type=float, default=None,
+                       help="minimum box score (default 0.0 for files, 0.5 for detectors)")
+    test = p.add_argument_group("test-time settings")
+    test.add_argument("--no-flip", action="store_true", help="disable the flip test")
+    test.add_argument("--decode", choices=DECODE_CHOICES, default=None,
+                      help="udp (COCO/MPII/ViTPose+ protocol), default (arg-max + quarter "
+                           "offset) or dark (default: the dataset's official protocol)")
+    test.add_argument("--oks-nms", type=float, default=None, metavar="THR",
+                      help="OKS-NMS threshold per image (the paper uses 0.9; default off)")
+    test.add_argument("--batch-size", type=int, default=16)
+    out = p.add_argument_group("outputs")
+    out.add_argument("--out-dir", default="vitpose_out",
+                     help="folder for drawn images/videos and results (default: %(default)s)")
+    out.add_argument("--out", default=None,
+                     help="results JSON path (default: OUT_DIR/results.json)")
+    out.add_argument("--no-draw", action="store_true", help="do not write drawn images")
+    out.add_argument("--kpt-thr", type=float, default=0.3, help="drawing threshold")
+    out.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    vid = p.add_argument_group("video")
+    vid.add_argument("--no-track", action="store_true", help="no track ids across frames")
+    vid.add_argument("--smooth", action="store_true", help="One-Euro temporal smoothing")
+    vid.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+
+
+def build_estimator(args: argparse.Namespace) -> PoseEstimator:
+    from ..hub import load_model
+    model = load_model(args.model, weights=args.weights, device=args.device, dataset=args.dataset)
+    dataset = args.dataset if args.dataset is not None else model.datasets[0]
+    overrides: dict[str, Any] = {"flip_test": not getattr(args, "no_flip", False)}
+    if getattr(args, "decode", None):
+        overrides["decode"] = args.decode
+    if getattr(args, "oks_nms", None) is not None:
+        overrides["nms_thr"] = args.oks_nms
+    settings = TestSettings.for_dataset(model.datasets[model.dataset_index_of(dataset)], **overrides)
+    return PoseEstimator(model, dataset=dataset, settings=settings, device=args.device,
+                         batch_size=getattr(args, "batch_size", 16), dtype=DTYPES[args.dtype])
+
+
+class BoxSource:
+    """Boxes for an image from the option the user chose."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.mapping = None
+        self.fixed = None
+        self.detector = None
+        self.image_ids: dict[str, Any] = {}
+        if args.images_file:
+            self.image_ids = _image_ids(args.images_file)
+        if args.det_file:
+            thr = 0.0 if args.det_thr is None else args.det_thr
+            self.mapping = load_coco_detections(args.det_file, args.images_file, score_thr=thr)
+        elif args.boxes_json:
+            self.mapping = load_box_mapping(args.boxes_json)
+            if args.det_thr is not None:
+                self.mapping = {k: v[v[:, 4] >= args.det_thr] for k, v in self.mapping.items()}
+        elif args.box:
+            try:
+                self.fixed = np.array([[float(v) for v in b.split(",")] for b in args.box],
+                                      np.float32)
+            except ValueError:
+                raise InputError(f"--box takes X,Y,W,H numbers, got {args.box}") from None
+            if self.fixed.shape[1] != 4:
+                raise InputError(f"--box takes four numbers X,Y,W,H, got {args.box}")
+        else:
+            kw = {} if args.det_thr is None or args.detector in ("whole-image", "none") \
+                else {"threshold": args.det_thr}
+            self.detector = build_detector(args.detector, **kw)
+
+    def __call__(self, path: str | None, image: np.ndarray) -> np.ndarray | None:
+        if self.fixed is not None:
+            return self.fixed
+        if self.mapping is not None:
+            boxes = find_boxes(self.mapping, path) if path else None
+            if boxes is None:
+                log.warning("no detections for %s in the detections file", path)
+                return np.zeros((0, 5), np.float32)
+            return boxes
+        return self.detector(image)
+
+    def image_id(self, path: Path) -> Any:
+        return self.image_ids.get(path.name, path.name)
+
+
+def _image_ids(images_file: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(images_file).read_text())
+        return {Path(im["file_name"]).name: im["id"] for im in data["images"]}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise InputError(f"{images_file} is not a COCO file with an 'images' list ({e})") from None
+
+
+class ResultsWriter:
+    """Appends results as JSON lines while running; writes the final JSON at the end (also on
+    interruption), so nothing already computed is lost."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.partial = path.with_name(path.name + ".partial.jsonl")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.partial.open("w")
+        self.count = 0
+
+    def add(self, entries: list[dict[str, Any]]) -> None:
+        for e in entries:
+            self._fh.write(json.dumps(e) + "\n")
+            self.count += 1
+        self._fh.flush()
+
+    def finish(self) -> None:
+        self._fh.close()
+        rows = [json.loads(line) for line in self.partial.read_text().splitlines() if line]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(rows))
+        os.replace(tmp, self.path)
+        self.partial.unlink()
+
+
+def _check_outputs(paths: list[Path], overwrite: bool) -> None:
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        shown = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
+        raise InputError(f"output already exists: {shown} (pass --overwrite to replace)")
+
+
+def _draw(estimator: PoseEstimator, image: np.ndarray, result: PoseResult, kpt_thr: float
+          ) -> np.ndarray:
+    meta = estimator.meta
+    kp = result.keypoints
+    if not len(result.instances):
+        return image
+    boxes = np.stack([np.r_[i.box_xywh[:2], i.box_xywh[:2] + i.box_xywh[2:]]
+                      for i in result.instances])
+    labels = [f"#{i.track_id}" for i in result.instances] \
+        if result.instances[0].track_id is not None else None
+    return draw_poses(image, kp[..., :2], kp[..., 2], meta.skeleton, meta.keypoint_colors,
+                      meta.link_colors, kpt_thr=kpt_thr, boxes_xyxy=boxes, box_labels=labels)
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = iter_inputs(args.input)
+    out_dir = Path(args.out_dir)
+    if spec.is_video:
+        return _run_video(args, spec, out_dir)
+    results_path = Path(args.out) if args.out else out_dir / "results.json"
+    drawn = [] if args.no_draw else [out_dir / f"{p.stem}_pose{p.suffix or '.jpg'}"
+                                     for p in spec.image_paths]
+    _check_outputs([results_path, *drawn], args.overwrite)
+    boxes = BoxSource(args)
+    estimator = build_estimator(args)
+    writer = ResultsWriter(results_path)
+    failed: list[str] = []
+    n_instances = 0
+    t0 = time.perf_counter()
+    queued: deque[tuple[Path, np.ndarray]] = deque()  # results come back in input order
+
+    def items():
+        for path in spec.image_paths:
+            try:
+                image = read_image(path)
+                b = boxes(str(path), image)
+            except VitPoseError as e:
+                if len(spec.image_paths) == 1:
+                    raise
+                log.error("skipping %s: %s", path, e)
+                failed.append(str(path))
+                continue
+            queued.append((path, image))
+            yield image, b, boxes.image_id(path)
+
+    bar = tqdm(total=len(spec.image_paths), unit="img", disable=len(spec.image_paths) < 4,
+               file=sys.stderr)
+    try:
+        for result in estimator.predict_many(items()):
+            path, image = queued.popleft()
+            result.source = str(path)
+            writer.add(result.to_coco())
+            n_instances += len(result.instances)
+            if not args.no_draw:
+                _write_image(out_dir / f"{path.stem}_pose{path.suffix or '.jpg'}",
+                             _draw(estimator, image, result, args.kpt_thr))
+            bar.update(1)
+    finally:
+        bar.close()
+        writer.finish()
+    dt = time.perf_counter() - t0
+    ok = len(spec.image_paths) - len(failed)
+    print(f"{ok} image(s), {n_instances} instance(s) in {dt:.1f} s -> {results_path}"
+          + ("" if args.no_draw else f", drawn images in {out_dir}"))
+    if failed:
+        print(f"{len(failed)} file(s) could not be read: {', '.join(failed[:5])}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write_image(path: Path, image_rgb: np.ndarray) -> None:
+    import cv2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), image_rgb[..., ::-1]):
+        raise InputError(f"could not write {path}")
+
+
+def _run_video(args: argparse.Namespace, spec, out_dir: Path) -> int:
+    from ..inference.video import PoseSmoother, PoseTracker, VideoReader, VideoWriter
+    stem = Path(str(spec.video_source)).stem if spec.kind == "video" else f"webcam{spec.video_source}"
+    video_path = out_dir / f"{stem}_pose.mp4"
+    json_path = Path(args.out) if args.out else out_dir / f"{stem}_frames.json"
+    _check_outputs([json_path] + ([] if args.no_draw else [video_path]), args.overwrite)
+    boxes = BoxSource(args)
+    estimator = build_estimator(args)
+    reader = VideoReader(spec.video_source)
+    tracker = None if args.no_track else PoseTracker(metric="oks", sigmas=estimator.meta.sigmas)
+    smoother = PoseSmoother(reader.fps) if args.smooth else None
+    writer = ResultsWriter(json_path)
+    video = None if args.no_draw else VideoWriter(video_path, reader.fps)
+    total = reader.frame_count if args.max_frames is None else \
+        min(args.max_frames, reader.frame_count or args.max_frames)
+    n = 0
+    try:
+        with tqdm(total=total, unit="frame", file=sys.stderr) as bar:
+            for index, frame in enumerate(reader):
+                if args.max_frames is not None and index >= args.max_frames:
+                    break
+                result = estimator(frame, boxes(None, frame), image_id=index)
+                if result.instances:
+                    kp = result.keypoints
+                    if tracker is not None:
+                        ids = tracker.update(kp[..., :2], kp[..., 2])
+                        for inst, tid in zip(result.instances, ids):
+                            inst.track_id = int(tid)
+                        if smoother is not None:
+                            smooth = smoother(ids, kp[..., :2], index)
+                            for inst, xy in zip(result.instances, smooth):
+                                inst.keypoints[:, :2] = xy
+                writer.add([{"frame": index, "instances": result.to_coco()}])
+                if video is not None:
+                    video.write(_draw(estimator, frame, result, args.kpt_thr))
+                n += 1
+                bar.update(1)
+    finally:
+        reader.close()
+        writer.finish()
+        if video is not None:
+            video.close()
+    print(f"{n} frame(s) -> {json_path}" + ("" if video is None else f", {video_path}"))
+    return 0

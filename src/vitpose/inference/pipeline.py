@@ -1,0 +1,355 @@
+"""The top-down pipeline: image + person boxes -> keypoints in image pixels.
+
+`PoseEstimator.predict_crops` is the ONE test-time path (flip test, heatmap decoding, transform
+back to the image) shared by `vitpose predict`, `vitpose test`, training-time validation and the
+web demo. Steps, as in the official `TopDown.forward_test` (vitpose-reference §3):
+
+1. box ``(x, y, w, h)`` -> centre and scale (aspect fixed to the model input, x1.25 padding);
+2. affine crop to the model input (classic, or UDP for the UDP regime);
+3. ImageNet normalisation (RGB), batched model forward;
+4. flip test: the flipped crop's heatmaps are flipped back with the dataset's flip pairs (and
+   shifted one column in the classic regime) and averaged;
+5. decoding (arg-max + quarter offset, DARK, or DARK-UDP) and the transform back;
+6. instance score = mean keypoint score above ``vis_thr`` x box score; optional OKS-NMS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..codecs import decode_heatmaps
+from ..dataset_meta import DatasetMeta, get_dataset_meta
+from ..errors import InputError
+from ..models.vitpose import ViTPose
+from ..transforms import box_xywh_to_center_scale, crop_boxes, flip_back_heatmaps_torch
+from .detectors import sanitize_boxes
+from .io import read_image
+from .postprocess import oks_nms, rescore_instances
+
+__all__ = ["TestSettings", "PoseInstance", "PoseResult", "PoseEstimator", "IMAGENET_MEAN",
+           "IMAGENET_STD", "DECODE_CHOICES"]
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Datasets whose official test config uses the UDP crop and DARK-UDP decoding.
+_UDP_DATASETS = {"coco", "mpii"}
+DECODE_CHOICES = ("udp", "default", "dark")
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    """Test-time settings (the official ``test_cfg`` plus box handling).
+
+    Attributes:
+        flip_test: average with the flipped crop's heatmaps.
+        decode: ``'udp'`` (UDP crop, arg-max + DARK-UDP, no flip shift: COCO/MPII/ViTPose+),
+            ``'default'`` (classic crop, arg-max + quarter offset, flip shift: AIC, AP-10K, ...),
+            or ``'dark'`` (classic crop, DARK refinement, flip shift).
+        kernel: DARK blur kernel (11 in every config).
+        padding: box enlargement (1.25; 1.5 for InterHand2.6M).
+        vis_thr: keypoint score threshold of the instance rescoring.
+        nms_thr: OKS-NMS threshold per image (0.9 in evaluation), None to keep every instance.
+    """
+
+    flip_test: bool = True
+    decode: str = "udp"
+    kernel: int = 11
+    padding: float = 1.25
+    vis_thr: float = 0.2
+    nms_thr: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.decode not in DECODE_CHOICES:
+            raise ValueError(f"decode must be one of {DECODE_CHOICES}, got '{self.decode}'")
+
+    @property
+    def use_udp(self) -> bool:
+        return self.decode == "udp"
+
+    @property
+    def shift_heatmap(self) -> bool:
+        return not self.use_udp
+
+    @classmethod
+    def for_dataset(cls, dataset: str, **kw: Any) -> "TestSettings":
+        """The official test regime of a dataset (vitpose-reference §2.8)."""
+        decode = kw.pop("decode", None) or ("udp" if dataset in _UDP_DATASETS else "default")
+        padding = kw.pop("padding", None) or (1.5 if dataset.startswith("interhand") else 1.25)
+        return cls(decode=decode, padding=padding, **kw)
+
+
+@dataclass
+class PoseInstance:
+    """One person (or animal, hand) in original-image pixels.
+
+    Attributes:
+        box_xywh: the box the crop was made from, ``[4]``.
+        box_score: detector score of the box.
+        keypoints: ``[K, 3]`` = x, y, score.
+        score: instance score (mean keypoint score above ``vis_thr`` times the box score).
+        center: crop centre ``[2]``; scale: crop scale ``[2]`` (units of 200 px).
+        track_id: persistent id across video frames (None for images).
+    """
+
+    box_xywh: np.ndarray
+    box_score: float
+    keypoints: np.ndarray
+    score: float
+    center: np.ndarray
+    scale: np.ndarray
+    track_id: int | None = None
+
+    @property
+    def area(self) -> float:
+        """Area of the padded, aspect-fixed crop box (the official OKS-NMS area)."""
+        return float(np.prod(self.scale * 200.0))
+
+    def to_coco(self, image_id: int | str, category_id: int = 1) -> dict[str, Any]:
+        """COCO keypoint results entry."""
+        d = {"image_id": image_id, "category_id": category_id,
+             "bbox": [round(float(v), 2) for v in self.box_xywh],
+             "score": float(self.score),
+             "keypoints": [round(float(v), 3) for v in self.keypoints.reshape(-1)]}
+        if self.track_id is not None:
+            d["track_id"] = int(self.track_id)
+        return d
+
+
+@dataclass
+class PoseResult:
+    """All instances of one image (or video frame)."""
+
+    source: str
+    image_id: int | str
+    image_hw: tuple[int, int]
+    dataset: str
+    instances: list[PoseInstance] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        """``[N, K, 3]`` (x, y, score) of all instances."""
+        if not self.instances:
+            return np.zeros((0, 0, 3), np.float32)
+        return np.stack([i.keypoints for i in self.instances])
+
+    def to_coco(self, category_id: int = 1) -> list[dict[str, Any]]:
+        return [i.to_coco(self.image_id, category_id) for i in self.instances]
+
+
+@dataclass
+class _Batch:
+    """Crops of several images waiting for one model call."""
+
+    tensors: list[torch.Tensor] = field(default_factory=list)
+    centers: list[np.ndarray] = field(default_factory=list)
+    scales: list[np.ndarray] = field(default_factory=list)
+    owners: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (result index, boxes)
+
+    @property
+    def size(self) -> int:
+        return sum(len(t) for t in self.tensors)
+
+
+class PoseEstimator:
+    """Top-down pose estimation with a ViTPose model.
+
+    ``estimator(image, boxes)`` returns a `PoseResult`; ``estimator.predict_many(items)`` batches
+    crops across images. Images are RGB ``uint8 [H, W, 3]`` arrays or file paths; boxes are
+    ``[N, 4]`` ``x, y, w, h`` or ``[N, 5]`` with a score, in original-image pixels (None = the
+    whole image).
+
+    Args:
+        model: a `ViTPose` (weights loaded).
+        dataset: which dataset's keypoints to predict (head and ViTPose+ expert); default the
+            model's first dataset.
+        settings: `TestSettings`; default the dataset's official regime.
+        meta: keypoint metadata (flip pairs, sigmas); default from the registry by dataset name.
+        device: where to run; default the model's device.
+        batch_size: crops per model call (a flip test doubles the work, not the batch).
+        dtype: ``torch.float32`` (default), ``torch.bfloat16`` or ``torch.float16`` autocast.
+    """
+
+    def __init__(self, model: ViTPose, dataset: str | int | None = None,
+                 settings: TestSettings | None = None, meta: DatasetMeta | None = None,
+                 device: str | torch.device | None = None, batch_size: int = 32,
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.model = model.eval()
+        if device is not None:
+            self.model.to(device)
+        self.device = next(model.parameters()).device
+        index = model.dataset_index_of(dataset if dataset is not None else 0)
+        self.dataset_index = index
+        self.dataset = model.datasets[index]
+        self.head = model.head_for(index)
+        self.meta = meta if meta is not None else get_dataset_meta(self.dataset)
+        if self.meta.num_keypoints != self.head.out_channels:
+            raise ValueError(f"dataset '{self.meta.name}' has {self.meta.num_keypoints} keypoints "
+                             f"but the model head predicts {self.head.out_channels}; pass the "
+                             "right dataset or metadata")
+        self.settings = settings or TestSettings.for_dataset(self.dataset)
+        self.batch_size = int(batch_size)
+        self.dtype = dtype
+        h, w = model.input_size
+        self.input_size_wh = (w, h)
+        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
+        self._flip_pairs = np.asarray(self.meta.flip_pairs, dtype=np.int64).reshape(-1, 2)
+
+    @classmethod
+    def from_pretrained(cls, model: str = "vitpose-b-simple", weights: str | None = None,
+                        dataset: str | None = None, device: str = "cpu", **kw: Any
+                        ) -> "PoseEstimator":
+        """Load released (or given) weights and wrap them; see `vitpose.load_model`."""
+        from ..hub import load_model
+        return cls(load_model(model, weights=weights, device=device, dataset=dataset),
+                   dataset=dataset, **kw)
+
+    def with_settings(self, **changes: Any) -> "PoseEstimator":
+        """A copy sharing the model, with `TestSettings` fields changed."""
+        other = object.__new__(PoseEstimator)
+        other.__dict__.update(self.__dict__)
+        other.settings = dataclasses.replace(self.settings, **changes)
+        return other
+
+    # -- the one test-time path ---------------------------------------------------------------
+    def to_tensor(self, crops: np.ndarray) -> torch.Tensor:
+        """uint8 RGB crops ``[N, H, W, 3]`` -> normalised float ``[N, 3, H, W]`` on the device."""
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
+        x = x.permute(0, 3, 1, 2).float()
+        return (x - self._mean) / self._std
+
+    @torch.inference_mode()
+    def forward_heatmaps(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Model heatmaps ``[N, K, h, w]`` (float32) with the flip test if enabled, in chunks."""
+        outs = []
+        autocast = self.dtype != torch.float32
+        for start in range(0, len(inputs), self.batch_size):
+            x = inputs[start:start + self.batch_size]
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
+                feats = self.model.forward_features(x, self.dataset_index)
+                hm = self.head(feats).float()
+                if self.settings.flip_test:
+                    feats_f = self.model.forward_features(x.flip(3), self.dataset_index)
+                    hm_f = flip_back_heatmaps_torch(self.head(feats_f).float(), self._flip_pairs,
+                                                    shift=self.settings.shift_heatmap)
+                    hm = (hm + hm_f) * 0.5
+            outs.append(hm)
+        if not outs:
+            h, w = self.model.cfg.heatmap_size
+            return torch.zeros((0, self.head.out_channels, h, w), device=self.device)
+        return torch.cat(outs)
+
+    def predict_crops(self, inputs: torch.Tensor, centers: np.ndarray, scales: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised crops -> keypoints in image pixels.
+
+        Args:
+            inputs: ``[N, 3, H, W]`` normalised crops (see `to_tensor`).
+            centers: ``[N, 2]`` crop centres in image pixels.
+            scales: ``[N, 2]`` crop scales (units of 200 px).
+
+        Returns:
+            ``coords`` float32 ``[N, K, 2]`` in image pixels and ``scores`` float32 ``[N, K]``.
+        """
+        heatmaps = self.forward_heatmaps(inputs).cpu().numpy()
+        if len(heatmaps) == 0:
+            k = self.head.out_channels
+            return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
+        return decode_heatmaps(heatmaps, np.asarray(centers), np.asarray(scales),
+                               mode=self.settings.decode, kernel=self.settings.kernel)
+
+    def crops(self, image: np.ndarray, boxes_xywh: np.ndarray
+              ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """Crops of `boxes_xywh` from `image`: normalised tensor, centres and scales."""
+        center, scale = box_xywh_to_center_scale(boxes_xywh[:, :4], self.input_size_wh,
+                                                 self.settings.padding)
+        crops, _ = crop_boxes(image, center, scale, self.input_size_wh, self.settings.use_udp)
+        return self.to_tensor(crops), center, scale
+
+    # -- images -------------------------------------------------------------------------------
+    def _load(self, image: np.ndarray | str | os.PathLike) -> tuple[np.ndarray, str]:
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise InputError(f"images must be RGB uint8 [H, W, 3] arrays, got {image.dtype} "
+                                 f"{image.shape}")
+            return image, "<array>"
+        return read_image(image), os.fspath(image)
+
+    def __call__(self, image: np.ndarray | str | os.PathLike, boxes: Any = None,
+                 image_id: int | str | None = None) -> PoseResult:
+        """Poses of one image; see `predict_many`."""
+        return next(iter(self.predict_many([(image, boxes, image_id)])))
+
+    def predict_many(self, items: Iterable[tuple[Any, Any, int | str | None]]
+                     ) -> Iterator[PoseResult]:
+        """Poses for many images, crops batched across images; results in input order.
+
+        Args:
+            items: ``(image, boxes, image_id)`` triples; ``image`` is an RGB array or a path,
+                ``boxes`` ``[N, 4|5]`` xywh(+score) or None for the whole image, ``image_id``
+                defaults to the file name.
+
+        Yields:
+            one `PoseResult` per item, as soon as its crops have been through the model.
+        """
+        pending: list[PoseResult] = []
+        batch = _Batch()
+        for image, boxes, image_id in items:
+            array, source = self._load(image)
+            hw = array.shape[:2]
+            if boxes is None:
+                boxes = np.array([[0, 0, hw[1], hw[0], 1.0]], np.float32)
+            kept, warnings = sanitize_boxes(boxes, hw, source=os.path.basename(source))
+            for w in warnings:
+                log.warning(w)
+            result = PoseResult(source, image_id if image_id is not None else
+                                os.path.basename(source), hw, self.dataset, warnings=warnings)
+            pending.append(result)
+            if len(kept):
+                x, c, s = self.crops(array, kept)
+                batch.tensors.append(x)
+                batch.centers.append(c)
+                batch.scales.append(s)
+                batch.owners.append((len(pending) - 1, kept))
+            if batch.size >= self.batch_size:
+                self._run(batch, pending)
+                batch = _Batch()
+                yield from pending
+                pending = []
+        if batch.size:
+            self._run(batch, pending)
+        yield from pending
+
+    def _run(self, batch: _Batch, results: list[PoseResult]) -> None:
+        coords, scores = self.predict_crops(torch.cat(batch.tensors), np.concatenate(batch.centers),
+                                            np.concatenate(batch.scales))
+        start = 0
+        for (owner, boxes), c, s in zip(batch.owners, batch.centers, batch.scales):
+            n = len(boxes)
+            self._fill(results[owner], boxes, coords[start:start + n], scores[start:start + n], c, s)
+            start += n
+
+    def _fill(self, result: PoseResult, boxes: np.ndarray, coords: np.ndarray,
+              scores: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> None:
+        inst_scores = rescore_instances(scores, boxes[:, 4], self.settings.vis_thr)
+        keypoints = np.concatenate([coords, scores[..., None]], -1).astype(np.float32)
+        order = np.arange(len(boxes))
+        if self.settings.nms_thr is not None and len(boxes) > 1:
+            areas = np.prod(scales * 200.0, axis=1)
+            order = np.asarray(oks_nms(keypoints, inst_scores, areas, self.meta.sigmas,
+                                       self.settings.nms_thr), dtype=np.int64)
+        result.instances = [
+            PoseInstance(boxes[i, :4].copy(), float(boxes[i, 4]), keypoints[i],
+                         float(inst_scores[i]), centers[i], scales[i]) for i in order]
+
