@@ -1,0 +1,667 @@
+"""Video input/output, pose tracking and temporal smoothing.
+
+* `VideoReader` opens a video file, stream URL or webcam and yields RGB frames.
+* `VideoWriter` writes RGB frames to an mp4 (H.264 ``avc1`` when this OpenCV build can encode
+  it, otherwise MPEG-4 Part 2 ``mp4v``) and checks the result can be read back.
+* `PoseTracker` gives pose instances persistent integer ids across frames by greedy matching on
+  OKS (object keypoint similarity) or box IoU.
+* `OneEuroFilter` / `PoseSmoother` reduce keypoint jitter with the One-Euro filter (Casiez et al.,
+  CHI 2012), vectorised over keypoints, one filter state per track.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from vitpose.errors import InputError
+
+__all__ = [
+    "OneEuroFilter",
+    "PoseSmoother",
+    "PoseTracker",
+    "Track",
+    "VideoReader",
+    "VideoWriter",
+    "iou_matrix",
+    "keypoint_boxes_xyxy",
+    "oks_matrix",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FPS = 30.0
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _quiet_native_logs(redirect_stderr: bool = True) -> Iterator[None]:
+    """Silences OpenCV's log lines and, optionally, FFmpeg's (written straight to fd 2).
+
+    Used around short native calls whose failure we turn into our own `InputError` message.
+    """
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    old_level = None
+    if log is not None and hasattr(log, "getLogLevel"):
+        with contextlib.suppress(Exception):
+            old_level = log.getLogLevel()
+            log.setLogLevel(log.LOG_LEVEL_SILENT)
+    saved = None
+    if redirect_stderr:
+        try:
+            saved = os.dup(2)
+            with open(os.devnull, "wb") as devnull:
+                os.dup2(devnull.fileno(), 2)
+        except OSError:
+            saved = None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+        if old_level is not None:
+            with contextlib.suppress(Exception):
+                log.setLogLevel(old_level)
+
+
+class VideoReader:
+    """Frames of a video file, stream URL or webcam, as RGB arrays.
+
+    The file is opened and its first frame decoded in the constructor, so an unreadable file
+    fails early. Iterating again over a file restarts it from the beginning; a webcam or stream
+    continues where it is.
+
+    Args:
+        source: a video file path, a stream URL, or a webcam index (``0`` or ``"0"``).
+
+    Attributes:
+        fps: frames per second reported by the container (``DEFAULT_FPS`` when unknown).
+        fps_known: False when the container did not report a usable frame rate.
+        frame_count: number of frames the container reports (an estimate for some formats), or
+            None for webcams, streams and containers that do not say.
+        size_hw: frame size ``(H, W)``.
+
+    Raises:
+        InputError: the file is missing, cannot be opened, or no frame can be decoded.
+    """
+
+    def __init__(self, source: str | os.PathLike[str] | int) -> None:
+        if isinstance(source, str) and source.strip().isdigit() and not Path(source).exists():
+            source = int(source.strip())
+        self.is_camera = isinstance(source, int)
+        if self.is_camera:
+            self.source: str | int = int(source)
+            self.name = f"webcam {source}"
+        else:
+            text = os.fspath(source)
+            self.source = text
+            self.name = text
+            is_url = "://" in text
+            if not is_url and not Path(text).is_file():
+                raise InputError(f"video file not found: {text}")
+        self._cap: cv2.VideoCapture | None = None
+        self._first: np.ndarray | None = None
+        self._open()
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS)) if self._cap is not None else 0.0
+        self.fps_known = math.isfinite(fps) and 0.0 < fps < 1000.0
+        self.fps = fps if self.fps_known else DEFAULT_FPS
+        count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT) if self._cap is not None else 0
+        has_count = not self.is_camera and math.isfinite(count) and count > 0
+        self.frame_count: int | None = round(count) if has_count else None
+        assert self._first is not None
+        self.size_hw: tuple[int, int] = (int(self._first.shape[0]), int(self._first.shape[1]))
+
+    def _open(self) -> None:
+        with _quiet_native_logs(redirect_stderr=False):
+            cap = cv2.VideoCapture(self.source)
+        if not cap.isOpened():
+            cap.release()
+            what = "webcam" if self.is_camera else "video"
+            raise InputError(
+                f"cannot open {what} {self.source!r} (missing device, corrupt file or a codec "
+                "this OpenCV build cannot decode)"
+            )
+        ok, frame = cap.read()
+        if not ok or frame is None or frame.size == 0:
+            cap.release()
+            raise InputError(f"cannot decode any frame from {self.name} (corrupt or empty video)")
+        self._cap = cap
+        self._first = frame
+        self._consumed = False
+
+    @staticmethod
+    def _to_rgb(frame: np.ndarray) -> np.ndarray:
+        if frame.ndim == 2:
+            return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+        if frame.shape[2] == 4:
+            return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Yields ``(H, W, 3)`` uint8 RGB frames until the end of the video."""
+        if self._cap is None or (self._consumed and not self.is_camera):
+            self.close()
+            self._open()
+        self._consumed = True
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield self._to_rgb(first)
+        while self._cap is not None:
+            ok, frame = self._cap.read()
+            if not ok or frame is None:
+                break
+            yield self._to_rgb(frame)
+
+    def close(self) -> None:
+        """Releases the capture device / file."""
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+class VideoWriter:
+    """Writes RGB frames to a video file (mp4 by default).
+
+    Encoders are tried in order (default: H.264 ``avc1``, which most pip builds of OpenCV cannot
+    encode, then ``mp4v``); the first that opens is used and `codec` says which. The output
+    size is fixed by the first frame (or ``size_hw``) and rounded **up** to even numbers, because
+    these encoders need even sizes: odd frames are padded by repeating the last row/column.
+    `close` checks that the file opens again and reports the number of frames written.
+
+    Args:
+        path: output file (parent folders are created).
+        fps: frame rate to store.
+        size_hw: frame size ``(H, W)``; None = size of the first frame.
+        codecs: FourCC codes to try, in order.
+
+    Raises:
+        InputError: no encoder could open the file, a frame has the wrong size, or the written
+            file does not read back with the expected frame count.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fps: float,
+        size_hw: tuple[int, int] | None = None,
+        codecs: Sequence[str] = ("avc1", "mp4v"),
+    ) -> None:
+        self.path = Path(path)
+        if not (math.isfinite(fps) and fps > 0):
+            raise InputError(f"invalid frame rate {fps!r} for {self.path}")
+        self.fps = float(fps)
+        self.codecs = tuple(codecs)
+        self.codec: str | None = None
+        self.frames_written = 0
+        self.input_hw: tuple[int, int] | None = None
+        self.size_hw: tuple[int, int] | None = None
+        self._writer: cv2.VideoWriter | None = None
+        if size_hw is not None:
+            self._open((int(size_hw[0]), int(size_hw[1])))
+
+    def _open(self, hw: tuple[int, int]) -> None:
+        h, w = hw
+        if h <= 0 or w <= 0:
+            raise InputError(f"invalid video frame size {hw} for {self.path}")
+        self.input_hw = (h, w)
+        self.size_hw = (h + (h & 1), w + (w & 1))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tried = []
+        for code in self.codecs:
+            fourcc = cv2.VideoWriter_fourcc(*code)
+            with _quiet_native_logs():
+                writer = cv2.VideoWriter(
+                    str(self.path), fourcc, self.fps, (self.size_hw[1], self.size_hw[0])
+                )
+            if writer.isOpened():
+                self._writer = writer
+                self.codec = code
+                logger.debug("writing %s with codec %s", self.path, code)
+                return
+            writer.release()
+            tried.append(code)
+            logger.debug("codec %s is not available for %s", code, self.path)
+        with contextlib.suppress(OSError):
+            if self.path.exists() and self.path.stat().st_size == 0:
+                self.path.unlink()
+        raise InputError(
+            f"cannot write video {self.path}: none of the codecs {tried} could be opened by this "
+            "OpenCV build (check the folder is writable and the extension is .mp4 or .avi)"
+        )
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        """Appends one frame.
+
+        Args:
+            frame_rgb: ``(H, W, 3)`` uint8 RGB frame of the size of the first frame.
+        """
+        if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3:
+            raise InputError(f"video frames must be (H, W, 3) RGB, got {frame_rgb.shape}")
+        hw = (int(frame_rgb.shape[0]), int(frame_rgb.shape[1]))
+        if self._writer is None:
+            if self.codec is not None:
+                raise InputError(f"video writer for {self.path} is already closed")
+            self._open(hw)
+        if hw != self.input_hw:
+            raise InputError(
+                f"frame size {hw} differs from the video size {self.input_hw} of {self.path}"
+            )
+        assert self.size_hw is not None and self._writer is not None
+        bgr = cv2.cvtColor(np.ascontiguousarray(frame_rgb, dtype=np.uint8), cv2.COLOR_RGB2BGR)
+        pad_h, pad_w = self.size_hw[0] - hw[0], self.size_hw[1] - hw[1]
+        if pad_h or pad_w:
+            bgr = cv2.copyMakeBorder(bgr, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
+        self._writer.write(bgr)
+        self.frames_written += 1
+
+    def close(self, verify: bool = True) -> None:
+        """Finishes the file.
+
+        Args:
+            verify: reopen the file and check it reports ``frames_written`` frames.
+
+        Raises:
+            InputError: ``verify`` is set and the file cannot be read back correctly.
+        """
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        if not verify or self.frames_written == 0:
+            return
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            if not cap.isOpened():
+                raise InputError(f"the written video {self.path} cannot be opened again")
+            count = round(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        finally:
+            cap.release()
+        if count > 0 and count != self.frames_written:
+            raise InputError(
+                f"the written video {self.path} holds {count} frames, expected "
+                f"{self.frames_written}"
+            )
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(verify=exc_type is None)
+
+
+# --------------------------------------------------------------------------------------------
+# Tracking
+# --------------------------------------------------------------------------------------------
+
+
+def keypoint_boxes_xyxy(
+    keypoints: np.ndarray, scores: np.ndarray, kpt_thr: float = 0.3
+) -> np.ndarray:
+    """Tight boxes around each instance's confident keypoints.
+
+    Args:
+        keypoints: ``(N, K, 2)`` ``x, y`` in image pixels.
+        scores: ``(N, K)`` confidences.
+        kpt_thr: keypoints below this score are ignored (all are used if none passes).
+
+    Returns:
+        ``(N, 4)`` float64 ``x1, y1, x2, y2`` in image pixels.
+    """
+    kpts = np.asarray(keypoints, dtype=np.float64)
+    conf = np.asarray(scores, dtype=np.float64)
+    out = np.zeros((kpts.shape[0], 4), dtype=np.float64)
+    for i in range(kpts.shape[0]):
+        ok = (conf[i] >= kpt_thr) & np.isfinite(kpts[i]).all(axis=1)
+        if not ok.any():
+            ok = np.isfinite(kpts[i]).all(axis=1)
+        if ok.any():
+            pts = kpts[i][ok]
+            out[i] = [pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()]
+    return out
+
+
+def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU.
+
+    Args:
+        boxes_a: ``(N, 4)`` ``x1, y1, x2, y2``.
+        boxes_b: ``(M, 4)`` ``x1, y1, x2, y2``.
+
+    Returns:
+        ``(N, M)`` IoU in ``[0, 1]``.
+    """
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    iw, ih = np.clip(hi - lo, 0, None).transpose(2, 0, 1)
+    inter = iw * ih
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def oks_matrix(
+    kpts_a: np.ndarray,
+    vis_a: np.ndarray,
+    kpts_b: np.ndarray,
+    vis_b: np.ndarray,
+    areas_b: np.ndarray,
+    sigmas: np.ndarray,
+) -> np.ndarray:
+    """Pairwise object keypoint similarity (COCO formula), using keypoints visible in both.
+
+    Args:
+        kpts_a: ``(N, K, 2)`` keypoints in image pixels.
+        vis_a: ``(N, K)`` bool, keypoint usable.
+        kpts_b: ``(M, K, 2)`` reference keypoints in image pixels.
+        vis_b: ``(M, K)`` bool.
+        areas_b: ``(M,)`` object areas in pixels² (the scale of each reference instance).
+        sigmas: ``(K,)`` per-keypoint falloff constants (COCO sigmas).
+
+    Returns:
+        ``(N, M)`` OKS in ``[0, 1]`` (0 where no keypoint is visible in both).
+    """
+    a = np.asarray(kpts_a, dtype=np.float64)
+    b = np.asarray(kpts_b, dtype=np.float64)
+    var = (2.0 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    d2 = ((a[:, None] - b[None]) ** 2).sum(axis=-1)  # (N, M, K)
+    area = np.maximum(np.asarray(areas_b, dtype=np.float64), 1.0)[None, :, None]
+    e = d2 / (2.0 * var[None, None] * area)
+    both = np.asarray(vis_a, bool)[:, None] & np.asarray(vis_b, bool)[None]
+    with np.errstate(invalid="ignore"):
+        sim = np.where(both, np.exp(-np.nan_to_num(e, nan=np.inf)), 0.0)
+    count = both.sum(axis=-1)
+    return np.where(count > 0, sim.sum(axis=-1) / np.maximum(count, 1), 0.0)
+
+
+@dataclass(eq=False)
+class Track:
+    """State of one tracked instance.
+
+    Attributes:
+        track_id: persistent integer id (never reused).
+        keypoints: ``(K, 2)`` last matched keypoints, image pixels.
+        scores: ``(K,)`` their confidences.
+        box_xyxy: ``(4,)`` last box, image pixels.
+        missed: consecutive frames without a match.
+        hits: frames with a match so far.
+    """
+
+    track_id: int
+    keypoints: np.ndarray
+    scores: np.ndarray
+    box_xyxy: np.ndarray
+    missed: int = 0
+    hits: int = 1
+
+
+@dataclass(eq=False)
+class PoseTracker:
+    """Greedy frame-to-frame association of pose instances.
+
+    Every frame, the similarity between each new instance and each live track is computed
+    (OKS over keypoints confident in both, with the track's box area as scale; or box IoU); pairs
+    are taken greedily from the most similar down while above ``threshold``. Unmatched instances
+    start new tracks with fresh ids; tracks unmatched for more than ``max_missed`` consecutive
+    frames are dropped.
+
+    Args:
+        metric: ``"oks"`` (needs ``sigmas``) or ``"iou"``.
+        threshold: minimum similarity for a match.
+        sigmas: ``(K,)`` OKS sigmas of the keypoint layout (e.g. the COCO ones).
+        max_missed: frames a track survives without a match.
+        kpt_thr: keypoints below this score are ignored by OKS and keypoint boxes.
+    """
+
+    metric: Literal["oks", "iou"] = "oks"
+    threshold: float = 0.3
+    sigmas: np.ndarray | Sequence[float] | None = None
+    max_missed: int = 10
+    kpt_thr: float = 0.3
+    tracks: list[Track] = field(default_factory=list, init=False)
+    _next_id: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.metric not in ("oks", "iou"):
+            raise ValueError(f"metric must be 'oks' or 'iou', got {self.metric!r}")
+        if self.metric == "oks" and self.sigmas is None:
+            raise ValueError("OKS tracking needs the per-keypoint sigmas of the dataset")
+        if self.sigmas is not None:
+            self.sigmas = np.asarray(self.sigmas, dtype=np.float64).reshape(-1)
+
+    def reset(self) -> None:
+        """Forgets all tracks (ids keep increasing)."""
+        self.tracks = []
+
+    def update(
+        self,
+        keypoints: np.ndarray,
+        scores: np.ndarray,
+        boxes_xyxy: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Assigns track ids to this frame's instances.
+
+        Args:
+            keypoints: ``(N, K, 2)`` ``x, y`` in image pixels.
+            scores: ``(N, K)`` keypoint confidences.
+            boxes_xyxy: optional ``(N, 4+)`` boxes ``x1, y1, x2, y2`` in image pixels; by default
+                the boxes around the confident keypoints.
+
+        Returns:
+            ``(N,)`` int64 track ids, in the order of the instances.
+        """
+        kpts = np.asarray(keypoints, dtype=np.float64)
+        if kpts.size == 0:
+            kpts = kpts.reshape(0, 0 if self.sigmas is None else len(self.sigmas), 2)
+        conf = np.asarray(scores, dtype=np.float64).reshape(kpts.shape[:2])
+        n, k = kpts.shape[:2]
+        if self.metric == "oks" and self.sigmas is not None and n and k != len(self.sigmas):
+            raise ValueError(f"{k} keypoints but {len(self.sigmas)} OKS sigmas")
+        if boxes_xyxy is None:
+            boxes = keypoint_boxes_xyxy(kpts, conf, self.kpt_thr)
+        else:
+            boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(n, -1)[:, :4]
+        vis = (conf >= self.kpt_thr) & np.isfinite(kpts).all(axis=2)
+
+        ids = np.full((n,), -1, dtype=np.int64)
+        if n and self.tracks:
+            if self.metric == "oks":
+                t_kpts = np.stack([t.keypoints for t in self.tracks])
+                t_vis = np.stack([(t.scores >= self.kpt_thr) for t in self.tracks])
+                t_vis &= np.isfinite(t_kpts).all(axis=2)
+                t_box = np.stack([t.box_xyxy for t in self.tracks])
+                areas = (t_box[:, 2] - t_box[:, 0]) * (t_box[:, 3] - t_box[:, 1])
+                sim = oks_matrix(kpts, vis, t_kpts, t_vis, areas, np.asarray(self.sigmas))
+            else:
+                sim = iou_matrix(boxes, np.stack([t.box_xyxy for t in self.tracks]))
+            order = np.argsort(-sim, axis=None, kind="stable")
+            used_tracks: set[int] = set()
+            for flat in order:
+                i, j = divmod(int(flat), sim.shape[1])
+                if sim[i, j] < self.threshold:
+                    break
+                if ids[i] >= 0 or j in used_tracks:
+                    continue
+                track = self.tracks[j]
+                ids[i] = track.track_id
+                used_tracks.add(j)
+                track.keypoints, track.scores, track.box_xyxy = kpts[i], conf[i], boxes[i]
+                track.missed = 0
+                track.hits += 1
+            for j, track in enumerate(self.tracks):
+                if j not in used_tracks:
+                    track.missed += 1
+        else:
+            for track in self.tracks:
+                track.missed += 1
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        for i in np.nonzero(ids < 0)[0]:
+            ids[i] = self._next_id
+            self.tracks.append(Track(self._next_id, kpts[i], conf[i], boxes[i]))
+            self._next_id += 1
+        return ids
+
+
+# --------------------------------------------------------------------------------------------
+# Smoothing
+# --------------------------------------------------------------------------------------------
+
+
+def _alpha(dt: float, cutoff: np.ndarray | float) -> np.ndarray | float:
+    tau = 1.0 / (2.0 * math.pi * np.asarray(cutoff))
+    return 1.0 / (1.0 + tau / dt)
+
+
+class OneEuroFilter:
+    """One-Euro low-pass filter for an array signal, every element filtered independently.
+
+    The cutoff frequency grows with the (filtered) speed of each element:
+    ``cutoff = min_cutoff + beta * |dx/dt|``, so slow movements are smoothed strongly (less
+    jitter) and fast ones lightly (less lag). Units follow the signal: for pixel coordinates and
+    time in seconds, ``beta`` is in 1/pixel.
+
+    Non-finite input elements are passed through and do not change the filter state.
+
+    Args:
+        min_cutoff: cutoff frequency at rest (Hz); lower = smoother.
+        beta: speed coefficient; higher = less lag on fast motion.
+        d_cutoff: cutoff frequency (Hz) used to smooth the speed estimate.
+    """
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.01, d_cutoff: float = 1.0) -> None:
+        if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
+            raise ValueError("min_cutoff and d_cutoff must be > 0 and beta >= 0")
+        self.min_cutoff = float(min_cutoff)
+        self.beta = float(beta)
+        self.d_cutoff = float(d_cutoff)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets the signal history."""
+        self._x: np.ndarray | None = None
+        self._dx: np.ndarray | None = None
+        self._t: float | None = None
+
+    def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
+        """Filters one sample.
+
+        Args:
+            x: the sample, any shape (e.g. ``(K, 2)`` keypoints); a shape change restarts.
+            t: its time in seconds (e.g. ``frame_index / fps``), increasing between calls.
+
+        Returns:
+            The filtered sample, float64, same shape as ``x``.
+
+        Raises:
+            ValueError: ``t`` is not after the previous sample's time.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        finite = np.isfinite(x)
+        if self._x is None or self._x.shape != x.shape or self._t is None:
+            self._x = np.where(finite, x, np.nan)
+            self._dx = np.zeros_like(x)
+            self._t = float(t)
+            return x.copy()
+        dt = float(t) - self._t
+        if not dt > 0:
+            raise ValueError(f"time must increase between samples (got {t} after {self._t})")
+        prev = self._x
+        fresh = finite & ~np.isfinite(prev)  # first valid value of an element: take it as is
+        dx = np.where(finite & ~fresh, (x - np.nan_to_num(prev)) / dt, 0.0)
+        a_d = _alpha(dt, self.d_cutoff)
+        assert self._dx is not None
+        dx_hat = np.where(finite & ~fresh, a_d * dx + (1.0 - a_d) * self._dx, self._dx)
+        a = _alpha(dt, self.min_cutoff + self.beta * np.abs(dx_hat))
+        x_hat = np.where(fresh, x, a * x + (1.0 - a) * np.nan_to_num(prev))
+        out = np.where(finite, x_hat, x)
+        self._x = np.where(finite, x_hat, prev)
+        self._dx = np.where(fresh, 0.0, dx_hat)
+        self._t = float(t)
+        return out
+
+
+class PoseSmoother:
+    """One `OneEuroFilter` per track id for ``(K, 2)`` keypoints.
+
+    Args:
+        fps: frame rate used to turn frame indices into seconds.
+        min_cutoff: see `OneEuroFilter`.
+        beta: see `OneEuroFilter`.
+        d_cutoff: see `OneEuroFilter`.
+        max_missed: a track's filter is dropped after this many frames without it.
+    """
+
+    def __init__(
+        self,
+        fps: float,
+        min_cutoff: float = 1.0,
+        beta: float = 0.01,
+        d_cutoff: float = 1.0,
+        max_missed: int = 10,
+    ) -> None:
+        if not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.fps = float(fps)
+        self.params = (float(min_cutoff), float(beta), float(d_cutoff))
+        self.max_missed = int(max_missed)
+        self._filters: dict[int, OneEuroFilter] = {}
+        self._last_seen: dict[int, int] = {}
+
+    def __call__(
+        self, track_ids: Sequence[int] | np.ndarray, keypoints: np.ndarray, frame_index: int
+    ) -> np.ndarray:
+        """Smooths this frame's keypoints.
+
+        Args:
+            track_ids: ``(N,)`` ids from `PoseTracker.update`.
+            keypoints: ``(N, K, 2)`` ``x, y`` in image pixels.
+            frame_index: index of the frame in the video (time = ``frame_index / fps``).
+
+        Returns:
+            ``(N, K, 2)`` float64 smoothed keypoints.
+        """
+        kpts = np.asarray(keypoints, dtype=np.float64)
+        out = kpts.copy()
+        t = frame_index / self.fps
+        for i, tid in enumerate(np.asarray(track_ids).reshape(-1).tolist()):
+            filt = self._filters.get(tid)
+            if filt is None:
+                filt = self._filters[tid] = OneEuroFilter(*self.params)
+            out[i] = filt(kpts[i], t)
+            self._last_seen[tid] = frame_index
+        stale = [tid for tid, f in self._last_seen.items() if frame_index - f > self.max_missed]
+        for tid in stale:
+            self._filters.pop(tid, None)
+            self._last_seen.pop(tid, None)
+        return out

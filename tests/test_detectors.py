@@ -1,0 +1,342 @@
+"""Tests for vitpose.inference.detectors: box files, sanitising, HOG and transformers detectors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vitpose.errors import DownloadError, InputError
+from vitpose.inference import detectors as det
+from vitpose.inference.detectors import (
+    HOGPersonDetector,
+    WholeImageDetector,
+    build_detector,
+    decode_detr_outputs,
+    find_boxes,
+    load_box_mapping,
+    load_coco_detections,
+    nms_boxes,
+    sanitize_boxes,
+    whole_image_box,
+)
+
+HAS_HOG = hasattr(cv2, "HOGDescriptor")
+
+
+def _iou_xywh(a: np.ndarray, b: np.ndarray) -> float:
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
+    ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+# ------------------------------------------------------------------ box helpers
+
+
+def test_whole_image_box() -> None:
+    b = whole_image_box((480, 640))
+    assert b.dtype == np.float32 and b.tolist() == [[0, 0, 640, 480, 1]]
+    assert WholeImageDetector()(np.zeros((10, 20, 3), np.uint8)).tolist() == [[0, 0, 20, 10, 1]]
+
+
+def test_sanitize_boxes_clips_and_drops() -> None:
+    boxes = np.array(
+        [
+            [10, 10, 50, 80, 0.9],  # fine
+            [-20, 5, 50, 40, 0.8],  # clipped on the left
+            [90, 90, 50, 50, 0.7],  # clipped right/bottom
+            [0, 0, 0, 10, 0.9],  # zero width
+            [5, 5, -3, 10, 0.9],  # negative width
+            [np.nan, 1, 2, 3, 0.9],  # NaN
+            [300, 300, 10, 10, 0.9],  # fully outside
+            [10, 10, 20, 20, np.inf],  # infinite score
+            [99.5, 10, 20, 20, 0.5],  # 0.5 px wide after clipping
+        ],
+        dtype=np.float64,
+    )
+    kept, warnings = sanitize_boxes(boxes, (100, 100), source="img.jpg")
+    assert kept.dtype == np.float32 and kept.shape == (3, 5)
+    np.testing.assert_allclose(kept[0], [10, 10, 50, 80, 0.9], rtol=1e-6)
+    np.testing.assert_allclose(kept[1], [0, 5, 30, 40, 0.8], rtol=1e-6)
+    np.testing.assert_allclose(kept[2], [90, 90, 10, 10, 0.7], rtol=1e-6)
+    text = "\n".join(warnings)
+    assert "img.jpg" in text
+    assert "NaN" in text and "negative" in text and "outside" in text and "clipped 2" in text
+    assert "smaller than" in text
+
+
+def test_sanitize_boxes_accepts_four_columns_and_empty() -> None:
+    kept, warnings = sanitize_boxes([[1, 2, 3, 4]], (10, 10))
+    assert kept.tolist() == [[1, 2, 3, 4, 1]] and warnings == []
+    empty, warnings = sanitize_boxes(np.zeros((0, 5)), (10, 10))
+    assert empty.shape == (0, 5) and warnings == []
+    with pytest.raises(InputError, match="shape"):
+        sanitize_boxes(np.zeros((2, 3)), (10, 10))
+
+
+def test_nms_keeps_best_of_overlapping() -> None:
+    boxes = np.array([[0, 0, 10, 10, 0.5], [1, 1, 10, 10, 0.9], [50, 50, 10, 10, 0.3]])
+    assert nms_boxes(boxes, 0.5).tolist() == [1, 2]
+    assert nms_boxes(boxes, 0.99).tolist() == [1, 0, 2]
+    assert nms_boxes(np.zeros((0, 5)), 0.5).shape == (0,)
+
+
+# ------------------------------------------------------------------ detection files
+
+
+def test_load_coco_detections_by_file_name(data_dir: Path) -> None:
+    coco = data_dir / "coco"
+    det_file, gt_file = coco / "test_coco_det_AP_H_56.json", coco / "test_coco.json"
+    raw = json.loads(det_file.read_text())
+    mapping = load_coco_detections(det_file, gt_file)
+    names = {im["file_name"] for im in json.loads(gt_file.read_text())["images"]}
+    assert set(mapping) == names
+    total = sum(len(v) for v in mapping.values())
+    assert total == sum(1 for d in raw if d.get("category_id", 1) == 1)
+    for boxes in mapping.values():
+        assert boxes.dtype == np.float32 and boxes.shape[1] == 5
+        assert np.all(np.diff(boxes[:, 4]) <= 0)  # best first
+    strict = load_coco_detections(det_file, gt_file, score_thr=0.5)
+    assert 0 < sum(len(v) for v in strict.values()) < total
+    by_id = load_coco_detections(det_file)
+    assert all(isinstance(k, int) for k in by_id)
+    found = find_boxes(by_id, coco / "000000000785.jpg")
+    assert found is not None and len(found) == len(mapping["000000000785.jpg"])
+
+
+def test_load_coco_detections_errors_name_file_and_entry(tmp_path: Path) -> None:
+    p = tmp_path / "dets.json"
+    p.write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9}, {"bbox": [1]}]))
+    with pytest.raises(InputError, match=r"dets\.json entry 1"):
+        load_coco_detections(p)
+    p.write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, "a", 5], "score": 0.9}]))
+    with pytest.raises(InputError, match="entry 0"):
+        load_coco_detections(p)
+    p.write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_coco_detections(p)
+    with pytest.raises(InputError, match="not found"):
+        load_coco_detections(tmp_path / "missing.json")
+
+
+def test_load_coco_detections_category_filter(tmp_path: Path) -> None:
+    p = tmp_path / "d.json"
+    entries = [
+        {"image_id": 3, "bbox": [0, 0, 5, 5], "score": 0.9, "category_id": 1},
+        {"image_id": 3, "bbox": [0, 0, 6, 6], "score": 0.8, "category_id": 2},
+    ]
+    p.write_text(json.dumps(entries))
+    assert len(load_coco_detections(p)[3]) == 1
+    assert len(load_coco_detections(p, category_id=None)[3]) == 2
+
+
+def test_load_box_mapping(tmp_path: Path) -> None:
+    p = tmp_path / "boxes.json"
+    p.write_text(json.dumps({"a.jpg": [[1, 2, 3, 4, 0.5], [5, 6, 7, 8]], "b.jpg": []}))
+    m = load_box_mapping(p)
+    assert m["a.jpg"].tolist() == [[1, 2, 3, 4, 0.5], [5, 6, 7, 8, 1.0]]
+    assert m["b.jpg"].shape == (0, 5)
+    assert find_boxes(m, Path("some/dir/a.jpg")) is m["a.jpg"]
+    assert find_boxes(m, "c.jpg") is None
+    p.write_text(json.dumps({"a.jpg": [[1, 2, 3]]}))
+    with pytest.raises(InputError, match=r"boxes\.json \['a\.jpg'\] box 0"):
+        load_box_mapping(p)
+    p.write_text(json.dumps([[1, 2, 3, 4]]))
+    with pytest.raises(InputError, match="must hold an object"):
+        load_box_mapping(p)
+
+
+# ------------------------------------------------------------------ factory
+
+
+def test_build_detector_names() -> None:
+    assert isinstance(build_detector("none"), WholeImageDetector)
+    assert isinstance(build_detector("Whole-Image"), WholeImageDetector)
+    with pytest.raises(InputError, match="unknown detector"):
+        build_detector("yolo")
+    with pytest.raises(InputError, match="invalid options"):
+        build_detector("none", threshold=0.3)
+
+
+# ------------------------------------------------------------------ HOG
+
+
+def test_hog_missing_gives_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(det.cv2, "HOGDescriptor", raising=False)
+    monkeypatch.delattr(det.cv2, "HOGDescriptor_getDefaultPeopleDetector", raising=False)
+    with pytest.raises(DownloadError, match="HOG"):
+        HOGPersonDetector()
+
+
+@pytest.mark.skipif(not HAS_HOG, reason="this OpenCV build has no HOG detector (OpenCV 5 main)")
+def test_hog_finds_a_person_on_coco_image(data_dir: Path) -> None:
+    from vitpose.inference.io import read_image
+
+    coco = data_dir / "coco"
+    gt = json.loads((coco / "test_coco.json").read_text())
+    image_id = next(im["id"] for im in gt["images"] if im["file_name"] == "000000197388.jpg")
+    gt_boxes = [np.asarray(a["bbox"]) for a in gt["annotations"] if a["image_id"] == image_id]
+    image = read_image(coco / "000000197388.jpg")
+    boxes = build_detector("hog")(image)
+    assert boxes.dtype == np.float32 and boxes.ndim == 2 and boxes.shape[1] == 5
+    assert len(boxes) >= 1
+    best = max(_iou_xywh(b[:4], g) for b in boxes for g in gt_boxes)
+    assert best > 0.4
+    assert np.all((boxes[:, 4] > 0) & (boxes[:, 4] < 1))
+    assert len(HOGPersonDetector()(np.full((300, 200, 3), 127, np.uint8))) == 0
+
+
+@pytest.mark.skipif(not HAS_HOG, reason="this OpenCV build has no HOG detector (OpenCV 5 main)")
+def test_hog_downscales_huge_images_and_maps_back(data_dir: Path) -> None:
+    from vitpose.inference.io import read_image
+
+    image = read_image(data_dir / "coco" / "000000197388.jpg")
+    big = cv2.resize(image, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)
+    small_boxes = HOGPersonDetector()(image)
+    big_boxes = HOGPersonDetector(max_long_side=640)(big)
+    assert len(big_boxes) >= 1
+    best = max(_iou_xywh(b[:4] / 3.0, s[:4]) for b in big_boxes for s in small_boxes)
+    assert best > 0.7
+
+
+# ------------------------------------------------------------------ DETR-family decoding
+
+
+def test_decode_detr_outputs_sigmoid() -> None:
+    logits = np.full((3, 4), -10.0)
+    logits[0, 2] = 3.0  # person (id 2), confident
+    logits[1, 0] = 3.0  # other class
+    logits[2, 2] = -0.5  # person, weak
+    pred = np.array([[0.5, 0.5, 0.2, 0.4], [0.1, 0.1, 0.1, 0.1], [0.25, 0.25, 0.1, 0.1]])
+    out = decode_detr_outputs(logits, pred, (200, 100), [2], 0.5, sigmoid=True)
+    assert out.shape == (1, 5)
+    np.testing.assert_allclose(out[0, :4], [40, 60, 20, 80], rtol=1e-6)
+    np.testing.assert_allclose(out[0, 4], 1 / (1 + np.exp(-3.0)), rtol=1e-6)
+    out = decode_detr_outputs(logits, pred, (200, 100), [2], 0.3, sigmoid=True)
+    assert out.shape == (2, 5) and out[0, 4] > out[1, 4]
+
+
+def test_decode_detr_outputs_softmax_excludes_no_object() -> None:
+    logits = np.zeros((3, 4))  # 3 real classes + no-object
+    logits[0, 1] = 5.0  # person (id 1)
+    logits[1, 3] = 9.0  # no object
+    logits[1, 1] = 2.0
+    logits[2, 0] = 5.0  # another class
+    pred = np.full((3, 4), 0.5)
+    out = decode_detr_outputs(logits, pred, (10, 10), [1], 0.1, sigmoid=False)
+    assert out.shape == (1, 5)
+    np.testing.assert_allclose(out[0, :4], [2.5, 2.5, 5, 5])
+
+
+def test_preprocess_sizes() -> None:
+    fixed = det._Preprocess({"size": {"height": 640, "width": 640}, "do_normalize": False})
+    assert fixed.fixed_size and fixed.output_hw(480, 1000) == (640, 640)
+    x = fixed(np.full((48, 100, 3), 255, np.uint8))
+    assert x.shape == (3, 640, 640) and x.dtype == np.float32
+    np.testing.assert_allclose(x, 1.0, atol=1e-6)
+    keep = det._Preprocess({"size": {"shortest_edge": 800, "longest_edge": 1333}})
+    assert not keep.fixed_size
+    assert keep.output_hw(480, 640) == (800, 1067)
+    assert keep.output_hw(400, 1600) == (333, 1333)
+
+
+# ------------------------------------------------------------------ transformers detector
+
+
+@pytest.fixture(scope="module")
+def tiny_rtdetr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(0)
+    backbone = transformers.RTDetrResNetConfig(
+        embedding_size=8,
+        hidden_sizes=[8, 16, 16, 16],
+        depths=[1, 1, 1, 1],
+        layer_type="basic",
+        out_features=["stage2", "stage3", "stage4"],
+    )
+    labels = {0: "car", 1: "dog", 2: "person"}
+    config = transformers.RTDetrConfig(
+        backbone_config=backbone,
+        use_pretrained_backbone=False,
+        d_model=16,
+        encoder_hidden_dim=16,
+        encoder_in_channels=[16, 16, 16],
+        decoder_in_channels=[16, 16, 16],
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_queries=20,
+        num_denoising=0,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
+    out = tmp_path_factory.mktemp("tiny_rtdetr")
+    transformers.RTDetrForObjectDetection(config).eval().save_pretrained(out)
+    (out / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "image_processor_type": "RTDetrImageProcessor",
+                "do_resize": True,
+                "size": {"height": 64, "width": 64},
+                "resample": 2,
+                "do_rescale": True,
+                "rescale_factor": 1 / 255,
+                "do_normalize": False,
+            }
+        )
+    )
+    return out
+
+
+def test_transformers_detector_with_tiny_offline_model(tiny_rtdetr_dir: Path) -> None:
+    detector = build_detector("rtdetr", model_id=str(tiny_rtdetr_dir), threshold=0.0, device="cpu")
+    assert detector.label_ids == [2]  # looked up by name, not hard-coded
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (90, 120, 3), dtype=np.uint8) for _ in range(2)]
+    images.append(rng.integers(0, 255, (50, 30, 3), dtype=np.uint8))
+    batch = detector.detect_batch(images)
+    assert len(batch) == 3
+    for img, boxes in zip(images, batch, strict=True):
+        assert boxes.dtype == np.float32 and boxes.ndim == 2 and boxes.shape[1] == 5
+        assert len(boxes) > 0  # threshold 0 keeps every query
+        h, w = img.shape[:2]
+        assert np.all(boxes[:, 0] >= 0) and np.all(boxes[:, 0] + boxes[:, 2] <= w + 1e-3)
+        assert np.all(boxes[:, 1] >= 0) and np.all(boxes[:, 1] + boxes[:, 3] <= h + 1e-3)
+        assert np.all(np.diff(boxes[:, 4]) <= 0)
+    single = detector(images[2])
+    np.testing.assert_allclose(single, batch[2], rtol=1e-4, atol=1e-4)
+    strict = det.TransformersPersonDetector(str(tiny_rtdetr_dir), threshold=1.01, device="cpu")
+    assert strict(np.zeros((40, 40, 3), np.uint8)).shape == (0, 5)
+
+
+def test_transformers_detector_without_wanted_label(tiny_rtdetr_dir: Path) -> None:
+    with pytest.raises(InputError, match="no class named"):
+        det.TransformersPersonDetector(str(tiny_rtdetr_dir), labels=("giraffe",), device="cpu")
+
+
+def test_transformers_detector_offline_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("transformers")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DownloadError, match="--detector hog"):
+        det.TransformersPersonDetector("vitpose-tests/no-such-detector", cache_dir=tmp_path)
+
+
+def test_transformers_missing_gives_download_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(DownloadError, match="pip install transformers"):
+        build_detector("transformers")
