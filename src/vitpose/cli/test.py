@@ -1,0 +1,73 @@
+"""`vitpose test CONFIG_OR_VARIANT`: evaluate a model on benchmark splits (``dist_test.sh``).
+
+Runs under ``torchrun --nproc_per_node N`` too (records sharded, results gathered). Prints a
+metrics table and writes ``metrics.json`` plus the raw results into the work dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from .. import distributed as dist
+from ..checkpoints import load_weights
+from ..engine.build import model_from_config
+from ..engine.config import ExperimentConfig, find_config, load_config
+from ..engine.evaluate import evaluate_model, format_metrics
+from ..errors import ConfigError
+from ..hub import resolve_weights
+from ..models.vitpose import canonical_name
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="config name or file (see src/vitpose/configs), or a variant "
+                                  "name (its COCO val config)")
+    p.add_argument("--weights", default=None,
+                   help="checkpoint path or hub id (default: model.weights of the config, else "
+                        "the variant's released weights)")
+    p.add_argument("--data-root", default=None, help="folder holding the datasets (data.root)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set test.flip_test=false (repeatable)")
+    p.add_argument("--work-dir", default=None, help="output folder (default work_dirs/test_<cfg>)")
+    p.add_argument("--device", default=None, help="cpu or cuda[:i] (default: cuda if available)")
+
+
+def resolve_config(name: str, overrides: list[str]) -> ExperimentConfig:
+    """A config by name/path; a bare variant name means its COCO val config."""
+    try:
+        find_config(name)
+    except ConfigError:
+        variant = canonical_name(name)
+        if variant is None or variant.startswith("vitpose-plus") or "-multi" in variant:
+            raise
+        size_simple = variant.removeprefix("vitpose-").replace("-", "_")
+        name = f"coco/vitpose_{size_simple}_coco_256x192"
+    return load_config(name, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.set)
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    cfg = resolve_config(args.config, overrides)
+    if not cfg.data.val:
+        raise ConfigError(f"config '{args.config}' has no validation split (data.val)")
+    dist.init_distributed()
+    device = args.device or (f"cuda:{dist.get_local_rank()}" if torch.cuda.is_available()
+                             else "cpu")
+    model = model_from_config(cfg.model)
+    weights = args.weights or cfg.model.weights or cfg.model.variant
+    load_weights(model, resolve_weights(weights, prefer_original=True))
+    model.to(device)
+    work_dir = Path(args.work_dir or f"work_dirs/test_{Path(args.config).stem}")
+    metrics = evaluate_model(model, cfg, work_dir=work_dir, device=device)
+    if dist.is_main_process():
+        work_dir.mkdir(parents=True, exist_ok=True)
+        (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        print(format_metrics(metrics))
+        print(f"metrics and results written to {work_dir}")
+    dist.destroy_distributed()
+    return 0

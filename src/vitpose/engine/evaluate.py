@@ -1,0 +1,215 @@
+"""Evaluation runs: a dataset split -> the one test-time path -> post-processing -> metrics.
+
+Used by `vitpose test` (the original ``dist_test.sh``) and by validation during training.
+Records are sharded over the ranks of a ``torchrun`` job and the results gathered on every rank,
+so the metrics equal those of a single process. Crops go through
+`PoseEstimator.predict_crops` (flip test, decoding, transform back), then the paper's protocol:
+instance rescoring and per-image OKS-NMS for the OKS benchmarks (vitpose-reference §4).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .. import distributed as dist
+from ..dataset_meta import DatasetMeta
+from ..datasets.readers import read_annotations, read_detections
+from ..datasets.records import PoseRecord
+from ..errors import InputError
+from ..inference.pipeline import PoseEstimator, TestSettings
+from ..inference.postprocess import oks_nms, rescore_instances
+from ..metrics import evaluate as compute_metrics
+from ..models.vitpose import ViTPose
+from ..transforms import crop_boxes
+from .build import dataset_meta_for
+from .config import DataConfig, DatasetConfig, ExperimentConfig
+from .logging import progress as progress_bar
+
+__all__ = ["evaluate_model", "evaluate_dataset", "load_eval_records", "format_metrics"]
+
+log = logging.getLogger(__name__)
+
+_PCK_DATASETS = {"mpii", "interhand2d"}
+
+
+def _head_boxes_beside(ann: Path) -> Path | None:
+    # The official MPII evaluation reads mpii_gt_val.mat next to the annotations (§4.3).
+    for name in ("mpii_gt_val.npz", "mpii_gt_val.json", "mpii_gt_val.mat"):
+        if (ann.parent / name).is_file():
+            return ann.parent / name
+    return None
+
+
+def load_eval_records(ds: DatasetConfig, data: DataConfig, meta: DatasetMeta
+                      ) -> list[PoseRecord]:
+    """Records of an evaluation split: ground-truth boxes or detections (with its threshold)."""
+    ann = data.resolve(ds.ann_file)
+    images = data.resolve(ds.img_prefix)
+    size = tuple(data.image_size)
+    if ds.use_gt_bbox:
+        return read_annotations(meta, ann, image_root=images, input_size_hw=size,
+                                head_boxes=_head_boxes_beside(ann) if meta.name == "mpii" else None,
+                                camera_path=data.resolve(ds.camera_file),
+                                joint_3d_path=data.resolve(ds.joint_file))
+    if not ds.det_file:
+        raise InputError(f"dataset '{ds.name}' uses detections but has no det_file")
+    return read_detections(data.resolve(ds.det_file), ann, dataset=meta, image_root=images,
+                           input_size_hw=size, padding=ds.box_padding,
+                           det_bbox_thr=ds.det_bbox_thr, category_id=1)
+
+
+class _CropDataset(Dataset):
+    """Crops (uint8) of records, for a DataLoader: image reading and warping in workers."""
+
+    def __init__(self, records: Sequence[PoseRecord], input_size_wh: tuple[int, int],
+                 use_udp: bool) -> None:
+        self.records = records
+        self.input_size_wh = input_size_wh
+        self.use_udp = use_udp
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        rec = self.records[i]
+        img = cv2.imread(str(rec.image_path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise InputError(f"cannot read image {rec.image_path}")
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        crops, _ = crop_boxes(img, rec.center[None], rec.scale[None], self.input_size_wh,
+                              self.use_udp)
+        return crops[0], i
+
+
+def _collate(items):
+    return np.stack([c for c, _ in items]), [i for _, i in items]
+
+
+def evaluate_dataset(estimator: PoseEstimator, records: Sequence[PoseRecord], ds: DatasetConfig,
+                     data: DataConfig, oks_thr: float | None = 0.9, workers: int = 0,
+                     batch_size: int = 32, show_progress: bool = True
+                     ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Predict every record (sharded over ranks) and score the split with its metric.
+
+    Returns:
+        ``(metrics, results)``; metrics are computed on rank 0 and broadcast, results are the
+        gathered prediction entries (COCO results format, or ``ann_id`` + keypoints for PCK).
+    """
+    meta = estimator.meta
+    rank, world = dist.get_rank(), dist.get_world_size()
+    shard = list(range(rank, len(records), world))
+    loader = DataLoader(_CropDataset([records[i] for i in shard], estimator.input_size_wh,
+                                     estimator.settings.use_udp),
+                        batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    local: list[tuple[int, np.ndarray]] = []
+    for crops, idx in progress_bar(loader, total=len(loader), desc=f"test {ds.name}",
+                               enabled=show_progress and dist.is_main_process()):
+        recs = [records[shard[i]] for i in idx]
+        centers = np.stack([r.center for r in recs])
+        scales = np.stack([r.scale for r in recs])
+        coords, scores = estimator.predict_crops(estimator.to_tensor(crops), centers, scales)
+        kp = np.concatenate([coords, scores[..., None]], -1)
+        local += [(shard[i], kp[j]) for j, i in enumerate(idx)]
+    gathered = [x for part in dist.all_gather_object(local) for x in part]
+    gathered.sort(key=lambda t: t[0])
+    keypoints = {i: kp for i, kp in gathered}
+    results = _results(records, keypoints, meta, estimator.settings.vis_thr, oks_thr)
+    metrics: dict[str, float] = {}
+    if dist.is_main_process():
+        metrics = compute_metrics(
+            meta, data.resolve(ds.ann_file), results,
+            head_boxes=_head_boxes_beside(data.resolve(ds.ann_file)) if meta.name == "mpii"
+            else None,
+            camera_path=data.resolve(ds.camera_file), joint_3d_path=data.resolve(ds.joint_file))
+    metrics = dist.broadcast_object(metrics)
+    return metrics, results
+
+
+def _results(records: Sequence[PoseRecord], keypoints: dict[int, np.ndarray], meta: DatasetMeta,
+             vis_thr: float, oks_thr: float | None) -> list[dict[str, Any]]:
+    if meta.name in _PCK_DATASETS:
+        return [{"ann_id": int(records[i].ann_id), "image_id": records[i].image_id,
+                 "keypoints": keypoints[i].tolist()} for i in sorted(keypoints)]
+    by_image: dict[Any, list[int]] = defaultdict(list)
+    for i in sorted(keypoints):
+        by_image[records[i].image_id].append(i)
+    out: list[dict[str, Any]] = []
+    for image_id, idx in by_image.items():
+        kp = np.stack([keypoints[i] for i in idx]).astype(np.float32)
+        box_scores = np.array([records[i].box_score for i in idx], np.float32)
+        scores = rescore_instances(kp[..., 2], box_scores, vis_thr)
+        areas = np.array([np.prod(records[i].scale * 200.0) for i in idx], np.float32)
+        keep = range(len(idx))
+        if oks_thr is not None and len(idx) > 1:
+            keep = oks_nms(kp, scores, areas, meta.sigmas, oks_thr)
+        for j in keep:
+            rec = records[idx[j]]
+            out.append({"image_id": image_id, "category_id": int(rec.category_id),
+                        "keypoints": [round(float(v), 3) for v in kp[j].reshape(-1)],
+                        "score": float(scores[j]),
+                        "bbox": [round(float(v), 2) for v in rec.box_xywh]})
+    return out
+
+
+def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.PathLike | None = None,
+                   progress: bool = True, device: str | torch.device | None = None
+                   ) -> dict[str, dict[str, float]]:
+    """Evaluate `model` on every validation split of `cfg` (``cfg.data.val``).
+
+    Writes ``results_<name>.json`` and ``metrics_<name>.json`` (rank 0) into `work_dir` if given.
+
+    Returns:
+        ``{dataset name: {metric: value}}``.
+    """
+    was_training = model.training
+    model.eval()
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for ds in cfg.data.val:
+            meta = dataset_meta_for(ds.name)
+            settings = TestSettings(flip_test=cfg.test.flip_test, decode=cfg.test.decode,
+                                    kernel=cfg.test.blur_kernel, padding=ds.box_padding,
+                                    vis_thr=cfg.test.vis_thr)
+            if settings.use_udp != ds.use_udp:
+                raise InputError(f"dataset '{ds.name}': test.decode={cfg.test.decode} does not "
+                                 f"match use_udp={ds.use_udp}")
+            estimator = PoseEstimator(model, dataset=ds.dataset_index, settings=settings,
+                                      meta=meta, device=device,
+                                      batch_size=cfg.data.val_batch_size)
+            records = load_eval_records(ds, cfg.data, meta)
+            metrics, results = evaluate_dataset(
+                estimator, records, ds, cfg.data,
+                oks_thr=cfg.test.oks_thr if cfg.test.oks_nms else None,
+                workers=cfg.data.workers, batch_size=cfg.data.val_batch_size,
+                show_progress=progress)
+            out[ds.name] = metrics
+            if work_dir is not None and dist.is_main_process():
+                wd = Path(work_dir)
+                wd.mkdir(parents=True, exist_ok=True)
+                (wd / f"results_{meta.name}.json").write_text(json.dumps(results))
+                (wd / f"metrics_{meta.name}.json").write_text(json.dumps(metrics, indent=2))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
+    """A plain-text table of ``{dataset: {metric: value}}``."""
+    lines = []
+    for name, m in metrics.items():
+        lines.append(f"{name}:")
+        width = max((len(k) for k in m), default=0)
+        for k, v in m.items():
+            lines.append(f"  {k:<{width}}  {v:.4f}" if isinstance(v, float) else f"  {k}  {v}")
+    return "\n".join(lines)

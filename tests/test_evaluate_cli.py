@@ -1,0 +1,94 @@
+"""`vitpose test` and `vitpose evaluate` end to end on the COCO sample (incl. a 2-process run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from pycocotools.coco import COCO
+
+import vitpose
+from vitpose.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    model = vitpose.build_model("vitpose-b-simple", embed_dim=32, depth=2, num_heads=2,
+                                img_size=(64, 48))
+    return str(vitpose.save_checkpoint(model, tmp_path_factory.mktemp("w") / "tiny.pth"))
+
+
+def _test_args(tiny_weights, data_dir, work_dir):
+    return ["test", "debug/tiny_coco", "--weights", tiny_weights, "--data-root", str(data_dir),
+            "--set", "model.variant=vitpose-b-simple", "--work-dir", str(work_dir)]
+
+
+def test_vitpose_test_end_to_end(tiny_weights, data_dir, tmp_path, capsys):
+    assert main(_test_args(tiny_weights, data_dir, tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "AP" in out and "coco:" in out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["coco"]) >= {"AP", "AP50", "AP75", "AR"}
+    results = json.loads((tmp_path / "results_coco.json").read_text())
+    gt = COCO(str(data_dir / "coco" / "test_coco.json"))
+    dt = gt.loadRes(results)  # valid COCO results
+    assert len(dt.anns) == len(results) > 0
+    assert {r["image_id"] for r in results} <= set(gt.getImgIds())
+    assert all(len(r["keypoints"]) == 17 * 3 for r in results)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(nproc, args):
+    # One thread and batch 1 in both runs, so each crop sees exactly the same arithmetic.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+           "-m", "vitpose.cli", *args, "--set", "data.val_batch_size=1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_two_processes_equal_one(tiny_weights, data_dir, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    _torchrun(1, _test_args(tiny_weights, data_dir, one))
+    _torchrun(2, _test_args(tiny_weights, data_dir, two))
+    r1 = json.loads((one / "results_coco.json").read_text())
+    r2 = json.loads((two / "results_coco.json").read_text())
+    key = lambda r: (r["image_id"], r["bbox"], r["score"])  # noqa: E731
+    assert len(r1) == len(r2) > 0
+    assert sorted(r1, key=key) == sorted(r2, key=key)
+    assert json.loads((one / "metrics.json").read_text()) == \
+        json.loads((two / "metrics.json").read_text())
+
+
+def test_vitpose_evaluate_scores_a_results_file(data_dir, tmp_path, capsys):
+    gt = json.loads((data_dir / "coco" / "test_coco.json").read_text())
+    results = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"],
+                "score": 1.0} for a in gt["annotations"] if a.get("num_keypoints", 0) > 0]
+    path = tmp_path / "gt_as_results.json"
+    path.write_text(json.dumps(results))
+    out_json = tmp_path / "m.json"
+    assert main(["evaluate", "--dataset", "coco", "--ann", str(data_dir / "coco" / "test_coco.json"),
+                 "--results", str(path), "--out", str(out_json)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["AP"] == pytest.approx(1.0)
+    assert json.loads(out_json.read_text()) == printed
+
+
+def test_bad_results_file_is_one_clear_error(data_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"image_id": 785, "category_id": 1, "keypoints": [1, 2], "score": 1}]')
+    rc = main(["evaluate", "--dataset", "coco", "--ann", str(data_dir / "coco" / "test_coco.json"),
+               "--results", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error:") and "bad.json" in err
+    assert "Traceback" not in err
