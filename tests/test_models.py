@@ -38,6 +38,9 @@ def test_official_parity_moe_every_dataset_and_mixed(fixtures_dir):
         for index, ref in fx["backbone_output_by_dataset_index"].items():
             torch.testing.assert_close(model.backbone(fx["input"], torch.tensor([index] * 2)), ref,
                                        **TOL)
+            torch.testing.assert_close(model.backbone(fx["input"], index), ref, **TOL)
+            torch.testing.assert_close(model.backbone(fx["input"], model.datasets[index]), ref,
+                                       **TOL)
             # the same through the model, by index and by name
             torch.testing.assert_close(model.forward_features(fx["input"], index), ref, **TOL)
             torch.testing.assert_close(

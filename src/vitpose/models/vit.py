@@ -205,6 +205,8 @@ class ViT(nn.Module):
         self.num_experts = num_experts
         self.part_features = part_features
         self.use_checkpoint = use_checkpoint
+        #: dataset name per expert index, so that `forward` also takes names (set by ViTPose)
+        self.dataset_names: tuple[str, ...] = ()
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         self.img_size = self.patch_embed.img_size
         self.grid_size = self.patch_embed.grid_size
@@ -238,16 +240,38 @@ class ViT(nn.Module):
         """Parameter names (relative to the backbone) exempt from weight decay."""
         return {"pos_embed"}
 
-    def forward(self, x: torch.Tensor, dataset_index: torch.Tensor | None = None) -> torch.Tensor:
+    def _expert_indices(self, dataset_index: int | str | torch.Tensor | None, batch: int,
+                        device: torch.device) -> torch.Tensor | None:
+        if dataset_index is None or self.num_experts <= 1:
+            return None
+        if isinstance(dataset_index, str):
+            if dataset_index not in self.dataset_names:
+                raise ValueError(f"unknown dataset '{dataset_index}'; choose one of "
+                                 f"{list(self.dataset_names)}")
+            dataset_index = self.dataset_names.index(dataset_index)
+        idx = torch.as_tensor(dataset_index, dtype=torch.long, device=device)
+        if idx.ndim == 0:
+            idx = idx.expand(batch)
+        if idx.shape != (batch,):
+            raise ValueError(f"dataset_index must be one index or {batch} indices, got "
+                             f"shape {tuple(idx.shape)}")
+        if len(idx) and not 0 <= int(idx.min()) <= int(idx.max()) < self.num_experts:
+            raise ValueError(f"dataset_index out of range for {self.num_experts} experts")
+        return idx
+
+    def forward(self, x: torch.Tensor, dataset_index: int | str | torch.Tensor | None = None
+                ) -> torch.Tensor:
         """Images `[B, 3, H, W]` (normalised) -> features `[B, C, H_p, W_p]`.
 
         Args:
             x: input batch; H, W must equal `img_size`.
-            dataset_index: `[B]` int64 expert index per sample (ViTPose+ only; None = 0).
+            dataset_index: ViTPose+ expert per sample: an int, a dataset name, or a `[B]` tensor
+                (None = expert 0); ignored by plain backbones.
         """
         if tuple(x.shape[-2:]) != self.img_size:
             raise ValueError(f"input size {tuple(x.shape[-2:])} != model img_size {self.img_size}")
         b = x.shape[0]
+        dataset_index = self._expert_indices(dataset_index, b, x.device)
         x = self.patch_embed(x)
         x = x + self.pos_embed[:, 1:] + self.pos_embed[:, :1]
         for blk in self.blocks:

@@ -202,6 +202,7 @@ class ViTPose(nn.Module):
             qkv_bias=cfg.qkv_bias, drop_path_rate=cfg.drop_path_rate,
             layer_norm_eps=cfg.layer_norm_eps, num_experts=cfg.num_experts,
             part_features=cfg.part_features, use_checkpoint=cfg.use_checkpoint)
+        self.backbone.dataset_names = cfg.datasets
         heads = [self._make_head(h) for h in cfg.heads]
         self.keypoint_head = heads[0]
         self.associate_keypoint_heads = nn.ModuleList(heads[1:])
