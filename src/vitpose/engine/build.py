@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..dataset_meta import get_dataset_meta, load_dataset_meta
+from ..dataset_meta import DatasetMeta, get_dataset_meta, load_dataset_meta
+from ..errors import ConfigError
 from ..models import HeadConfig, ViTPose, build_model
 from ..models.vitpose import _variant_from_name
 from .config import ModelConfig
@@ -10,11 +11,14 @@ from .config import ModelConfig
 __all__ = ["model_from_config", "dataset_meta_for"]
 
 
-def dataset_meta_for(name: str):
+def dataset_meta_for(name: str) -> DatasetMeta:
     """Keypoint metadata of a dataset name or of a custom metadata file (.yaml/.json)."""
-    if name.endswith((".yaml", ".yml", ".json")):
-        return load_dataset_meta(name)
-    return get_dataset_meta(name)
+    try:
+        if name.endswith((".yaml", ".yml", ".json")):
+            return load_dataset_meta(name)
+        return get_dataset_meta(name)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def model_from_config(cfg: ModelConfig) -> ViTPose:
