@@ -66,7 +66,8 @@ def test_official_pth_roundtrip_and_architecture_inference(tmp_path, fixtures_di
 def test_save_checkpoint_and_module_prefix(tmp_path):
     model = _randomise(build_model("vitpose-b-simple", **TINY)).eval()
     path = vitpose.save_checkpoint(model, tmp_path / "ours.pth")
-    again = vitpose.load_model(str(path), num_heads=2)
+    again = vitpose.load_model(str(path))  # the recorded config gives the 2 attention heads
+    assert again.cfg == model.cfg
     x = torch.randn(1, 3, 64, 48)
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x))

@@ -9,6 +9,7 @@ browser and pass the file path.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from .checkpoints import (
     unwrap_state_dict,
 )
 from .errors import CheckpointError, DownloadError
-from .models.vitpose import ViTPose, _variant_from_name, apply_overrides, canonical_name
+from .models.vitpose import ViTPose, ViTPoseConfig, _variant_from_name, apply_overrides, canonical_name
 
 __all__ = ["ReleasedWeights", "RELEASED_WEIGHTS", "resolve_weights", "load_model",
            "released_weights_for"]
@@ -167,6 +168,18 @@ def resolve_weights(spec: str, prefer_original: bool = False) -> Path:
     raise CheckpointError(f"weights '{spec}' are neither an existing file nor a hub id")
 
 
+def _saved_config(obj: Any) -> ViTPoseConfig | None:
+    """The `ViTPoseConfig` that `save_checkpoint` stores in ``meta['vitpose_config']``."""
+    meta = obj.get("meta") if isinstance(obj, dict) else None
+    text = meta.get("vitpose_config") if isinstance(meta, dict) else None
+    if not isinstance(text, str):
+        return None
+    try:
+        return ViTPoseConfig.from_dict(json.loads(text))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"the checkpoint's recorded model config is invalid ({e})") from None
+
+
 def load_model(name_or_path: str = "vitpose-b-simple", weights: str | None = None,
                device: str | torch.device = "cpu", dataset: str | int | None = None,
                num_heads: int | None = None, **overrides: Any) -> ViTPose:
@@ -200,9 +213,13 @@ def load_model(name_or_path: str = "vitpose-b-simple", weights: str | None = Non
     obj = read_checkpoint(path)
     hf_config = obj.get("__hf_config__") if isinstance(obj, dict) else None
     sd = to_canonical(unwrap_state_dict(obj))
-    if variant is not None and num_heads is None:
-        num_heads = _variant_from_name(variant).num_heads
-    cfg = infer_config(sd, hf_config=hf_config, num_heads=num_heads)
+    saved = _saved_config(obj)
+    if saved is not None and num_heads is None:
+        cfg = saved  # our own checkpoints record their exact architecture
+    else:
+        if variant is not None and num_heads is None:
+            num_heads = _variant_from_name(variant).num_heads
+        cfg = infer_config(sd, hf_config=hf_config, num_heads=num_heads)
     if overrides:
         cfg = apply_overrides(cfg, **overrides)
     model = ViTPose(cfg)

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections import deque
@@ -100,7 +101,8 @@ def build_estimator(args: argparse.Namespace) -> PoseEstimator:
         overrides["decode"] = args.decode
     if getattr(args, "oks_nms", None) is not None:
         overrides["nms_thr"] = args.oks_nms
-    settings = TestSettings.for_dataset(model.datasets[model.dataset_index_of(dataset)], **overrides)
+    name = model.datasets[model.dataset_index_of(dataset)]
+    settings = TestSettings.for_dataset(name, **overrides)
     return PoseEstimator(model, dataset=dataset, settings=settings, device=args.device,
                          batch_size=getattr(args, "batch_size", 16), dtype=DTYPES[args.dtype])
 
@@ -147,7 +149,16 @@ class BoxSource:
         return self.detector(image)
 
     def image_id(self, path: Path) -> Any:
-        return self.image_ids.get(path.name, path.name)
+        """The results' ``image_id``: from ``--images-file``; else, for a COCO detections file
+        keyed by integer ids, the id in the file name (``000000000785.jpg`` -> 785), as COCO
+        tools need; else the file name."""
+        if path.name in self.image_ids:
+            return self.image_ids[path.name]
+        if self.mapping and all(isinstance(k, int) for k in self.mapping):
+            digits = re.fullmatch(r"\D*0*(\d+)", path.stem)
+            if digits is not None and int(digits.group(1)) in self.mapping:
+                return int(digits.group(1))
+        return path.name
 
 
 def _image_ids(images_file: str) -> dict[str, Any]:
@@ -184,11 +195,29 @@ class ResultsWriter:
         self.partial.unlink()
 
 
+def _drawn_path(out_dir: Path, image_path: Path) -> Path:
+    """Where the drawn copy of `image_path` goes: ``OUT_DIR/<stem>_pose<ext>``, keeping the
+    extension when OpenCV can write it (else ``.jpg``, e.g. for GIF inputs)."""
+    import cv2
+    suffix = image_path.suffix.lower()
+    if not suffix or not cv2.haveImageWriter(f"x{suffix}"):
+        suffix = ".jpg"
+    return out_dir / f"{image_path.stem}_pose{suffix}"
+
+
 def _check_outputs(paths: list[Path], overwrite: bool) -> None:
     existing = [p for p in paths if p.exists()]
     if existing and not overwrite:
         shown = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
         raise InputError(f"output already exists: {shown} (pass --overwrite to replace)")
+
+
+def _boxes_xyxy(result: PoseResult) -> np.ndarray:
+    """``[N, 4]`` person boxes ``x1, y1, x2, y2`` of a result's instances."""
+    if not result.instances:
+        return np.zeros((0, 4), np.float32)
+    xywh = np.stack([i.box_xywh for i in result.instances])
+    return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
 
 
 def _draw(estimator: PoseEstimator, image: np.ndarray, result: PoseResult, kpt_thr: float
@@ -197,8 +226,7 @@ def _draw(estimator: PoseEstimator, image: np.ndarray, result: PoseResult, kpt_t
     kp = result.keypoints
     if not len(result.instances):
         return image
-    boxes = np.stack([np.r_[i.box_xywh[:2], i.box_xywh[:2] + i.box_xywh[2:]]
-                      for i in result.instances])
+    boxes = _boxes_xyxy(result)
     labels = [f"#{i.track_id}" for i in result.instances] \
         if result.instances[0].track_id is not None else None
     return draw_poses(image, kp[..., :2], kp[..., 2], meta.skeleton, meta.keypoint_colors,
@@ -206,29 +234,34 @@ def _draw(estimator: PoseEstimator, image: np.ndarray, result: PoseResult, kpt_t
 
 
 def run(args: argparse.Namespace) -> int:
+    """Images: a COCO results JSON (+ drawn images). Exit code 0, or 1 when some files of a
+    folder/glob could not be read (they are skipped and listed); a single unreadable input is
+    an error (`InputError`, exit 2) raised before any model is loaded or any output written."""
     spec = iter_inputs(args.input)
     out_dir = Path(args.out_dir)
     if spec.is_video:
         return _run_video(args, spec, out_dir)
     results_path = Path(args.out) if args.out else out_dir / "results.json"
-    drawn = [] if args.no_draw else [out_dir / f"{p.stem}_pose{p.suffix or '.jpg'}"
-                                     for p in spec.image_paths]
-    _check_outputs([results_path, *drawn], args.overwrite)
+    drawn = {} if args.no_draw else {p: _drawn_path(out_dir, p) for p in spec.image_paths}
+    _check_outputs([results_path, *drawn.values()], args.overwrite)
+    single = len(spec.image_paths) == 1
+    first = read_image(spec.image_paths[0]) if single else None  # fail before loading a model
     boxes = BoxSource(args)
     estimator = build_estimator(args)
     writer = ResultsWriter(results_path)
     failed: list[str] = []
     n_instances = 0
+    n_done = 0
     t0 = time.perf_counter()
     queued: deque[tuple[Path, np.ndarray]] = deque()  # results come back in input order
 
     def items():
         for path in spec.image_paths:
             try:
-                image = read_image(path)
+                image = first if single else read_image(path)
                 b = boxes(str(path), image)
             except VitPoseError as e:
-                if len(spec.image_paths) == 1:
+                if single:
                     raise
                 log.error("skipping %s: %s", path, e)
                 failed.append(str(path))
@@ -244,19 +277,24 @@ def run(args: argparse.Namespace) -> int:
             result.source = str(path)
             writer.add(result.to_coco())
             n_instances += len(result.instances)
+            n_done += 1
             if not args.no_draw:
-                _write_image(out_dir / f"{path.stem}_pose{path.suffix or '.jpg'}",
-                             _draw(estimator, image, result, args.kpt_thr))
+                _write_image(drawn[path], _draw(estimator, image, result, args.kpt_thr))
             bar.update(1)
+    except KeyboardInterrupt:
+        print(f"interrupted after {n_done} of {len(spec.image_paths)} image(s); their "
+              f"{writer.count} result(s) are saved in {results_path}", file=sys.stderr)
+        raise
     finally:
         bar.close()
         writer.finish()
     dt = time.perf_counter() - t0
-    ok = len(spec.image_paths) - len(failed)
-    print(f"{ok} image(s), {n_instances} instance(s) in {dt:.1f} s -> {results_path}"
+    print(f"{n_done} image(s), {n_instances} instance(s) in {dt:.1f} s -> {results_path}"
           + ("" if args.no_draw else f", drawn images in {out_dir}"))
     if failed:
-        print(f"{len(failed)} file(s) could not be read: {', '.join(failed[:5])}", file=sys.stderr)
+        shown = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
+        print(f"{len(failed)} of {len(spec.image_paths)} file(s) could not be read and were "
+              f"skipped: {shown}", file=sys.stderr)
         return 1
     return 0
 
@@ -270,7 +308,8 @@ def _write_image(path: Path, image_rgb: np.ndarray) -> None:
 
 def _run_video(args: argparse.Namespace, spec, out_dir: Path) -> int:
     from ..inference.video import PoseSmoother, PoseTracker, VideoReader, VideoWriter
-    stem = Path(str(spec.video_source)).stem if spec.kind == "video" else f"webcam{spec.video_source}"
+    stem = Path(str(spec.video_source)).stem if spec.kind == "video" \
+        else f"webcam{spec.video_source}"
     video_path = out_dir / f"{stem}_pose.mp4"
     json_path = Path(args.out) if args.out else out_dir / f"{stem}_frames.json"
     _check_outputs([json_path] + ([] if args.no_draw else [video_path]), args.overwrite)
@@ -290,16 +329,17 @@ def _run_video(args: argparse.Namespace, spec, out_dir: Path) -> int:
                 if args.max_frames is not None and index >= args.max_frames:
                     break
                 result = estimator(frame, boxes(None, frame), image_id=index)
-                if result.instances:
+                if tracker is not None:
+                    # Called on empty frames too, so that tracks (and filters) age and expire.
+                    # The person boxes give the OKS scale (as the COCO area does).
                     kp = result.keypoints
-                    if tracker is not None:
-                        ids = tracker.update(kp[..., :2], kp[..., 2])
-                        for inst, tid in zip(result.instances, ids):
-                            inst.track_id = int(tid)
-                        if smoother is not None:
-                            smooth = smoother(ids, kp[..., :2], index)
-                            for inst, xy in zip(result.instances, smooth):
-                                inst.keypoints[:, :2] = xy
+                    ids = tracker.update(kp[..., :2], kp[..., 2], _boxes_xyxy(result))
+                    for inst, tid in zip(result.instances, ids):
+                        inst.track_id = int(tid)
+                    if smoother is not None:
+                        smooth = smoother(ids, kp[..., :2], index)
+                        for inst, xy in zip(result.instances, smooth):
+                            inst.keypoints[:, :2] = xy
                 writer.add([{"frame": index, "instances": result.to_coco()}])
                 if video is not None:
                     video.write(_draw(estimator, frame, result, args.kpt_thr))

@@ -8,8 +8,10 @@ web demo. Steps, as in the official `TopDown.forward_test` (vitpose-reference §
 2. affine crop to the model input (classic, or UDP for the UDP regime);
 3. ImageNet normalisation (RGB), batched model forward;
 4. flip test: the flipped crop's heatmaps are flipped back with the dataset's flip pairs (and
-   shifted one column in the classic regime) and averaged;
-5. decoding (arg-max + quarter offset, DARK, or DARK-UDP) and the transform back;
+   shifted one column in the classic regime) and averaged (`PoseEstimator.forward_heatmaps`,
+   `PoseEstimator.flip_back`);
+5. decoding (arg-max + quarter offset, DARK, or DARK-UDP) and the transform back
+   (`PoseEstimator.decode`);
 6. instance score = mean keypoint score above ``vis_thr`` x box score; optional OKS-NMS.
 """
 
@@ -60,6 +62,8 @@ class TestSettings:
         vis_thr: keypoint score threshold of the instance rescoring.
         nms_thr: OKS-NMS threshold per image (0.9 in evaluation), None to keep every instance.
     """
+
+    __test__ = False  # not a pytest test class, despite its name
 
     flip_test: bool = True
     decode: str = "udp"
@@ -235,20 +239,48 @@ class PoseEstimator:
         outs = []
         autocast = self.dtype != torch.float32
         for start in range(0, len(inputs), self.batch_size):
-            x = inputs[start:start + self.batch_size]
+            x = inputs[start:start + self.batch_size].to(self.device)
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
                 feats = self.model.forward_features(x, self.dataset_index)
                 hm = self.head(feats).float()
                 if self.settings.flip_test:
                     feats_f = self.model.forward_features(x.flip(3), self.dataset_index)
-                    hm_f = flip_back_heatmaps_torch(self.head(feats_f).float(), self._flip_pairs,
-                                                    shift=self.settings.shift_heatmap)
-                    hm = (hm + hm_f) * 0.5
+                    hm = (hm + self.flip_back(self.head(feats_f).float())) * 0.5
             outs.append(hm)
         if not outs:
             h, w = self.model.cfg.heatmap_size
             return torch.zeros((0, self.head.out_channels, h, w), device=self.device)
         return torch.cat(outs)
+
+    def flip_back(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        """Heatmaps of horizontally flipped crops -> heatmaps of the crops (official ``flip_back``).
+
+        Swaps the channels of the dataset's flip pairs, reverses the width axis and, in the classic
+        regime (``shift_heatmap``), shifts the result one column right.
+        """
+        return flip_back_heatmaps_torch(heatmaps, self._flip_pairs,
+                                        shift=self.settings.shift_heatmap)
+
+    def decode(self, heatmaps: np.ndarray | torch.Tensor, centers: np.ndarray, scales: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Heatmaps -> keypoints in image pixels with this estimator's decoder (`TestSettings`
+        ``decode`` and ``kernel``; see `vitpose.codecs.decode_heatmaps`).
+
+        Args:
+            heatmaps: ``[N, K, h, w]`` (numpy or torch, any device).
+            centers: ``[N, 2]`` crop centres in image pixels.
+            scales: ``[N, 2]`` crop scales (units of 200 px).
+
+        Returns:
+            ``coords`` float32 ``[N, K, 2]`` in image pixels and ``scores`` float32 ``[N, K]``.
+        """
+        if isinstance(heatmaps, torch.Tensor):
+            heatmaps = heatmaps.detach().float().cpu().numpy()
+        if len(heatmaps) == 0:
+            k = heatmaps.shape[1] if heatmaps.ndim == 4 else self.head.out_channels
+            return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
+        return decode_heatmaps(heatmaps, np.asarray(centers), np.asarray(scales),
+                               mode=self.settings.decode, kernel=self.settings.kernel)
 
     def predict_crops(self, inputs: torch.Tensor, centers: np.ndarray, scales: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -262,12 +294,7 @@ class PoseEstimator:
         Returns:
             ``coords`` float32 ``[N, K, 2]`` in image pixels and ``scores`` float32 ``[N, K]``.
         """
-        heatmaps = self.forward_heatmaps(inputs).cpu().numpy()
-        if len(heatmaps) == 0:
-            k = self.head.out_channels
-            return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
-        return decode_heatmaps(heatmaps, np.asarray(centers), np.asarray(scales),
-                               mode=self.settings.decode, kernel=self.settings.kernel)
+        return self.decode(self.forward_heatmaps(inputs), centers, scales)
 
     def crops(self, image: np.ndarray, boxes_xywh: np.ndarray
               ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -310,7 +337,10 @@ class PoseEstimator:
             hw = array.shape[:2]
             if boxes is None:
                 boxes = np.array([[0, 0, hw[1], hw[0], 1.0]], np.float32)
-            kept, warnings = sanitize_boxes(boxes, hw, source=os.path.basename(source))
+            # Warnings name the file, or the image id for arrays (the CLI passes decoded images).
+            name = os.path.basename(source) if not isinstance(image, np.ndarray) else \
+                (f"image {image_id}" if image_id is not None else "")
+            kept, warnings = sanitize_boxes(boxes, hw, source=name)
             for w in warnings:
                 log.warning(w)
             result = PoseResult(source, image_id if image_id is not None else
@@ -337,7 +367,8 @@ class PoseEstimator:
         start = 0
         for (owner, boxes), c, s in zip(batch.owners, batch.centers, batch.scales):
             n = len(boxes)
-            self._fill(results[owner], boxes, coords[start:start + n], scores[start:start + n], c, s)
+            self._fill(results[owner], boxes, coords[start:start + n], scores[start:start + n],
+                       c, s)
             start += n
 
     def _fill(self, result: PoseResult, boxes: np.ndarray, coords: np.ndarray,
