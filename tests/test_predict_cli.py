@@ -297,3 +297,17 @@ def test_interrupted_run_keeps_partial_results(ckpt, tmp_path, monkeypatch, caps
     results = json.loads((out / "results.json").read_text())
     assert [r["image_id"] for r in results] == [p.name for p in paths[:2]]
     assert not (out / "results.json.partial.jsonl").exists()
+
+
+def test_detector_fallback_to_whole_image(ckpt, tmp_path, caplog):
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((120, 90, 3), 127, np.uint8))  # HOG finds nobody here
+    assert predict(str(blank), "--model", str(ckpt), "--detector", "hog", "--no-draw",
+                   "--out", str(tmp_path / "none.json")) == 0
+    assert json.loads((tmp_path / "none.json").read_text()) == []
+    with caplog.at_level(logging.WARNING):
+        assert predict(str(blank), "--model", str(ckpt), "--detector", "hog", "--no-draw",
+                       "--fallback", "whole-image", "--out", str(tmp_path / "whole.json")) == 0
+    results = json.loads((tmp_path / "whole.json").read_text())
+    assert len(results) == 1 and results[0]["bbox"] == [0.0, 0.0, 90.0, 120.0]
+    assert "found nobody" in caplog.text

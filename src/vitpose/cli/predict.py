@@ -69,7 +69,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     boxes.add_argument("--box", action="append", default=[], metavar="X,Y,W,H",
                        help="a box for every image (repeatable)")
     boxes.add_argument("--det-thr", type=float, default=None,
-                       help="minimum box score (default 0.0 for files, 0.5 for detectors)")
+                       help="minimum box score (default: 0.0 for files, the detector's own)")
+    boxes.add_argument("--fallback", choices=("none", "whole-image"), default="none",
+                       help="what to do when the detector finds nobody in an image: none (no "
+                            "poses) or whole-image (one crop of the whole image, fine for "
+                            "single-person photos) (default: %(default)s)")
     test = p.add_argument_group("test-time settings")
     test.add_argument("--no-flip", action="store_true", help="disable the flip test")
     test.add_argument("--decode", choices=DECODE_CHOICES, default=None,
@@ -133,9 +137,10 @@ class BoxSource:
             if self.fixed.shape[1] != 4:
                 raise InputError(f"--box takes four numbers X,Y,W,H, got {args.box}")
         else:
-            kw = {} if args.det_thr is None or args.detector in ("whole-image", "none") \
-                else {"threshold": args.det_thr}
-            self.detector = build_detector(args.detector, **kw)
+            self.detector = build_detector(args.detector)
+            self.detector_name = args.detector
+            self.det_thr = args.det_thr
+            self.fallback = args.fallback
 
     def __call__(self, path: str | None, image: np.ndarray) -> np.ndarray | None:
         if self.fixed is not None:
@@ -146,7 +151,15 @@ class BoxSource:
                 log.warning("no detections for %s in the detections file", path)
                 return np.zeros((0, 5), np.float32)
             return boxes
-        return self.detector(image)
+        boxes = self.detector(image)
+        if self.det_thr is not None:
+            boxes = boxes[boxes[:, 4] >= self.det_thr]
+        if len(boxes) == 0 and self.fallback == "whole-image":
+            log.warning("the %s detector found nobody in %s: using the whole image",
+                        self.detector_name, path or "the frame")
+            h, w = image.shape[:2]
+            boxes = np.array([[0, 0, w, h, 1.0]], np.float32)
+        return boxes
 
     def image_id(self, path: Path) -> Any:
         """The results' ``image_id``: from ``--images-file``; else, for a COCO detections file
