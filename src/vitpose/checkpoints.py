@@ -323,7 +323,7 @@ def infer_config(sd: Mapping[str, torch.Tensor], hf_config: Mapping[str, Any] | 
     heads = tuple(_head_config(sd, p, names[i]) for i, p in enumerate(head_prefixes))
     return ViTPoseConfig(img_size=img_size, patch_size=patch, embed_dim=embed_dim, depth=depth,
                          num_heads=heads_n, mlp_ratio=int(fc1.shape[0]) / embed_dim,
-                         qkv_bias=f"backbone.blocks.0.attn.qkv.bias" in sd, layer_norm_eps=eps,
+                         qkv_bias="backbone.blocks.0.attn.qkv.bias" in sd, layer_norm_eps=eps,
                          num_experts=n_experts, part_features=part, datasets=names, heads=heads)
 
 

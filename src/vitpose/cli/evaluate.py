@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..engine.build import dataset_meta_for
+from ..engine.build import resolve_dataset_meta
 from ..metrics import evaluate
 
 
@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    metrics = evaluate(dataset_meta_for(args.dataset), args.ann, args.results,
+    metrics = evaluate(resolve_dataset_meta(args.dataset), args.ann, args.results,
                        head_boxes=args.head_boxes, camera_path=args.camera,
                        joint_3d_path=args.joints_3d)
     text = json.dumps(metrics, indent=2)

@@ -14,7 +14,7 @@ import torch
 
 from .. import distributed as dist
 from ..checkpoints import load_weights
-from ..engine.build import model_from_config
+from ..engine.build import build_model_from_config
 from ..engine.config import ExperimentConfig, find_config, load_config
 from ..engine.evaluate import evaluate_model, format_metrics
 from ..errors import ConfigError
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     dist.init_distributed()
     device = args.device or (f"cuda:{dist.get_local_rank()}" if torch.cuda.is_available()
                              else "cpu")
-    model = model_from_config(cfg.model)
+    model = build_model_from_config(cfg, load_weights=False)
     weights = args.weights or cfg.model.weights or cfg.model.variant
     load_weights(model, resolve_weights(weights, prefer_original=True))
     model.to(device)

@@ -32,7 +32,7 @@ from ..inference.postprocess import oks_nms, rescore_instances
 from ..metrics import evaluate as compute_metrics
 from ..models.vitpose import ViTPose
 from ..transforms import crop_boxes
-from .build import dataset_meta_for
+from .build import resolve_dataset_meta
 from .config import DataConfig, DatasetConfig, ExperimentConfig
 from .logging import progress as progress_bar
 
@@ -177,7 +177,7 @@ def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.Pat
     out: dict[str, dict[str, float]] = {}
     try:
         for ds in cfg.data.val:
-            meta = dataset_meta_for(ds.name)
+            meta = resolve_dataset_meta(ds.name, cfg.data)
             settings = TestSettings(flip_test=cfg.test.flip_test, decode=cfg.test.decode,
                                     kernel=cfg.test.blur_kernel, padding=ds.box_padding,
                                     vis_thr=cfg.test.vis_thr)
@@ -193,7 +193,7 @@ def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.Pat
                 oks_thr=cfg.test.oks_thr if cfg.test.oks_nms else None,
                 workers=cfg.data.workers, batch_size=cfg.data.val_batch_size,
                 show_progress=progress)
-            out[ds.name] = metrics
+            out[meta.name] = metrics
             if work_dir is not None and dist.is_main_process():
                 wd = Path(work_dir)
                 wd.mkdir(parents=True, exist_ok=True)
