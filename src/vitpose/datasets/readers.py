@@ -45,6 +45,7 @@ def read_annotations(
     *,
     image_root: PathLike | None = None,
     input_size_hw: tuple[int, int] = (256, 192),
+    padding: float | None = None,
     skip_unlabeled: bool = True,
     skip_crowd: bool = True,
     head_boxes: PathLike | MpiiHeadBoxes | None = None,
@@ -60,6 +61,8 @@ def read_annotations(
         ann_path: the annotation file (InterHand2.6M: the ``*_data.json``).
         image_root: folder the image names are relative to (default: the file's folder).
         input_size_hw: model input ``(H, W)``, for the crop aspect fix (not used by MPII).
+        padding: box enlargement (default: each reader's official value, 1.25; 1.5 for
+            InterHand2.6M; MPII keeps its own scale rule).
         skip_unlabeled: COCO-style only: drop annotations without labelled keypoints.
         skip_crowd: COCO-style only: drop ``iscrowd`` annotations.
         head_boxes: MPII only: head-box file (fills ``head_size``).
@@ -73,13 +76,14 @@ def read_annotations(
         InputError: unknown dataset or malformed files (the message names file, entry and key).
     """
     meta = resolve_meta(dataset)
+    pad = {} if padding is None else {"padding": padding}
     if meta.name == "mpii":
         return read_mpii(ann_path, image_root=image_root, head_boxes=head_boxes)
     if meta.name == "interhand2d":
         return read_interhand2d(ann_path, camera_path=camera_path, joint_3d_path=joint_3d_path,
-                                image_root=image_root, input_size_hw=input_size_hw)
+                                image_root=image_root, input_size_hw=input_size_hw, **pad)
     if meta.name == "wholebody":
         return read_coco_wholebody(ann_path, image_root=image_root, input_size_hw=input_size_hw,
-                                   skip_unlabeled=skip_unlabeled, skip_crowd=skip_crowd)
+                                   skip_unlabeled=skip_unlabeled, skip_crowd=skip_crowd, **pad)
     return read_coco_keypoints(ann_path, meta, image_root=image_root, input_size_hw=input_size_hw,
-                               skip_unlabeled=skip_unlabeled, skip_crowd=skip_crowd)
+                               skip_unlabeled=skip_unlabeled, skip_crowd=skip_crowd, **pad)

@@ -54,6 +54,7 @@ class AugmentConfig:
         rot_factor: rotation = clip(N(0,1) * f, -2f, 2f) degrees.
         rot_prob: probability of a rotation.
         center_jitter_prob: probability of the box-centre jitter (up to +-20 % of the box).
+        half_body_padding: enlargement of half-body boxes (official 1.5).
     """
 
     flip_prob: float = 0.5
@@ -63,6 +64,7 @@ class AugmentConfig:
     rot_factor: float = 40.0
     rot_prob: float = 0.6
     center_jitter_prob: float = 0.3
+    half_body_padding: float = 1.5
 
 
 class TopDownDataset(Dataset):
@@ -156,7 +158,7 @@ class TopDownDataset(Dataset):
                 center, scale, _ = random_half_body(
                     center, scale, joints, visible, self._upper, rng,
                     num_joints_half_body=a.num_joints_half_body, prob=a.half_body_prob,
-                    image_size_wh=self.input_size_wh)
+                    image_size_wh=self.input_size_wh, padding=a.half_body_padding)
             scale, rotation = random_scale_rotation(scale, rng, scale_factor=a.scale_factor,
                                                     rot_factor=a.rot_factor, rot_prob=a.rot_prob)
         crop, crop_joints = top_down_affine(image, joints, visible, center, scale, rotation,

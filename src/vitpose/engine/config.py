@@ -136,6 +136,8 @@ class DatasetConfig:
         rot_factor: rotation std in degrees (clipped at 2x).
         rot_prob: probability of rotating at all.
         scale_factor: scale std (scale factor clipped to 1 +- this).
+        center_jitter_prob: probability of the training box-centre jitter (+-20 % of the box,
+            drawn every iteration).
         box_padding: box enlargement after the aspect fix (1.25; 1.5 for InterHand).
         half_body_padding: enlargement of half-body boxes.
         camera_file: InterHand2.6M camera parameters, relative to ``data.root``.
@@ -159,6 +161,7 @@ class DatasetConfig:
     rot_factor: float = 40.0
     rot_prob: float = 0.6
     scale_factor: float = 0.5
+    center_jitter_prob: float = 0.3
     box_padding: float = 1.25
     half_body_padding: float = 1.5
     camera_file: str | None = None

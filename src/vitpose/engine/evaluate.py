@@ -59,6 +59,7 @@ def load_eval_records(ds: DatasetConfig, data: DataConfig, meta: DatasetMeta
     size = tuple(data.image_size)
     if ds.use_gt_bbox:
         return read_annotations(meta, ann, image_root=images, input_size_hw=size,
+                                padding=ds.box_padding,
                                 head_boxes=_head_boxes_beside(ann) if meta.name == "mpii" else None,
                                 camera_path=data.resolve(ds.camera_file),
                                 joint_3d_path=data.resolve(ds.joint_file))

@@ -117,8 +117,8 @@ def _augment(ds: DatasetConfig) -> AugmentConfig:
         scale_factor=ds.scale_factor,
         rot_factor=ds.rot_factor,
         rot_prob=ds.rot_prob,
-        # NOTE: DatasetConfig may not carry this knob; the official value is 0.3.
-        center_jitter_prob=float(getattr(ds, "center_jitter_prob", 0.3)),
+        center_jitter_prob=ds.center_jitter_prob,
+        half_body_padding=ds.half_body_padding,
     )
 
 
@@ -167,7 +167,8 @@ def build_datasets(cfg: ExperimentConfig) -> MixedDataset:
             extra = {"camera_path": data.resolve(ds.camera_file),
                      "joint_3d_path": data.resolve(ds.joint_file)}
         records = read_annotations(meta, ann, image_root=data.resolve(ds.img_prefix),
-                                   input_size_hw=tuple(data.image_size), **extra)
+                                   input_size_hw=tuple(data.image_size),
+                                   padding=ds.box_padding, **extra)
         if not records:
             raise InputError(f"{where}: {ann} has no usable annotated instances")
         _check_images(records, where, cfg.runtime.on_bad_sample)
