@@ -29,9 +29,8 @@ from ..inference.detectors import (
     load_box_mapping,
     load_coco_detections,
 )
-from ..inference.draw import draw_poses
 from ..inference.io import iter_inputs, read_image
-from ..inference.pipeline import DECODE_CHOICES, PoseEstimator, PoseResult, TestSettings
+from ..inference.pipeline import DECODE_CHOICES, PoseEstimator, TestSettings
 
 log = logging.getLogger("vitpose.predict")
 
@@ -225,27 +224,6 @@ def _check_outputs(paths: list[Path], overwrite: bool) -> None:
         raise InputError(f"output already exists: {shown} (pass --overwrite to replace)")
 
 
-def _boxes_xyxy(result: PoseResult) -> np.ndarray:
-    """``[N, 4]`` person boxes ``x1, y1, x2, y2`` of a result's instances."""
-    if not result.instances:
-        return np.zeros((0, 4), np.float32)
-    xywh = np.stack([i.box_xywh for i in result.instances])
-    return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-
-
-def _draw(estimator: PoseEstimator, image: np.ndarray, result: PoseResult, kpt_thr: float
-          ) -> np.ndarray:
-    meta = estimator.meta
-    kp = result.keypoints
-    if not len(result.instances):
-        return image
-    boxes = _boxes_xyxy(result)
-    labels = [f"#{i.track_id}" for i in result.instances] \
-        if result.instances[0].track_id is not None else None
-    return draw_poses(image, kp[..., :2], kp[..., 2], meta.skeleton, meta.keypoint_colors,
-                      meta.link_colors, kpt_thr=kpt_thr, boxes_xyxy=boxes, box_labels=labels)
-
-
 def run(args: argparse.Namespace) -> int:
     """Images: a COCO results JSON (+ drawn images). Exit code 0, or 1 when some files of a
     folder/glob could not be read (they are skipped and listed); a single unreadable input is
@@ -292,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
             n_instances += len(result.instances)
             n_done += 1
             if not args.no_draw:
-                _write_image(drawn[path], _draw(estimator, image, result, args.kpt_thr))
+                _write_image(drawn[path], estimator.draw(image, result, args.kpt_thr))
             bar.update(1)
     except KeyboardInterrupt:
         print(f"interrupted after {n_done} of {len(spec.image_paths)} image(s); their "
@@ -346,7 +324,7 @@ def _run_video(args: argparse.Namespace, spec, out_dir: Path) -> int:
                     # Called on empty frames too, so that tracks (and filters) age and expire.
                     # The person boxes give the OKS scale (as the COCO area does).
                     kp = result.keypoints
-                    ids = tracker.update(kp[..., :2], kp[..., 2], _boxes_xyxy(result))
+                    ids = tracker.update(kp[..., :2], kp[..., 2], result.boxes_xyxy)
                     for inst, tid in zip(result.instances, ids):
                         inst.track_id = int(tid)
                     if smoother is not None:
@@ -355,7 +333,7 @@ def _run_video(args: argparse.Namespace, spec, out_dir: Path) -> int:
                             inst.keypoints[:, :2] = xy
                 writer.add([{"frame": index, "instances": result.to_coco()}])
                 if video is not None:
-                    video.write(_draw(estimator, frame, result, args.kpt_thr))
+                    video.write(estimator.draw(frame, result, args.kpt_thr))
                 n += 1
                 bar.update(1)
     finally:

@@ -33,6 +33,7 @@ from ..errors import InputError
 from ..models.vitpose import ViTPose
 from ..transforms import box_xywh_to_center_scale, crop_boxes, flip_back_heatmaps_torch
 from .detectors import sanitize_boxes
+from .draw import draw_poses
 from .io import read_image
 from .postprocess import oks_nms, rescore_instances
 
@@ -147,6 +148,14 @@ class PoseResult:
             return np.zeros((0, 0, 3), np.float32)
         return np.stack([i.keypoints for i in self.instances])
 
+    @property
+    def boxes_xyxy(self) -> np.ndarray:
+        """``[N, 4]`` person boxes ``x1, y1, x2, y2`` of the instances, in image pixels."""
+        if not self.instances:
+            return np.zeros((0, 4), np.float32)
+        xywh = np.stack([i.box_xywh for i in self.instances])
+        return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+
     def to_coco(self, category_id: int = 1) -> list[dict[str, Any]]:
         return [i.to_coco(self.image_id, category_id) for i in self.instances]
 
@@ -225,6 +234,18 @@ class PoseEstimator:
         other.__dict__.update(self.__dict__)
         other.settings = dataclasses.replace(self.settings, **changes)
         return other
+
+    def draw(self, image: np.ndarray, result: PoseResult, kpt_thr: float = 0.3) -> np.ndarray:
+        """`result` drawn on a copy of the RGB `image` with the dataset's skeleton and colours
+        (boxes, and track ids when set)."""
+        if not result.instances:
+            return image.copy()
+        kp = result.keypoints
+        labels = [f"#{i.track_id}" for i in result.instances] \
+            if result.instances[0].track_id is not None else None
+        return draw_poses(image, kp[..., :2], kp[..., 2], self.meta.skeleton,
+                          self.meta.keypoint_colors, self.meta.link_colors, kpt_thr=kpt_thr,
+                          boxes_xyxy=result.boxes_xyxy, box_labels=labels)
 
     # -- the one test-time path ---------------------------------------------------------------
     def to_tensor(self, crops: np.ndarray) -> torch.Tensor:

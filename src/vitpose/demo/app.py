@@ -1,0 +1,737 @@
+"""The `vitpose demo` web app: upload an image or a video, get the poses drawn, a table and JSON.
+
+Two layers, so that everything but the page itself is testable without a server:
+
+* `PoseDemo` holds the handlers as plain methods (`predict_image`, `predict_video`). They take a
+  file path and the page's settings and return an `ImageOutput` / `VideoOutput`; a bad upload
+  (not an image, a corrupt video, a missing head for the chosen keypoint set, no network for
+  released weights) becomes a message in the result, never an exception. Models are loaded on
+  first use and cached per ``(model, weights, dataset)``. The estimation itself is the one
+  test-time path of `vitpose.inference.pipeline` (built by `vitpose.cli.predict.build_estimator`,
+  drawn by ``PoseEstimator.draw``), tracking is `vitpose.inference.video.PoseTracker`.
+* `build_app` wraps a `PoseDemo` in a Gradio ``Blocks`` page with an image tab and a video tab
+  (Gradio is the optional extra ``vitpose[demo]``, imported only there); `launch_app` serves it,
+  on 127.0.0.1 by default, with an upload size limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import inspect
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..errors import InputError, VitPoseError
+from ..inference.detectors import build_detector
+from ..inference.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_file, read_image
+from ..inference.pipeline import PoseEstimator, PoseResult
+from ..inference.video import PoseTracker, VideoReader, VideoWriter
+
+__all__ = [
+    "BOX_SOURCES",
+    "ImageOutput",
+    "ModelChoice",
+    "PoseDemo",
+    "VideoOutput",
+    "build_app",
+    "default_model_choices",
+    "gradio_missing_message",
+    "launch_app",
+    "make_example_video",
+]
+
+log = logging.getLogger("vitpose.demo")
+
+#: Box source label shown in the page -> `build_detector` name.
+BOX_SOURCES: dict[str, str] = {
+    "Person detector (HOG, offline)": "hog",
+    "Person detector (RT-DETR, downloaded on first use)": "rtdetr",
+    "Whole image (one box)": "whole-image",
+}
+#: Keypoint sets offered as "model variants": (task, dataset, description).
+_TASKS: tuple[tuple[str, str, str], ...] = (
+    ("Human body", "coco", "COCO, 17 keypoints"),
+    ("Whole body", "wholebody", "COCO-WholeBody, 133 keypoints"),
+    ("Animal", "ap10k", "AP-10K, 17 keypoints"),
+    ("Animal", "apt36k", "APT-36K, 17 keypoints"),
+)
+IMAGE_TABLE_HEADERS = ["#", "box x", "box y", "box w", "box h", "box score", "pose score",
+                       "keypoints shown"]
+VIDEO_TABLE_HEADERS = ["track", "frames", "first frame", "last frame", "mean pose score"]
+_ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"  # installed with the package
+_EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"  # the source checkout's
+_EXAMPLE_IMAGE = "000000000785.jpg"
+_PREVIEW_MAX_SIDE = 854  # browser preview of a video (when the mp4 itself is not playable)
+_KEEP_REQUESTS = 32  # result folders kept in the work folder
+
+
+def gradio_missing_message() -> str:
+    return ('the web demo needs Gradio, an optional extra: pip install "vitpose[demo]" '
+            "(or pip install gradio)")
+
+
+# --------------------------------------------------------------------------------------------
+# Choices
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One entry of the page's model menu: what `vitpose.load_model` gets."""
+
+    label: str
+    model: str
+    weights: str | None = None
+    dataset: str | None = None
+
+
+def default_model_choices(model: str | None = None, weights: str | None = None,
+                          dataset: str | None = None) -> list[ModelChoice]:
+    """The model menu.
+
+    Without a model: ViTPose-B for people and ViTPose+-B with its COCO, COCO-WholeBody, AP-10K
+    and APT-36K heads (released weights, fetched on first use). With ``model`` / ``weights``:
+    that model with ``dataset`` (default: its first keypoint set), then the other keypoint sets
+    it may have (all of them for a checkpoint path or hub id, whose heads are known only once
+    loaded; the page says so when one is missing).
+    """
+    if model is None and weights is None and dataset is None:
+        return [ModelChoice("Human body · ViTPose-B (COCO, 17 keypoints)", "vitpose-b-simple")] + [
+            ModelChoice(f"{task} · ViTPose+-B ({desc})", "vitpose-plus-b", None, ds)
+            for task, ds, desc in _TASKS]
+    from ..models import VARIANTS
+
+    name = model or ("vitpose-b-simple" if dataset in (None, "coco") else "vitpose-plus-b")
+    shown = Path(name).name if os.sep in name or Path(name).exists() else name
+    if weights:
+        shown += f" + {Path(weights).name}"
+    known = VARIANTS.get(name)
+    first = dataset or (known.datasets[0] if known is not None else None)
+    label = f"{shown} ({first or 'its default keypoints'})"
+    for task, ds, desc in _TASKS:
+        if ds == first:
+            label = f"{task} · {shown} ({desc})"
+    choices = [ModelChoice(label, name, weights, dataset)]
+    for task, ds, desc in _TASKS:
+        if ds == first or (known is not None and ds not in known.datasets):
+            continue
+        choices.append(ModelChoice(f"{task} · {shown} ({desc})", name, weights, ds))
+    return choices
+
+
+# --------------------------------------------------------------------------------------------
+# Handler results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageOutput:
+    """What the image tab shows.
+
+    Attributes:
+        image: the drawn RGB image (None on error).
+        table: one row per instance (`IMAGE_TABLE_HEADERS`).
+        json_path: COCO-results JSON of the instances (as `vitpose predict` writes it).
+        message: a one-line Markdown status; starts with "Error:" when nothing could be done.
+        error: True when the upload or the settings could not be used.
+        results: the COCO entries written to ``json_path``.
+    """
+
+    image: np.ndarray | None = None
+    table: list[list[Any]] = field(default_factory=list)
+    json_path: str | None = None
+    message: str = ""
+    error: bool = False
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class VideoOutput:
+    """What the video tab shows.
+
+    Attributes:
+        video_path: the video to play in the page (the mp4 when browsers can play its codec,
+            else a WebM preview of it).
+        mp4_path: the annotated mp4 (as `vitpose predict` writes it).
+        json_path: per-frame results ``[{"frame": i, "instances": [...]}, ...]``.
+        table: one row per track (`VIDEO_TABLE_HEADERS`).
+        message: Markdown status ("Error: ..." on failure); error: True on failure.
+        frames: number of frames processed.
+    """
+
+    video_path: str | None = None
+    mp4_path: str | None = None
+    json_path: str | None = None
+    table: list[list[Any]] = field(default_factory=list)
+    message: str = ""
+    error: bool = False
+    frames: int = 0
+
+
+def _error_text(exc: BaseException, upload: str | None = None) -> str:
+    """``**Error:** message``, naming an upload by its file name, not its server-side path."""
+    text = str(exc).strip() or type(exc).__name__
+    if upload:
+        text = text.replace(upload, Path(upload).name)
+    return f"**Error:** {text}"
+
+
+def _safe_stem(path: str | os.PathLike[str]) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(os.fspath(path)).stem).strip("._")
+    return stem[:80] or "upload"
+
+
+def _upload_path(upload: Any) -> str | None:
+    """A path from what Gradio or a test passes: str, PathLike, or an object with ``.name``."""
+    if upload is None or upload == "":
+        return None
+    if isinstance(upload, (list, tuple)):
+        return _upload_path(upload[0]) if upload else None
+    if isinstance(upload, (str, os.PathLike)):
+        return os.fspath(upload)
+    name = getattr(upload, "name", None) or getattr(upload, "path", None)
+    return os.fspath(name) if name else None
+
+
+# --------------------------------------------------------------------------------------------
+# Handlers
+# --------------------------------------------------------------------------------------------
+
+
+class PoseDemo:
+    """The demo's state and handlers (no Gradio needed).
+
+    Args:
+        model, weights, dataset: what `default_model_choices` builds the model menu from; or
+            pass ``choices`` directly.
+        device, dtype: where and how models run (see `vitpose predict`).
+        detector: default box source, a `build_detector` name (``hog``, ``rtdetr``,
+            ``whole-image``).
+        max_frames: a video stops after this many frames (the message says so).
+        max_upload_mb: larger uploads are refused (the server enforces the same limit).
+        work_dir: where result files go (default: a fresh temporary folder removed at exit).
+        cache_size: how many loaded models are kept.
+        batch_size: crops per model call.
+    """
+
+    def __init__(self, model: str | None = None, weights: str | None = None,
+                 dataset: str | None = None, *, choices: Sequence[ModelChoice] | None = None,
+                 device: str = "cpu", dtype: str = "float32", detector: str = "hog",
+                 max_frames: int = 300, max_upload_mb: float = 100.0,
+                 work_dir: str | os.PathLike[str] | None = None, cache_size: int = 2,
+                 batch_size: int = 16) -> None:
+        self.choices = list(choices) if choices else default_model_choices(model, weights,
+                                                                          dataset)
+        self.device = device
+        self.dtype = dtype
+        labels = {v: k for k, v in BOX_SOURCES.items()}
+        name = {"none": "whole-image", "whole": "whole-image", "rt-detr": "rtdetr"}.get(
+            detector, detector)
+        if name not in labels:
+            raise InputError(f"unknown detector {detector!r} for the demo; choose one of "
+                             f"{', '.join(labels)}")
+        self.default_box_source = labels[name]
+        self.max_frames = int(max_frames)
+        self.max_upload_bytes = int(max_upload_mb * 1024 * 1024)
+        self.cache_size = max(1, int(cache_size))
+        self.batch_size = int(batch_size)
+        if work_dir is None:
+            self.work_dir = Path(tempfile.mkdtemp(prefix="vitpose-demo-"))
+            atexit.register(shutil.rmtree, self.work_dir, True)
+        else:
+            self.work_dir = Path(work_dir)
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._estimators: OrderedDict[tuple[Any, ...], PoseEstimator] = OrderedDict()
+        self._detectors: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._example_video: Path | None = None
+
+    # -- settings -----------------------------------------------------------------------------
+    @property
+    def model_labels(self) -> list[str]:
+        return [c.label for c in self.choices]
+
+    def choice(self, label: str | int | None) -> ModelChoice:
+        if label is None or label == "":
+            return self.choices[0]
+        if isinstance(label, int):
+            return self.choices[label]
+        for c in self.choices:
+            if c.label == label:
+                return c
+        raise InputError(f"unknown model choice {label!r}")
+
+    def estimator(self, label: str | int | None = None, flip: bool = True) -> PoseEstimator:
+        """The (cached) estimator of a model choice, with the flip test on or off."""
+        from ..cli.predict import build_estimator
+
+        c = self.choice(label)
+        key = (c.model, c.weights, c.dataset)
+        with self._lock:
+            est = self._estimators.get(key)
+            if est is None:
+                log.info("loading %s%s%s", c.model, f" with {c.weights}" if c.weights else "",
+                         f" ({c.dataset})" if c.dataset else "")
+                args = argparse.Namespace(model=c.model, weights=c.weights, dataset=c.dataset,
+                                          device=self.device, dtype=self.dtype,
+                                          batch_size=self.batch_size)
+                est = build_estimator(args)
+                self._estimators[key] = est
+                while len(self._estimators) > self.cache_size:
+                    self._estimators.popitem(last=False)
+            else:
+                self._estimators.move_to_end(key)
+        return est.with_settings(flip_test=bool(flip))
+
+    def _detector(self, box_source: str | None):
+        label = box_source or self.default_box_source
+        name = BOX_SOURCES.get(label, label)
+        if name == "whole-image":
+            return None
+        with self._lock:
+            det = self._detectors.get(name)
+            if det is None:
+                det = self._detectors[name] = build_detector(name)
+        return det
+
+    def _boxes(self, detector, image: np.ndarray) -> tuple[np.ndarray | None, bool]:
+        """Boxes for the estimator (None = whole image) and whether the detector found none."""
+        if detector is None:
+            return None, False
+        boxes = detector(image)
+        if len(boxes) == 0:
+            return None, True
+        return boxes, False
+
+    # -- files --------------------------------------------------------------------------------
+    def _check_upload(self, path: str | None, what: str) -> str:
+        if path is None:
+            raise InputError(f"upload {what} or pick an example first")
+        if not os.path.isfile(path):
+            raise InputError(f"uploaded file not found: {path}")
+        size = os.path.getsize(path)
+        if size > self.max_upload_bytes:
+            raise InputError(f"{Path(path).name} is {size / 2**20:.1f} MB; the limit is "
+                             f"{self.max_upload_bytes / 2**20:.0f} MB")
+        if size == 0:
+            raise InputError(f"{Path(path).name} is empty")
+        return path
+
+    def _request_dir(self) -> Path:
+        d = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=self.work_dir))
+        old = sorted((p for p in self.work_dir.iterdir() if p.is_dir() and p.name[0].isdigit()),
+                     key=lambda p: p.stat().st_mtime)
+        for p in old[:-_KEEP_REQUESTS]:
+            shutil.rmtree(p, ignore_errors=True)
+        return d
+
+    # -- image tab ----------------------------------------------------------------------------
+    def predict_image(self, image: Any, model: str | int | None = None,
+                      box_source: str | None = None, flip: bool = True, kpt_thr: float = 0.3
+                      ) -> ImageOutput:
+        """Poses of one uploaded image file.
+
+        Args:
+            image: path of the uploaded file (or anything with a ``.name`` path).
+            model: a label of `model_labels` (or its index); None = the first.
+            box_source: a key of `BOX_SOURCES` (or a detector name); None = the default.
+            flip: flip test.
+            kpt_thr: keypoints below this score are not drawn nor counted in the table.
+
+        Returns:
+            An `ImageOutput`; on a bad upload or setting, ``error`` is True and ``message``
+            says why.
+        """
+        t0 = time.perf_counter()
+        path = _upload_path(image)
+        try:
+            path = self._check_upload(path, "an image")
+            array = read_image(path)
+            estimator = self.estimator(model, flip)
+            detector = self._detector(box_source)
+            boxes, fell_back = self._boxes(detector, array)
+            result = estimator(array, boxes, image_id=Path(path).name)
+            return self._image_output(path, array, estimator, result, float(kpt_thr), fell_back,
+                                      time.perf_counter() - t0)
+        except (VitPoseError, ValueError) as e:
+            return ImageOutput(message=_error_text(e, path), error=True)
+        except Exception as e:  # a bug or the machine (memory): say so in the page
+            log.exception("image request failed")
+            return ImageOutput(message=_error_text(RuntimeError(
+                f"internal error ({type(e).__name__}: {e})"), path), error=True)
+
+    def _image_output(self, path: str, image: np.ndarray, estimator: PoseEstimator,
+                      result: PoseResult, kpt_thr: float, fell_back: bool, seconds: float
+                      ) -> ImageOutput:
+
+        drawn = estimator.draw(image, result, kpt_thr)
+        entries = result.to_coco()
+        out_dir = self._request_dir()
+        json_path = out_dir / f"{_safe_stem(path)}_results.json"
+        json_path.write_text(json.dumps(entries))
+        table = [[i + 1, *[round(float(v), 1) for v in inst.box_xywh],
+                  round(inst.box_score, 3), round(inst.score, 3),
+                  f"{int((inst.keypoints[:, 2] >= kpt_thr).sum())}/{len(inst.keypoints)}"]
+                 for i, inst in enumerate(result.instances)]
+        meta = estimator.meta
+        parts = [f"{len(result.instances)} instance(s) · {meta.name} "
+                 f"({meta.num_keypoints} keypoints) · {seconds:.2f} s"]
+        if fell_back:
+            parts.append("the detector found no person, so the whole image was used as one box")
+        parts += result.warnings
+        return ImageOutput(drawn, table, str(json_path), " · ".join(parts), False, entries)
+
+    # -- video tab ----------------------------------------------------------------------------
+    def predict_video(self, video: Any, model: str | int | None = None,
+                      box_source: str | None = None, flip: bool = True, kpt_thr: float = 0.3,
+                      progress: Callable[[int, int | None], None] | None = None
+                      ) -> VideoOutput:
+        """Poses, with track ids, in every frame of an uploaded video (up to `max_frames`).
+
+        Args:
+            video: path of the uploaded file.
+            model, box_source, flip, kpt_thr: as for `predict_image`.
+            progress: called as ``progress(frames_done, frames_total_or_None)`` after each
+                frame.
+
+        Returns:
+            A `VideoOutput`; on a bad upload or setting, ``error`` is True and ``message``
+            says why.
+        """
+        t0 = time.perf_counter()
+        reader = None
+        path = _upload_path(video)
+        try:
+            path = self._check_upload(path, "a video")
+            if is_image_file(path):
+                raise InputError(f"{Path(path).name} is an image, not a video: use the Image tab")
+            reader = VideoReader(path)
+            estimator = self.estimator(model, flip)
+            detector = self._detector(box_source)
+            return self._run_video(path, reader, estimator, detector, float(kpt_thr), progress,
+                                   t0)
+        except (VitPoseError, ValueError) as e:
+            return VideoOutput(message=_error_text(e, path), error=True)
+        except Exception as e:
+            log.exception("video request failed")
+            return VideoOutput(message=_error_text(RuntimeError(
+                f"internal error ({type(e).__name__}: {e})"), path), error=True)
+        finally:
+            if reader is not None:
+                reader.close()
+
+    def _run_video(self, path: str, reader: VideoReader, estimator: PoseEstimator, detector,
+                   kpt_thr: float, progress, t0: float) -> VideoOutput:
+
+        out_dir = self._request_dir()
+        stem = _safe_stem(path)
+        mp4_path = out_dir / f"{stem}_pose.mp4"
+        json_path = out_dir / f"{stem}_frames.json"
+        total = reader.frame_count
+        total = min(total, self.max_frames) if total else None
+        tracker = PoseTracker(metric="oks", sigmas=estimator.meta.sigmas)
+        writer = VideoWriter(mp4_path, reader.fps)
+        preview: VideoWriter | None = None
+        preview_failed = False
+        frames: list[dict[str, Any]] = []
+        tracks: dict[int, list[float]] = {}  # id -> [frames, first, last, score sum]
+        fallbacks = 0
+        truncated = False
+        try:
+            for index, frame in enumerate(reader):
+                if index >= self.max_frames:
+                    truncated = True
+                    break
+                boxes, fell_back = self._boxes(detector, frame)
+                fallbacks += fell_back
+                result = estimator(frame, boxes, image_id=index)
+                kp = result.keypoints
+                if result.instances:
+                    ids = tracker.update(kp[..., :2], kp[..., 2])
+                    for inst, tid in zip(result.instances, ids, strict=True):
+                        inst.track_id = int(tid)
+                        t = tracks.setdefault(int(tid), [0, index, index, 0.0])
+                        t[0] += 1
+                        t[2] = index
+                        t[3] += inst.score
+                frames.append({"frame": index, "instances": result.to_coco()})
+                drawn = estimator.draw(frame, result, kpt_thr)
+                writer.write(drawn)
+                if writer.codec != "avc1" and not preview_failed:
+                    try:
+                        if preview is None:
+                            preview = VideoWriter(out_dir / f"{stem}_preview.webm", reader.fps,
+                                                  codecs=("VP80",))
+                        preview.write(_fit(drawn, _PREVIEW_MAX_SIDE))
+                    except InputError as e:  # no VP8 encoder in this OpenCV build
+                        log.warning("no browser preview of the video: %s", e)
+                        preview_failed = True
+                        preview = None
+                if progress is not None:
+                    progress(index + 1, total)
+        finally:
+            writer.close()
+            if preview is not None:
+                preview.close(verify=False)  # WebM does not store a frame count to check
+        json_path.write_text(json.dumps(frames))
+        n = len(frames)
+        table = [[tid, int(t[0]), int(t[1]), int(t[2]), round(t[3] / max(t[0], 1), 3)]
+                 for tid, t in sorted(tracks.items())]
+        parts = [f"{n} frame(s) · {len(tracks)} track(s) · {estimator.meta.name} "
+                 f"({estimator.meta.num_keypoints} keypoints) · {time.perf_counter() - t0:.1f} s"]
+        if truncated:
+            parts.append(f"stopped after the first {self.max_frames} frames (--max-frames)")
+        if fallbacks:
+            parts.append(f"the detector found no person in {fallbacks} frame(s); the whole frame "
+                         "was used there")
+        shown = mp4_path
+        if writer.codec != "avc1":
+            if preview is not None and preview.frames_written:
+                shown = preview.path
+            else:
+                parts.append("this OpenCV build writes MPEG-4 Part 2, which browsers may not "
+                             "play: download the mp4")
+        return VideoOutput(str(shown), str(mp4_path), str(json_path), table, " · ".join(parts),
+                           False, n)
+
+    # -- examples -----------------------------------------------------------------------------
+    def example_image(self) -> Path | None:
+        """The bundled example image (package assets, else the source checkout's examples/)."""
+        for folder in (_ASSETS_DIR, _EXAMPLES_DIR):
+            if (folder / _EXAMPLE_IMAGE).is_file():
+                return folder / _EXAMPLE_IMAGE
+        return None
+
+    def example_video(self) -> Path | None:
+        """A short clip made from the example image (slow zoom and pan), made once."""
+        if self._example_video is None or not self._example_video.is_file():
+            image = self.example_image()
+            if image is None:
+                return None
+            try:
+                self._example_video = make_example_video(
+                    image, self.work_dir / "examples" / "example_clip.mp4")
+            except VitPoseError as e:
+                log.warning("no example video: %s", e)
+                return None
+        return self._example_video
+
+
+def _fit(image: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    s = max_side / max(h, w)
+    if s >= 1:
+        return image
+    return cv2.resize(image, (max(2, round(w * s)), max(2, round(h * s))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def make_example_video(image_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
+                       frames: int = 24, fps: float = 8.0) -> Path:
+    """A short mp4 from one image: a slow zoom towards the centre with a small pan.
+
+    Args:
+        image_path: the still image.
+        out_path: the mp4 to write.
+        frames: number of frames; fps: their rate.
+
+    Returns:
+        ``out_path``.
+    """
+    image = read_image(image_path)
+    h, w = image.shape[:2]
+    out = Path(out_path)
+    with VideoWriter(out, fps) as writer:
+        for i in range(frames):
+            t = i / max(frames - 1, 1)
+            zoom = 1.0 + 0.25 * t
+            dx = 0.04 * w * math.sin(math.pi * t)
+            m = np.array([[zoom, 0.0, (1 - zoom) * w / 2 + dx],
+                          [0.0, zoom, (1 - zoom) * h / 2]], np.float32)
+            writer.write(cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_REFLECT))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The page
+# --------------------------------------------------------------------------------------------
+
+_CSS = """
+#image-status, #video-status {min-height: 2em}
+"""
+
+
+def _gradio_major(gr) -> int:
+    try:
+        return int(str(gr.__version__).split(".")[0])
+    except ValueError:
+        return 0
+
+
+def _theme(gr):
+    sans = ["ui-sans-serif", "system-ui", "sans-serif"]  # system fonts: no font download
+    mono = ["ui-monospace", "monospace"]
+    return gr.themes.Default(font=sans, font_mono=mono)
+
+
+def build_app(demo: PoseDemo | None = None, **kwargs: Any):
+    """The Gradio page (not launched) around a `PoseDemo`.
+
+    Args:
+        demo: the handlers; default ``PoseDemo(**kwargs)``.
+
+    Returns:
+        A ``gradio.Blocks``; serve it with `launch_app`.
+
+    Raises:
+        ImportError: Gradio is not installed (see `gradio_missing_message`).
+    """
+    import gradio as gr
+    import pandas as pd  # a Gradio dependency
+
+    demo = demo if demo is not None else PoseDemo(**kwargs)
+    blocks_kw: dict[str, Any] = {"title": "ViTPose demo", "analytics_enabled": False,
+                                 "delete_cache": (3600, 3600)}
+    if _gradio_major(gr) < 6:  # theme and CSS moved to launch() in Gradio 6
+        blocks_kw.update(theme=_theme(gr), css=_CSS)
+
+    def image_handler(upload, model, box, flip, thr):
+        out = demo.predict_image(upload, model, box, flip, thr)
+        return (out.image, pd.DataFrame(out.table, columns=IMAGE_TABLE_HEADERS), out.json_path,
+                out.message)
+
+    def video_handler(upload, model, box, flip, thr, progress=gr.Progress()):  # noqa: B008
+        def report(done: int, total: int | None) -> None:
+            progress((done, total), desc="estimating poses", unit="frames")
+
+        progress(0, desc="opening the video")
+        out = demo.predict_video(upload, model, box, flip, thr, progress=report)
+        return (out.video_path, pd.DataFrame(out.table, columns=VIDEO_TABLE_HEADERS),
+                out.mp4_path, out.json_path, out.message)
+
+    no_share: dict[str, Any] = {}  # the share button posts to the Hugging Face hub
+    if "buttons" in inspect.signature(gr.Image).parameters:
+        no_share = {"buttons": ["download", "fullscreen"]}
+    image_types = sorted(IMAGE_EXTENSIONS)
+    video_types = sorted(VIDEO_EXTENSIONS)
+    with gr.Blocks(**blocks_kw) as app:
+        gr.Markdown(
+            "# ViTPose pose estimation\n"
+            "Upload an image or a video (or pick an example), choose the model and settings, and "
+            f"run. Everything runs on this computer ({demo.device}); a model is loaded the first "
+            "time it is used. Results: the drawn poses, a table of instances and the JSON "
+            "(COCO keypoint results, as `vitpose predict` writes them).")
+        with gr.Row():
+            model = gr.Dropdown(demo.model_labels, value=demo.model_labels[0], label="Model",
+                                elem_id="model-choice", scale=3)
+            box = gr.Radio(list(BOX_SOURCES), value=demo.default_box_source, label="Boxes",
+                           info="when the detector finds nobody, the whole image is used",
+                           elem_id="box-source", scale=3)
+        with gr.Row():
+            flip = gr.Checkbox(value=True, label="Flip test", elem_id="flip-test")
+            thr = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Keypoint threshold",
+                            info="keypoints below this score are not drawn",
+                            elem_id="kpt-thr")
+        with gr.Tabs():
+            with gr.Tab("Image", id="image-tab"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        image_in = gr.File(label="Image", file_types=image_types,
+                                           elem_id="image-input")
+                        example = demo.example_image()
+                        if example is not None:
+                            gr.Examples([[str(example)]], inputs=[image_in],
+                                        label="Example image")
+                        image_run = gr.Button("Estimate poses", variant="primary",
+                                              elem_id="image-run")
+                    with gr.Column(scale=2):
+                        image_status = gr.Markdown(elem_id="image-status")
+                        image_out = gr.Image(label="Poses", type="numpy", format="jpeg",
+                                             interactive=False, elem_id="image-output", **no_share)
+                        image_table = gr.Dataframe(headers=IMAGE_TABLE_HEADERS,
+                                                   label="Instances", interactive=False,
+                                                   elem_id="image-table")
+                        image_json = gr.File(label="Results (JSON)", interactive=False,
+                                             elem_id="image-json")
+            with gr.Tab("Video", id="video-tab"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        video_in = gr.File(label="Video", file_types=video_types,
+                                           elem_id="video-input")
+                        clip = demo.example_video()
+                        if clip is not None:
+                            gr.Examples([[str(clip)]], inputs=[video_in],
+                                        label="Example clip (made from the example image)")
+                        gr.Markdown(f"At most {demo.max_frames} frames are processed.")
+                        video_run = gr.Button("Estimate poses", variant="primary",
+                                              elem_id="video-run")
+                    with gr.Column(scale=2):
+                        video_status = gr.Markdown(elem_id="video-status")
+                        video_out = gr.Video(label="Poses", interactive=False,
+                                             elem_id="video-output", **no_share)
+                        video_table = gr.Dataframe(headers=VIDEO_TABLE_HEADERS, label="Tracks",
+                                                   interactive=False, elem_id="video-table")
+                        with gr.Row():
+                            video_mp4 = gr.File(label="Annotated video (mp4)", interactive=False,
+                                                elem_id="video-mp4")
+                            video_json = gr.File(label="Results (JSON)", interactive=False,
+                                                 elem_id="video-json")
+        settings = [model, box, flip, thr]
+        image_run.click(image_handler, [image_in, *settings],
+                        [image_out, image_table, image_json, image_status],
+                        api_name="predict_image", concurrency_limit=1)
+        video_run.click(video_handler, [video_in, *settings],
+                        [video_out, video_table, video_mp4, video_json, video_status],
+                        api_name="predict_video", concurrency_limit=1)
+    app.vitpose_demo = demo  # for launch_app (allowed paths) and tests
+    return app
+
+
+def launch_app(app, host: str = "127.0.0.1", port: int | None = None,
+               max_upload_mb: float = 100.0, block: bool = True, quiet: bool = False) -> Any:
+    """Serves a page from `build_app` (blocking unless ``block=False``).
+
+    Args:
+        app: the Blocks.
+        host: interface to bind (127.0.0.1: this computer only).
+        port: TCP port; None = the first free one from 7860.
+        max_upload_mb: the server refuses larger uploads.
+        block: wait until interrupted.
+        quiet: fewer prints.
+    """
+    import gradio as gr
+
+    demo: PoseDemo | None = getattr(app, "vitpose_demo", None)
+    allowed = [str(_ASSETS_DIR), str(_EXAMPLES_DIR)]
+    if demo is not None:
+        allowed.append(str(demo.work_dir))
+    kw: dict[str, Any] = dict(server_name=host, server_port=port, inbrowser=False,
+                              share=False, max_file_size=int(max_upload_mb * 1024 * 1024),
+                              allowed_paths=allowed, show_error=False, quiet=True,
+                              prevent_thread_lock=True)
+    if _gradio_major(gr) >= 6:
+        kw.update(theme=_theme(gr), css=_CSS)
+    app.queue(max_size=32, default_concurrency_limit=1)
+    result = app.launch(**kw)
+    if not quiet:
+        print(f"vitpose demo: open {app.local_url} in a browser (Ctrl-C stops it)", flush=True)
+    if block:
+        app.block_thread()
+    return result

@@ -1,0 +1,223 @@
+"""`vitpose demo`: the handlers (no server, no Gradio) on the sample images with a tiny model, the
+page built without launching, and the command without Gradio."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import vitpose
+from vitpose.cli.main import build_parser, main
+from vitpose.demo import BOX_SOURCES, PoseDemo, default_model_choices, make_example_video
+from vitpose.demo.app import IMAGE_TABLE_HEADERS, VIDEO_TABLE_HEADERS
+from vitpose.inference.io import read_image
+from vitpose.inference.pipeline import PoseEstimator
+from vitpose.inference.video import VideoReader
+
+WHOLE = "Whole image (one box)"
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    vitpose.save_checkpoint(vitpose.build_model("vitpose-b-simple", embed_dim=32, depth=2,
+                                                num_heads=2), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_path, tmp_path_factory):
+    return PoseDemo(tiny_path, work_dir=tmp_path_factory.mktemp("demo"), max_frames=3)
+
+
+@pytest.fixture(scope="module")
+def coco_images(data_dir):
+    images = sorted((data_dir / "coco").glob("*.jpg"))
+    assert images, "no sample images"
+    return images
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+# -- image handler ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("box_source", list(BOX_SOURCES)[::2])  # HOG and whole image (offline)
+def test_image_handler_on_sample_images(demo, coco_images, box_source):
+    for path in coco_images:
+        out = demo.predict_image(str(path), demo.model_labels[0], box_source, True, 0.3)
+        assert not out.error, out.message
+        image = read_image(path)
+        assert out.image.shape == image.shape and out.image.dtype == np.uint8
+        assert not np.array_equal(out.image, image)  # at least the box is drawn
+        entries = _read_json(out.json_path)
+        assert entries == out.results and len(entries) >= 1  # whole image when HOG finds none
+        for e in entries:
+            assert len(e["keypoints"]) == 17 * 3 and e["image_id"] == path.name
+        assert len(out.table) == len(entries)
+        assert all(len(row) == len(IMAGE_TABLE_HEADERS) for row in out.table)
+        assert "instance(s)" in out.message and "17 keypoints" in out.message
+
+
+def test_image_handler_is_the_pipeline_path(demo, coco_images):
+    """Same numbers as `PoseEstimator` called directly (the one test-time path)."""
+    path = coco_images[0]
+    out = demo.predict_image(path, None, WHOLE, True, 0.3)
+    model = vitpose.load_model(demo.choices[0].model)
+    expected = PoseEstimator(model)(str(path), None, image_id=path.name).to_coco()
+    assert out.results == expected
+    no_flip = demo.predict_image(path, None, WHOLE, False, 0.3).results
+    expected = PoseEstimator(model).with_settings(flip_test=False)(
+        str(path), None, image_id=path.name).to_coco()
+    assert no_flip == expected
+    assert no_flip[0]["keypoints"] != out.results[0]["keypoints"]
+
+
+def test_keypoint_threshold_sets_what_is_drawn(demo, coco_images):
+    scores = demo.predict_image(coco_images[0], None, WHOLE).results[0]["keypoints"][2::3]
+    low = demo.predict_image(coco_images[0], None, WHOLE, True, min(scores) - 1)  # random:
+    high = demo.predict_image(coco_images[0], None, WHOLE, True, max(scores) + 1)  # any scores
+    assert low.table[0][-1] == "17/17" and high.table[0][-1] == "0/17"
+    assert not np.array_equal(low.image, high.image)  # keypoints drawn only with the low one
+    assert low.results == high.results  # the JSON keeps every keypoint with its score
+
+
+def test_models_are_loaded_once_per_choice(demo, coco_images, monkeypatch):
+    demo.predict_image(coco_images[0], None, WHOLE)
+    import vitpose.cli.predict as predict
+
+    def fail(args):
+        raise AssertionError("model loaded again")
+
+    monkeypatch.setattr(predict, "build_estimator", fail)
+    assert not demo.predict_image(coco_images[0], None, WHOLE, False).error
+
+
+@pytest.mark.parametrize("content, name, words", [
+    (b"\xff\xd8\xff\xe0 this is not really a jpeg" * 20, "corrupt.jpg", "cannot decode image"),
+    (b"just text\n", "notes.png", "cannot decode image"),
+    (b"", "empty.jpg", "is empty"),
+])
+def test_bad_image_upload_is_a_message(demo, tmp_path, content, name, words):
+    path = tmp_path / name
+    path.write_bytes(content)
+    out = demo.predict_image(str(path))
+    assert out.error and out.image is None and out.json_path is None
+    assert out.message.startswith("**Error:**") and words in out.message
+    assert str(tmp_path) not in out.message  # named by the file name, not the server path
+
+
+def test_missing_and_oversized_uploads(tiny_path, tmp_path, coco_images):
+    small = PoseDemo(tiny_path, work_dir=tmp_path, max_upload_mb=0.01)
+    out = small.predict_image(coco_images[0])
+    assert out.error and "limit" in out.message
+    assert "upload an image" in small.predict_image(None).message
+    assert "not found" in small.predict_image(tmp_path / "gone.jpg").message
+    assert "upload a video" in small.predict_video(None).message
+
+
+def test_missing_head_is_a_message(demo, coco_images):
+    whole_body = next(c.label for c in demo.choices if c.dataset == "wholebody")
+    out = demo.predict_image(coco_images[0], whole_body, WHOLE)
+    assert out.error and "wholebody" in out.message
+
+
+def test_vitpose_plus_dataset_choices(tmp_path, data_dir):
+    """Whole body and animal are ViTPose+ dataset (head and expert) choices."""
+    path = tmp_path / "tiny_plus.pt"
+    vitpose.save_checkpoint(vitpose.build_model("vitpose-plus-s", embed_dim=32, depth=2,
+                                                num_heads=2), path)
+    demo = PoseDemo(str(path), work_dir=tmp_path / "work")
+    by_dataset = {c.dataset: c.label for c in demo.choices}
+    for dataset, image, k in [("wholebody", data_dir / "coco" / "000000000785.jpg", 133),
+                              ("ap10k", next((data_dir / "ap10k").glob("*.jpg")), 17)]:
+        out = demo.predict_image(image, by_dataset[dataset], WHOLE, True, 0.3)
+        assert not out.error, out.message
+        assert f"{dataset} ({k} keypoints)" in out.message
+        assert [len(e["keypoints"]) for e in out.results] == [3 * k]
+
+
+# -- video handler ------------------------------------------------------------------------------
+
+def test_video_handler(demo, data_dir):
+    calls = []
+    out = demo.predict_video(data_dir / "video" / "demo.mp4", None, None, True, 0.3,
+                             progress=lambda done, total: calls.append((done, total)))
+    assert not out.error, out.message
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert out.frames == 3 and "stopped after the first 3 frames" in out.message
+    frames = _read_json(out.json_path)
+    assert [f["frame"] for f in frames] == [0, 1, 2]
+    for f in frames:
+        assert f["instances"], "HOG finds people in every frame of demo.mp4"
+        assert all(len(i["keypoints"]) == 51 and "track_id" in i for i in f["instances"])
+    with VideoReader(out.mp4_path) as r:
+        assert r.size_hw == (540, 960) and len(list(r)) == 3
+    with VideoReader(out.video_path) as r:  # what the page plays (mp4 or a WebM preview)
+        assert len(list(r)) == 3
+    assert out.table and all(len(row) == len(VIDEO_TABLE_HEADERS) for row in out.table)
+    tracks = {i["track_id"] for f in frames for i in f["instances"]}
+    assert {row[0] for row in out.table} == tracks
+
+
+def test_bad_video_upload_is_a_message(demo, tmp_path, coco_images):
+    corrupt = tmp_path / "broken.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    for path in (corrupt, coco_images[0]):
+        out = demo.predict_video(path)
+        assert out.error and out.video_path is None and out.mp4_path is None
+        assert out.message.startswith("**Error:**") and "video" in out.message
+
+
+def test_example_clip(tmp_path, demo):
+    clip = make_example_video(demo.example_image(), tmp_path / "clip.mp4", frames=6)
+    with VideoReader(clip) as r:
+        frames = list(r)
+    assert len(frames) == 6 and frames[0].shape[:2] == (426, 640)  # 425 padded to even
+    assert not np.array_equal(frames[0], frames[-1])
+
+
+# -- menus, page and command -------------------------------------------------------------------
+
+def test_model_menu():
+    labels = [c.dataset for c in default_model_choices()]
+    assert labels == [None, "coco", "wholebody", "ap10k", "apt36k"]
+    assert [c.dataset for c in default_model_choices("vitpose-b-simple")] == [None]
+    plus = default_model_choices("vitpose-plus-b", dataset="ap10k")
+    assert plus[0].dataset == "ap10k" and plus[0].label.startswith("Animal")
+    assert {c.dataset for c in plus[1:]} == {"coco", "wholebody", "apt36k"}
+
+
+def test_build_app_without_launching(demo):
+    gr = pytest.importorskip("gradio", reason="gradio (the vitpose[demo] extra) not installed")
+    app = build_app_quietly(demo)
+    assert isinstance(app, gr.Blocks) and app.vitpose_demo is demo
+    config = json.dumps(app.get_config_file())
+    for elem in ("image-input", "image-run", "image-output", "image-json", "image-status",
+                 "video-input", "video-run", "video-output", "video-mp4", "model-choice",
+                 "box-source", "flip-test", "kpt-thr"):
+        assert f'"{elem}"' in config
+    assert "predict_image" in config and "predict_video" in config
+    assert not getattr(app, "is_running", False)
+
+
+def build_app_quietly(demo):
+    from vitpose.demo import build_app
+    return build_app(demo)
+
+
+def test_command_defaults():
+    args = build_parser().parse_args(["demo"])
+    assert args.host == "127.0.0.1" and args.model is None and args.max_upload_mb > 0
+
+
+def test_command_without_gradio(monkeypatch, capsys, tiny_path):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError
+    assert main(["demo", "--model", tiny_path]) == 2
+    err = capsys.readouterr().err
+    assert 'pip install "vitpose[demo]"' in err and "Traceback" not in err
