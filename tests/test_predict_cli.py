@@ -311,3 +311,20 @@ def test_detector_fallback_to_whole_image(ckpt, tmp_path, caplog):
     results = json.loads((tmp_path / "whole.json").read_text())
     assert len(results) == 1 and results[0]["bbox"] == [0.0, 0.0, 90.0, 120.0]
     assert "found nobody" in caplog.text
+
+
+def test_custom_keypoints_need_and_use_their_metadata(tmp_path, capsys):
+    from vitpose.engine.config import CONFIG_DIR
+    meta_file = CONFIG_DIR / "datasets" / "custom_example.yaml"
+    model = vitpose.build_model("vitpose-b-simple", embed_dim=32, depth=2, num_heads=2,
+                                num_keypoints=7, dataset="upper_body_7")
+    ckpt = vitpose.save_checkpoint(model, tmp_path / "custom.pth")
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.full((96, 72, 3), 90, np.uint8))
+    args = [str(image), "--model", str(ckpt), "--detector", "whole-image", "--no-draw"]
+    assert predict(*args, "--out", str(tmp_path / "a.json")) == 2
+    err = capsys.readouterr().err
+    assert "--dataset-meta" in err and "Traceback" not in err
+    assert predict(*args, "--dataset-meta", str(meta_file), "--out", str(tmp_path / "b.json")) == 0
+    results = json.loads((tmp_path / "b.json").read_text())
+    assert len(results) == 1 and len(results[0]["keypoints"]) == 7 * 3

@@ -47,6 +47,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None,
                    help="keypoint set / ViTPose+ expert: coco, aic, mpii, ap10k, apt36k, "
                         "wholebody, ... (default: the model's first)")
+    p.add_argument("--dataset-meta", default=None, metavar="FILE",
+                   help="keypoint metadata (.yaml/.json) of a custom dataset, for models "
+                        "fine-tuned on your own keypoints (see docs/FINETUNE.md)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                    help="autocast dtype of the model (default: %(default)s)")
@@ -106,7 +109,14 @@ def build_estimator(args: argparse.Namespace) -> PoseEstimator:
         overrides["nms_thr"] = args.oks_nms
     name = model.datasets[model.dataset_index_of(dataset)]
     settings = TestSettings.for_dataset(name, **overrides)
-    return PoseEstimator(model, dataset=dataset, settings=settings, device=args.device,
+    meta = None
+    if getattr(args, "dataset_meta", None):
+        from ..dataset_meta import load_dataset_meta
+        try:
+            meta = load_dataset_meta(args.dataset_meta)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+    return PoseEstimator(model, dataset=dataset, settings=settings, meta=meta, device=args.device,
                          batch_size=getattr(args, "batch_size", 16), dtype=DTYPES[args.dtype])
 
 

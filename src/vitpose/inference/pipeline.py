@@ -205,7 +205,15 @@ class PoseEstimator:
         self.dataset_index = index
         self.dataset = model.datasets[index]
         self.head = model.head_for(index)
-        self.meta = meta if meta is not None else get_dataset_meta(self.dataset)
+        if meta is None:
+            try:
+                meta = get_dataset_meta(self.dataset)
+            except ValueError:
+                raise InputError(
+                    f"no built-in keypoint metadata for dataset '{self.dataset}' (a custom "
+                    "dataset?): pass its metadata file (--dataset-meta FILE, or meta="
+                    "load_dataset_meta(FILE) in Python)") from None
+        self.meta = meta
         if self.meta.num_keypoints != self.head.out_channels:
             raise ValueError(f"dataset '{self.meta.name}' has {self.meta.num_keypoints} keypoints "
                              f"but the model head predicts {self.head.out_channels}; pass the "
