@@ -177,3 +177,18 @@ def test_drop_path_and_checkpointing_train():
     assert m.backbone.blocks[0].mlp.experts[5].weight.grad is not None
     assert m.backbone.blocks[0].mlp.experts[3].weight.grad is None  # dataset 3 not in the batch
     assert m.associate_keypoint_heads[0].final_layer.weight.grad is not None
+
+
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_simple_head_upsample_conv_equals_conv_of_upsampled(kernel):
+    """The factored simple decoder (taps before the x4 upsampling) equals the official order."""
+    import torch.nn.functional as F
+
+    from vitpose.models import HeatmapHead
+    head = HeatmapHead(32, 17, num_deconv_layers=0, num_deconv_filters=(), num_deconv_kernels=(),
+                       final_conv_kernel=kernel, upsample=4)
+    torch.nn.init.normal_(head.final_layer.weight, std=0.1)
+    torch.nn.init.normal_(head.final_layer.bias, std=0.1)
+    x = torch.randn(2, 32, 16, 12)
+    up = F.interpolate(F.relu(x), scale_factor=4, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(head(x), head.final_layer(up), rtol=1e-4, atol=1e-5)

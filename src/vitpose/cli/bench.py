@@ -1,0 +1,106 @@
+"""`vitpose bench`: model and end-to-end throughput, accuracy of the fast paths, peak memory, the
+comparison with the ``transformers`` VitPose on the same weights, and the throughput-vs-AP chart.
+
+Variant names get random weights (speed does not depend on them; pass ``--weights`` for real
+ones); a checkpoint path is loaded as usual. Writes ``OUT_DIR/bench.json`` and
+``OUT_DIR/throughput_vs_ap.png`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from ..benchmark import BenchConfig, draw_chart, format_report, run_benchmark
+from ..errors import InputError
+
+log = logging.getLogger("vitpose.bench")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", nargs="+", default=["vitpose-b-simple"], metavar="NAME|PATH",
+                   help="variant name(s) (random weights) or checkpoint path(s) "
+                        "(default: %(default)s)")
+    p.add_argument("--weights", default=None,
+                   help="weights for a single --model (path or hub id) instead of random ones")
+    p.add_argument("--dataset", default=None, help="keypoint set / ViTPose+ expert")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", nargs="+", default=["float32", "auto"],
+                   choices=["float32", "bfloat16", "float16", "auto"],
+                   help="compute dtypes (auto: bf16 on CPUs with AVX512-BF16/AMX and on recent "
+                        "GPUs, else fp16 on GPUs, fp32 on CPUs) (default: %(default)s)")
+    p.add_argument("--batch-size", nargs="+", type=int, default=[1],
+                   help="batch sizes of the model-throughput runs (default: %(default)s)")
+    p.add_argument("--backend", nargs="+", default=["torch"], choices=["torch", "onnxruntime"],
+                   help="backends of our model (onnxruntime: exported with `vitpose export`, "
+                        "fp32) (default: %(default)s)")
+    p.add_argument("--compile", action="store_true",
+                   help="also measure torch.compile variants (slow to start)")
+    p.add_argument("--no-transformers", action="store_true",
+                   help="skip the transformers reference runs")
+    e2e = p.add_argument_group("end to end (skipped without --images)")
+    e2e.add_argument("--images", default=None,
+                     help="image, folder or glob for the end-to-end runs, e.g. "
+                          "../shared/data/coco")
+    e2e.add_argument("--det-file", default=None, help="person detections (COCO results format)")
+    e2e.add_argument("--images-file", default=None,
+                     help="COCO file mapping image ids to file names (for --det-file)")
+    e2e.add_argument("--det-thr", type=float, default=0.0,
+                     help="minimum detection score (default %(default)s, the paper's protocol)")
+    e2e.add_argument("--max-images", type=int, default=None)
+    e2e.add_argument("--no-flip", action="store_true", help="end to end without the flip test")
+    e2e.add_argument("--e2e-batch-size", type=int, default=16,
+                     help="crops per model call end to end (default: %(default)s)")
+    e2e.add_argument("--e2e-repeats", type=int, default=1,
+                     help="end-to-end passes per variant; the median is reported")
+    e2e.add_argument("--no-memory", action="store_true",
+                     help="skip the peak-memory runs of `vitpose predict`")
+    tm = p.add_argument_group("timing")
+    tm.add_argument("--rounds", type=int, default=5,
+                    help="interleaved timing rounds per batch size (default: %(default)s)")
+    tm.add_argument("--warmup", type=int, default=1)
+    tm.add_argument("--min-seconds", type=float, default=0.0,
+                    help="keep timing rounds going for at least this long")
+    tm.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads")
+    tm.add_argument("--no-peak", action="store_true", help="skip the matmul peak measurement")
+    tm.add_argument("--accuracy-crops", type=int, default=16,
+                    help="crops of the accuracy comparison (default: %(default)s)")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--out-dir", default="vitpose_bench",
+                     help="folder for bench.json and the chart (default: %(default)s)")
+    out.add_argument("--json", default=None, help="JSON path (default: OUT_DIR/bench.json)")
+    out.add_argument("--chart", default=None,
+                     help="chart PNG path (default: OUT_DIR/throughput_vs_ap.png)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.weights and len(args.model) != 1:
+        raise InputError("--weights needs exactly one --model")
+    if any(b < 1 for b in args.batch_size) or args.e2e_batch_size < 1:
+        raise InputError("batch sizes must be positive")
+    if (args.det_file or args.images_file) and not args.images:
+        raise InputError("--det-file / --images-file need --images")
+    cfg = BenchConfig(
+        models=list(args.model), weights=args.weights, dataset=args.dataset, device=args.device,
+        dtypes=list(args.dtype), batch_sizes=list(args.batch_size), backends=list(args.backend),
+        compile=args.compile, transformers=not args.no_transformers, images=args.images,
+        det_file=args.det_file, images_file=args.images_file, det_thr=args.det_thr,
+        max_images=args.max_images, flip=not args.no_flip, e2e_batch_size=args.e2e_batch_size,
+        e2e_repeats=args.e2e_repeats, rounds=args.rounds, warmup=args.warmup,
+        min_seconds=args.min_seconds, accuracy_crops=args.accuracy_crops,
+        matmul_peak=not args.no_peak, predict_memory=not args.no_memory, threads=args.threads)
+    report = run_benchmark(cfg)
+    out_dir = Path(args.out_dir)
+    json_path = Path(args.json) if args.json else out_dir / "bench.json"
+    chart_path = Path(args.chart) if args.chart else out_dir / "throughput_vs_ap.png"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2, default=str))
+    draw_chart(report, chart_path)
+    print()
+    print(format_report(report))
+    print(f"\n-> {json_path}, {chart_path}")
+    return 0

@@ -1,0 +1,157 @@
+"""`vitpose bench`: a smoke run on a tiny model (JSON and chart written, every section present),
+plus the measurement helpers. No timing is asserted: speed is measured by hand (see
+docs/PERFORMANCE.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import vitpose
+from vitpose.benchmark import (
+    Sample,
+    StageClock,
+    chart_points,
+    coco_ap_of,
+    draw_chart,
+    format_report,
+    matmul_peak_gflops,
+    model_flops,
+    peak_rss_mb,
+    pipeline_end_to_end,
+    run_with_peak_rss,
+    time_interleaved,
+)
+from vitpose.cli.main import main
+from vitpose.inference.pipeline import PoseEstimator
+
+HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and \
+    importlib.util.find_spec("onnx") is not None
+HAS_HF = importlib.util.find_spec("transformers") is not None
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    model = vitpose.build_model("vitpose-b-simple", embed_dim=32, depth=1, num_heads=2)
+    return vitpose.save_checkpoint(model.eval(), tmp_path_factory.mktemp("bench") / "tiny.pth")
+
+
+def test_bench_smoke(tmp_path, tiny_ckpt, data_dir, capsys):
+    coco = data_dir / "coco"
+    out = tmp_path / "bench"
+    args = ["bench", "--model", str(tiny_ckpt), "--device", "cpu",
+            "--dtype", "float32", "bfloat16", "--batch-size", "1", "2", "--rounds", "1",
+            "--warmup", "0", "--accuracy-crops", "2", "--no-peak",
+            "--images", str(coco / "000000000785.jpg"),
+            "--det-file", str(coco / "test_coco_det_AP_H_56.json"),
+            "--images-file", str(coco / "test_coco.json"), "--det-thr", "0.5",
+            "--out-dir", str(out)]
+    if HAS_ORT:
+        args += ["--backend", "torch", "onnxruntime"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "crops/s" in printed and "end to end" in printed
+    report = json.loads((out / "bench.json").read_text())
+    (entry,) = report["models"]
+    assert entry["gflop_per_crop"] > 0 and entry["coco_ap_readme"] is None
+    labels = {(r["impl"], r["backend"], r["dtype"], r["batch_size"]) for r in entry["runs"]}
+    for b in (1, 2):
+        assert ("vitpose", "torch", "float32", b) in labels
+        assert ("vitpose", "torch", "bfloat16", b) in labels
+        if HAS_ORT:
+            assert ("vitpose", "onnxruntime", "float32", b) in labels
+        if HAS_HF:
+            assert ("transformers", "torch", "float32", b) in labels
+    for r in entry["runs"]:
+        assert r["items_per_s"] > 0 and r["calls"] == 1
+        if r["dtype"] == "float32":
+            assert r["rel_l2_vs_fp32"] < 1e-4
+    e2e = {(r["impl"], r["backend"], r["dtype"]): r for r in entry["end_to_end"]}
+    ours = e2e[("vitpose", "torch", "float32")]
+    assert ours["images"] == 1 and ours["instances"] > 0
+    assert {"read", "crop", "model", "decode", "postprocess"} <= set(ours["stages_s"])
+    if HAS_HF:
+        assert e2e[("transformers", "torch", "float32")]["instances"] == ours["instances"]
+    mem = entry["predict_memory"]
+    assert [m["dtype"] for m in mem] == ["float32", "bfloat16"]
+    assert all(m["exit_code"] == 0 and m["peak_rss_mb"] > 0 for m in mem)
+    chart = cv2.imread(str(out / "throughput_vs_ap.png"))
+    assert chart is not None and chart.shape[2] == 3
+
+
+def test_bench_rejects_bad_arguments(tiny_ckpt):
+    assert main(["bench", "--model", str(tiny_ckpt), "x", "--weights", "w.pth"]) == 2
+    assert main(["bench", "--model", str(tiny_ckpt), "--det-file", "d.json"]) == 2
+
+
+def test_time_interleaved_counts_rounds():
+    calls = []
+    t = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                         items=4, warmup=1, rounds=3)
+    assert len(t["a"].seconds) == len(t["b"].seconds) == 3
+    assert calls[:2] == ["a", "b"] and calls.count("a") == 4  # warm-up + 3 rounds
+    assert calls[4:6] == ["b", "a"]  # the order rotates each round
+    assert t["a"].rate > 0 and t["a"].as_dict()["items_per_call"] == 4
+
+
+def test_model_flops_and_readme_ap():
+    # ViTPose-B at 256x192: ~33 GFLOP in the linear layers + attention and head (meta device)
+    gflop = model_flops(vitpose.build_model("vitpose-b-simple")) / 1e9
+    assert 33 < gflop < 37
+    plus = vitpose.build_model("vitpose-plus-b")
+    assert model_flops(plus, "ap10k") == pytest.approx(model_flops(plus, 0), rel=0.01)
+    assert coco_ap_of("vitpose-b-simple") == 75.5 and coco_ap_of("vitpose_h") == 79.1
+    assert coco_ap_of("nonsense") is None
+
+
+def test_peak_rss_helpers(tmp_path):
+    assert peak_rss_mb() > 10
+    code, peak, text = run_with_peak_rss("vitpose.cli", ["bench", "--help"])
+    assert code == 0 and "bench" in text and 10 < peak < 2000
+    code, _, text = run_with_peak_rss("vitpose.cli", ["no-such-command"])
+    assert code == 2 and "invalid choice" in text
+
+
+def test_stage_clock_and_pipeline_stages(tmp_path):
+    clock = StageClock()
+    with clock("a"):
+        pass
+    clock.wrap("a", lambda: None)()
+    assert set(clock.seconds) == {"a"}
+    model = vitpose.build_model("vitpose-b-simple", embed_dim=32, depth=1, num_heads=2).eval()
+    path = tmp_path / "img.png"
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 255, (120, 90, 3), np.uint8))
+    boxes = np.array([[5, 5, 60, 100, 0.9], [10, 20, 40, 50, 0.8]], np.float32)
+    rec = pipeline_end_to_end(PoseEstimator(model), [Sample(path, boxes, (120, 90))])
+    assert rec["instances"] == 2 and rec["images"] == 1
+    assert rec["stages_s"]["model"] > 0 and 0 <= rec["non_model_fraction"] <= 1
+
+
+def test_chart_and_table_from_a_report(tmp_path):
+    run = {"impl": "vitpose", "backend": "torch", "dtype": "bfloat16", "compile": False,
+           "batch_size": 1, "items_per_s": 20.0, "median_ms": 50.0, "gflop_per_s": 700.0,
+           "fraction_of_matmul_peak": 0.25, "vs_transformers_fp32": 3.0,
+           "vs_transformers_same_dtype": 1.8, "rel_l2_vs_fp32": 5e-3, "argmax_same": 0.99}
+    models = [{"model": v, "variant": v, "params_M": 90.0, "gflop_per_crop": 35.0,
+               "dataset": "coco", "weights": "random", "coco_ap_readme": coco_ap_of(v),
+               "paper_fps_a100_batch64": fps, "runs": [dict(run, items_per_s=r)],
+               "end_to_end": [], "predict_memory": [], "notes": [], "summary": {}}
+              for v, fps, r in (("vitpose-b-simple", 944.0, 20.0),
+                                ("vitpose-l-simple", 411.0, 7.0))]
+    report = {"system": {"cpu": "test", "cpu_count": 2, "torch_threads": 2, "torch": "x"},
+              "matmul_peak_gflops": {"float32": 300.0}, "models": models}
+    points = chart_points(report)
+    assert {p["series"] for p in points} == {"vitpose torch bfloat16", "paper: A100, batch 64"}
+    path = draw_chart(report, tmp_path / "c.png")
+    img = cv2.imread(str(path))
+    assert img.shape == (640, 1000, 3) and (img < 250).any()
+    assert "vitpose/torch/bfloat16" in format_report(report)
+
+
+def test_matmul_peak_runs():
+    assert matmul_peak_gflops(torch.float32, sizes=(64,), seconds=0.0) > 0
