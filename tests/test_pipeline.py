@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import vitpose
+from tiny_models import tiny_simple_model
 from vitpose.codecs import decode_heatmaps
 from vitpose.errors import InputError
 from vitpose.inference.pipeline import PoseEstimator, PoseInstance, TestSettings
@@ -28,24 +29,9 @@ from vitpose.transforms import box_xywh_to_center_scale, flip_back_heatmaps
 COCO_FLIP_PAIRS = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16]]
 
 
-def _randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Non-trivial random weights (the default init gives near-uniform attention, which would
-    hide mistakes): matrices N(0, 0.05), norm weights U(0.5, 1.5), biases N(0, 0.05)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim > 1:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-            elif name.endswith("weight"):
-                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def tiny_model() -> vitpose.ViTPose:
-    return _randomize(vitpose.build_model("vitpose-b-simple", embed_dim=32, depth=2, num_heads=2))
+    return tiny_simple_model()
 
 
 def _parity(fixtures_dir, name: str) -> dict:

@@ -11,30 +11,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 import vitpose
+from tiny_models import tiny_simple_model
 from vitpose.cli.main import main
-
-
-def _randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Non-trivial random weights (the default init gives near-uniform attention): matrices
-    N(0, 0.05), norm weights U(0.5, 1.5), biases N(0, 0.05)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim > 1:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-            elif name.endswith("weight"):
-                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    model = _randomize(vitpose.build_model("vitpose-b-simple", embed_dim=32, depth=2, num_heads=2))
+    model = tiny_simple_model()
     return vitpose.save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.pth")
 
 
