@@ -255,6 +255,16 @@ def test_mae_checkpoint_initialises_backbone(tmp_path, caplog):
     torch.testing.assert_close(model.backbone.blocks[1].attn.qkv.weight, mae["blocks.1.attn.qkv.weight"])
     assert torch.all(model.backbone.last_norm.weight == 1)  # not in MAE: default init
 
+    # a pose checkpoint given as MAE weights: one clear error pointing to model.weights
+    pose = tmp_path / "pose.pth"
+    torch.save({"state_dict": ref_model.state_dict()}, pose)
+    with pytest.raises(CheckpointError, match="model.weights"):
+        load_pretrained_backbone(model, pose)
+    torch.save({"model": {k: v for k, v in ref_model.state_dict().items()
+                          if not k.startswith("keypoint_head")}}, pose)
+    with pytest.raises(CheckpointError, match="not a square grid.*model.weights"):
+        load_pretrained_backbone(model, pose)
+
 
 def test_mae_patch14_is_padded_and_experts_initialised(tmp_path):
     c = 32

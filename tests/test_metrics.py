@@ -267,6 +267,22 @@ def test_mpii_official_gt_layout_matches_json(data_dir, tmp_path):
     assert a == pytest.approx(b)
     assert 0 < a["PCKh"] < 100
 
+    # the official MATLAB file itself (SciPy reads it): the same keys, dtypes as in
+    # mpii_gt_val.mat (uint8 flags, a cell array of joint names beside the arrays)
+    scipy_io = pytest.importorskip("scipy.io")
+    with np.load(tmp_path / "mat_gt.npz") as npz:
+        mat = dict(npz)
+    mat["jnt_missing"] = mat["jnt_missing"].astype(np.uint8)
+    mat["dataset_joints"] = np.array([[np.array([n]) for n in ("rank", "rkne", "rhip", "lhip",
+                                       "lkne", "lank", "pelv", "thor", "neck", "head", "rwri",
+                                       "relb", "rsho", "lsho", "lelb", "lwri")]], dtype=object)
+    scipy_io.savemat(tmp_path / "mpii_gt_val.mat", mat)
+    c = evaluate("mpii", path, preds, head_boxes=tmp_path / "mpii_gt_val.mat")
+    assert c == pytest.approx(b)
+    (tmp_path / "broken.mat").write_bytes(b"MATLAB 5.0 MAT-file, truncated")
+    with pytest.raises(InputError, match="broken.mat"):
+        evaluate("mpii", path, preds, head_boxes=tmp_path / "broken.mat")
+
 
 # ---- small cases by hand ---------------------------------------------------------------------
 

@@ -418,6 +418,12 @@ def mae_to_backbone(sd: Mapping[str, torch.Tensor], model: ViTPose,
     bb = model.backbone
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
     ignored = []
+    hint = ("model.pretrained takes an MAE (ImageNet) backbone; to start from a pose checkpoint "
+            "(ViTPose, ViTPose+, transformers or one of ours) set model.weights instead")
+    pose_heads = ("keypoint_head.", "associate_keypoint_heads.", "head.conv", "head.deconv")
+    if any(k.startswith(pose_heads) for k in sd):  # (MAE's fine-tuned files have a plain head.)
+        raise CheckpointError(f"this checkpoint has keypoint heads, so it is not an MAE backbone: "
+                              f"{hint}")
     sd = {re.sub(r"^(encoder\.|backbone\.)", "", k): v for k, v in sd.items()}
     for k, v in sd.items():
         if k.startswith(("blocks.", "patch_embed.")) or k == "pos_embed":
@@ -429,7 +435,7 @@ def mae_to_backbone(sd: Mapping[str, torch.Tensor], model: ViTPose,
     n = out["pos_embed"].shape[1] - 1
     side = int(round(math.sqrt(n)))
     if side * side != n:
-        raise CheckpointError(f"MAE pos_embed has {n} patch tokens, not a square grid")
+        raise CheckpointError(f"MAE pos_embed has {n} patch tokens, not a square grid: {hint}")
     out["pos_embed"] = resize_pos_embed(out["pos_embed"], (side, side), bb.grid_size)
     w = out.get("patch_embed.proj.weight")
     target = bb.patch_embed.proj.weight.shape[-1]

@@ -175,10 +175,16 @@ def load_mpii_head_boxes(path: PathLike) -> MpiiHeadBoxes:
             raise InputError(
                 f"{path}: reading .mat files needs SciPy (pip install scipy), or convert it once "
                 f"to .npz with the keys 'headboxes_src', 'pos_gt_src', 'jnt_missing'") from None
+        if not path.is_file():
+            raise InputError(f"MPII head-box file not found: {path}")
         try:
             data = loadmat(str(path))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read MPII head-box file {path}: {exc}") from None
+        except NotImplementedError:  # MATLAB v7.3 (HDF5) files
+            raise InputError(f"{path}: MATLAB v7.3 files are not supported; save it with "
+                             f"-v7 or convert it to .npz (see vitpose.datasets.mpii)") from None
+        except Exception as exc:  # SciPy raises many kinds on a damaged file
+            raise InputError(f"cannot read MPII head-box file {path} "
+                             f"({type(exc).__name__}: {exc})") from None
         return _head_boxes_from_mapping(data, path)
     raise InputError(f"{path}: unsupported head-box file type {suffix!r}; use .npz, .json or .mat")
 
