@@ -150,6 +150,19 @@ def test_tiny_config_points_at_the_sample(data_dir: Path) -> None:
     assert (root / cfg.data.resolve(cfg.data.val[0].det_file)).is_file()
 
 
+def test_bf16_proxy_configs_load(data_dir: Path) -> None:
+    """scripts/bf16_proxy (docs/PERFORMANCE.md): ViTPose-B simple on the sample, two stages."""
+    root = Path(__file__).resolve().parents[1]
+    one = load_config(str(root / "scripts/bf16_proxy/stage1.yaml"))
+    two = load_config(str(root / "scripts/bf16_proxy/stage2.yaml"))
+    for cfg in (one, two):
+        assert cfg.model.variant == "vitpose-b-simple" and cfg.runtime.amp == "bf16"
+        for ds in cfg.data.train + cfg.data.val:
+            assert (root / cfg.data.resolve(ds.ann_file)).is_file()
+    assert one.data.train[0].rot_factor > 0 and two.data.train[0].rot_factor == 0
+    assert not two.data.train[0].flip and two.model.weights == "work/bf16_proxy_1/latest.pth"
+
+
 def test_find_config_by_short_name_and_path() -> None:
     assert find_config("vitpose_b_coco_256x192") == CONFIG_DIR / f"{COCO_B}.yaml"
     assert find_config(f"{COCO_B}.yaml") == CONFIG_DIR / f"{COCO_B}.yaml"

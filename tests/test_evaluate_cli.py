@@ -41,6 +41,22 @@ def test_vitpose_test_end_to_end(tiny_weights, data_dir, tmp_path, capsys):
     assert all(len(r["keypoints"]) == 17 * 3 for r in results)
 
 
+def test_vitpose_test_bf16(tiny_weights, data_dir, tmp_path, capsys):
+    """``--set test.dtype=bfloat16``: the same records, keypoints near the float32 ones."""
+    import numpy as np
+    assert main(_test_args(tiny_weights, data_dir, tmp_path / "fp32")) == 0
+    assert main(_test_args(tiny_weights, data_dir, tmp_path / "bf16")
+                + ["--set", "test.dtype=bfloat16"]) == 0
+    a, b = (json.loads((tmp_path / d / "results_coco.json").read_text()) for d in ("fp32", "bf16"))
+    assert len(a) == len(b) > 0
+    ka = np.array([r["keypoints"] for r in a]).reshape(len(a), -1, 3)
+    kb = np.array([r["keypoints"] for r in b]).reshape(len(b), -1, 3)
+    assert not np.array_equal(ka, kb)  # bf16 really ran
+    # random tiny weights: flat heatmaps, so some arg-maxes move; most keypoints stay put
+    assert np.median(np.linalg.norm(ka[..., :2] - kb[..., :2], axis=-1)) < 1.0
+    capsys.readouterr()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

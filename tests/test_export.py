@@ -51,6 +51,9 @@ def test_optimize_for_inference_equals_autocast():
     fast = optimize_for_inference(copy.deepcopy(model), torch.bfloat16)
     assert fast.backbone.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
     assert fast.backbone.blocks[0].norm1.weight.dtype == torch.float32  # norms stay fp32
+    # the two ends run outside autocast (vitpose.models.precision)
+    assert fast.keypoint_head.final_layer.weight.dtype == torch.float32
+    assert fast.backbone.patch_embed.proj.weight.dtype == torch.float32
     x = torch.randn(2, 3, 256, 192)
     ref = PoseEstimator(model, dtype=torch.bfloat16).forward_heatmaps(x)
     out = PoseEstimator(fast, dtype=torch.bfloat16).forward_heatmaps(x)

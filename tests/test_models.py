@@ -192,3 +192,41 @@ def test_simple_head_upsample_conv_equals_conv_of_upsampled(kernel):
     x = torch.randn(2, 32, 16, 12)
     up = F.interpolate(F.relu(x), scale_factor=4, mode="bilinear", align_corners=False)
     torch.testing.assert_close(head(x), head.final_layer(up), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("simple", [True, False])
+def test_heatmaps_leave_autocast_in_float32(simple):
+    """Under bf16 autocast the layer that makes the heatmaps runs in float32 on the cast-up
+    features, so the heatmaps are not rounded to bf16 (ties would move their arg-max)."""
+    from vitpose.models import HeatmapHead
+    if simple:
+        head = HeatmapHead(32, 17, num_deconv_layers=0, num_deconv_filters=(),
+                           num_deconv_kernels=(), final_conv_kernel=3, upsample=4)
+    else:
+        head = HeatmapHead(32, 17, num_deconv_filters=(16, 16))
+    torch.nn.init.normal_(head.final_layer.weight, std=0.1)
+    head.eval()
+    x = torch.randn(2, 32, 16, 12).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(x)
+        inner = head.deconv_layers(x)  # what the final layer receives (bf16 for classic)
+    assert out.dtype == torch.float32
+    ref = head(x.float()) if simple else head.final_layer(inner.float())
+    assert torch.equal(out, ref)
+    # a model cast to bf16 by hand keeps computing in bf16
+    assert head.bfloat16()(x).dtype == torch.bfloat16
+
+
+def test_patch_embedding_leaves_autocast_in_float32():
+    """Under bf16 autocast the pixels are not rounded to bf16 before the patch embedding."""
+    from vitpose.models.precision import float32_layers
+    model = build_model("vitpose-b", embed_dim=32, depth=1, num_heads=2, img_size=(64, 48)).eval()
+    pe = model.backbone.patch_embed
+    x = torch.randn(2, 3, 64, 48)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tokens = pe(x)
+        heatmaps = model(x)
+    assert tokens.dtype == torch.float32 and heatmaps.dtype == torch.float32
+    assert torch.equal(tokens, pe(x))
+    assert {id(m) for m in float32_layers(model)} == {id(pe.proj),
+                                                      id(model.keypoint_head.final_layer)}

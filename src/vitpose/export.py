@@ -38,6 +38,7 @@ from torch import nn
 from .checkpoints import densify_moe
 from .errors import VitPoseError
 from .inference.pipeline import IMAGENET_MEAN, IMAGENET_STD, PoseEstimator, TestSettings
+from .models.precision import float32_layers
 from .models.vitpose import ViTPose, ViTPoseConfig
 from .transforms import flip_back_heatmaps_torch
 
@@ -114,9 +115,10 @@ def optimize_for_inference(model: ViTPose, dtype: str | torch.dtype = torch.floa
     """Prepare `model` (in place) for `PoseEstimator(model, dtype=dtype)`.
 
     For a lower-precision `dtype` the weights of every Linear and convolution are cast to it
-    once; LayerNorm, BatchNorm and the positional embedding stay float32, exactly as autocast
-    would compute them, so the output equals plain autocast while the per-call weight
-    conversion (about a third of a bf16 forward of ViTPose-B at batch 1 on CPU) disappears.
+    once. LayerNorm, BatchNorm and the positional embedding stay float32, as autocast computes
+    them, and so do the patch embedding and the heads' final layers, which run outside autocast
+    (`vitpose.models.precision`). The output therefore equals plain autocast, while the per-call
+    weight conversion (about a third of a bf16 forward of ViTPose-B at batch 1 on CPU) is gone.
     The model must then always run under autocast with that dtype (as `PoseEstimator` does);
     do not train it or call it in float32 afterwards.
 
@@ -133,8 +135,10 @@ def optimize_for_inference(model: ViTPose, dtype: str | torch.dtype = torch.floa
     device = next(model.parameters()).device
     dtype = resolve_dtype(dtype, device)
     if dtype != torch.float32:
+        # the patch embedding and the heatmap layers run outside autocast (`models.precision`)
+        keep = {id(m) for m in float32_layers(model)}
         for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)) and id(m) not in keep:
                 m.to(dtype)
     if compile:
         # Inductor's freezing: weights become constants of the graph, pre-packed for oneDNN on

@@ -18,6 +18,7 @@ from ..engine.build import build_model_from_config
 from ..engine.config import ExperimentConfig, find_config, load_config
 from ..engine.evaluate import evaluate_model, format_metrics
 from ..errors import ConfigError
+from ..export import optimize_for_inference
 from ..hub import resolve_weights
 from ..models.vitpose import canonical_name
 
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     weights = args.weights or cfg.model.weights or cfg.model.variant
     load_weights(model, resolve_weights(weights, prefer_original=True))
     model.to(device)
+    if cfg.test.dtype != "float32":  # --set test.dtype=auto: weights cast once, as in predict
+        optimize_for_inference(model, cfg.test.dtype)
     work_dir = Path(args.work_dir or f"work_dirs/test_{Path(args.config).stem}")
     metrics = evaluate_model(model, cfg, work_dir=work_dir, device=device)
     if dist.is_main_process():

@@ -232,7 +232,7 @@ class PoseDemo:
 
     def __init__(self, model: str | None = None, weights: str | None = None,
                  dataset: str | None = None, *, choices: Sequence[ModelChoice] | None = None,
-                 device: str = "cpu", dtype: str = "float32", detector: str = "hog",
+                 device: str = "cpu", dtype: str = "auto", detector: str = "hog",
                  max_frames: int = 300, max_upload_mb: float = 100.0,
                  work_dir: str | os.PathLike[str] | None = None, cache_size: int = 2,
                  batch_size: int = 16) -> None:

@@ -257,6 +257,9 @@ class TestConfig:
         vis_thr: keypoints scoring above this count in the instance rescoring.
         oks_thr: OKS-NMS threshold.
         oks_nms: run OKS-NMS per image.
+        dtype: compute dtype of the model: ``float32`` (exact: the official numbers),
+            ``bfloat16``, ``float16`` or ``auto`` (bf16 on CPUs with AVX512-BF16/AMX and recent
+            GPUs, fp16 on older GPUs; see docs/PERFORMANCE.md).
     """
 
     flip_test: bool = True
@@ -266,6 +269,7 @@ class TestConfig:
     vis_thr: float = 0.2
     oks_thr: float = 0.9
     oks_nms: bool = True
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
 
 
 @dataclass

@@ -27,6 +27,7 @@ from ..dataset_meta import DatasetMeta
 from ..datasets.readers import read_annotations, read_detections
 from ..datasets.records import PoseRecord
 from ..errors import InputError
+from ..export import resolve_dtype
 from ..inference.pipeline import PoseEstimator, TestSettings
 from ..inference.postprocess import oks_nms, rescore_instances
 from ..metrics import evaluate as compute_metrics
@@ -175,6 +176,7 @@ def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.Pat
     """
     was_training = model.training
     model.eval()
+    dtype = resolve_dtype(cfg.test.dtype, device or next(model.parameters()).device)
     out: dict[str, dict[str, float]] = {}
     try:
         for ds in cfg.data.val:
@@ -187,7 +189,7 @@ def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.Pat
                                  f"match use_udp={ds.use_udp}")
             estimator = PoseEstimator(model, dataset=ds.dataset_index, settings=settings,
                                       meta=meta, device=device,
-                                      batch_size=cfg.data.val_batch_size)
+                                      batch_size=cfg.data.val_batch_size, dtype=dtype)
             records = load_eval_records(ds, cfg.data, meta)
             metrics, results = evaluate_dataset(
                 estimator, records, ds, cfg.data,

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .precision import outside_autocast
+
 __all__ = ["HeatmapHead"]
 
 
@@ -34,6 +36,9 @@ class HeatmapHead(nn.Module):
         final_conv_kernel: 1 or 3 (padding 0 or 1).
         upsample: bilinear upsampling factor applied to ``relu(features)`` first (0 = none).
     """
+
+    #: runs outside autocast, see `vitpose.models.precision`
+    FLOAT32_CHILDREN = ("final_layer",)
 
     def __init__(self, in_channels: int, out_channels: int, num_deconv_layers: int = 2,
                  num_deconv_filters: Sequence[int] = (256, 256),
@@ -86,11 +91,15 @@ class HeatmapHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.upsample > 0 and self.num_deconv_layers == 0:
-            return self._upsample_conv(F.relu(x))
+            return self._final(F.relu(x), self._upsample_conv)
         if self.upsample > 0:
             x = F.interpolate(F.relu(x), scale_factor=self.upsample, mode="bilinear",
                               align_corners=False)
-        return self.final_layer(self.deconv_layers(x))
+        return self._final(self.deconv_layers(x), self.final_layer)
+
+    def _final(self, x: torch.Tensor, layer) -> torch.Tensor:
+        """The layer that makes the heatmaps, in float32 under autocast (`models.precision`)."""
+        return outside_autocast(layer, x, self.final_layer.weight.dtype)
 
     def _upsample_conv(self, x: torch.Tensor) -> torch.Tensor:
         """``final_layer(interpolate(x))`` computed as ``sum_d shift_d(interpolate(W_d x)) + b``.

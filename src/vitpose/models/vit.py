@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .precision import outside_autocast
+
 __all__ = ["PatchEmbed", "Attention", "Mlp", "MoEMlp", "Block", "ViT", "patch_grid"]
 
 
@@ -56,6 +58,9 @@ class PatchEmbed(nn.Module):
     256x192 input gives a 16x12 grid (vitpose-reference §1.2).
     """
 
+    #: runs outside autocast (on the pixels), see `vitpose.models.precision`
+    FLOAT32_CHILDREN = ("proj",)
+
     def __init__(self, img_size: Sequence[int], patch_size: int = 16, in_chans: int = 3,
                  embed_dim: int = 768, padding: int = 2) -> None:
         super().__init__()
@@ -68,7 +73,8 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`[B, 3, H, W]` -> `[B, H_p*W_p, C]` tokens in row-major grid order."""
-        return self.proj(x).flatten(2).transpose(1, 2)
+        x = outside_autocast(self.proj, x, self.proj.weight.dtype)
+        return x.flatten(2).transpose(1, 2)
 
 
 class Attention(nn.Module):
