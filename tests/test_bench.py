@@ -14,12 +14,14 @@ import torch
 
 import vitpose
 from vitpose.benchmark import (
+    BenchConfig,
     Sample,
     StageClock,
     chart_points,
     coco_ap_of,
     draw_chart,
     format_report,
+    largest_batch,
     matmul_peak_gflops,
     model_flops,
     peak_rss_mb,
@@ -155,3 +157,12 @@ def test_chart_and_table_from_a_report(tmp_path):
 
 def test_matmul_peak_runs():
     assert matmul_peak_gflops(torch.float32, sizes=(64,), seconds=0.0) > 0
+
+
+def test_batch_64_is_one_model_call_on_cuda():
+    """Each run at batch b must be one call of b crops: the estimators' chunk size covers the
+    paper's batch 64, which `vitpose bench` adds on CUDA devices."""
+    cfg = BenchConfig(batch_sizes=[1, 8], e2e_batch_size=16)
+    assert largest_batch(cfg, torch.device("cpu")) == 16
+    assert largest_batch(cfg, torch.device("cuda")) == 64  # no GPU needed: only the type
+    assert largest_batch(BenchConfig(batch_sizes=[128]), torch.device("cuda")) == 128

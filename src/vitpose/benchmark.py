@@ -665,6 +665,15 @@ def _rescale_peak_fractions(report: dict[str, Any]) -> None:
         m["summary"] = _summary(m)
 
 
+def largest_batch(cfg: BenchConfig, device: torch.device) -> int:
+    """The estimators' chunk size: the largest batch any run uses, so that a run at batch b is
+    one model call of b crops (on CUDA that includes the paper's batch 64)."""
+    sizes = [*cfg.batch_sizes, cfg.e2e_batch_size]
+    if device.type == "cuda":
+        sizes.append(cfg.paper_batch)
+    return max(sizes)
+
+
 def _bench_model(name: str, cfg: BenchConfig, device: torch.device, dtypes: list[torch.dtype],
                  use_ort: bool, samples: list[Sample], tmp: Path, sync: Callable[[], None],
                  peaks: Mapping[str, float], echo: Callable[[str], None]) -> dict[str, Any]:
@@ -683,7 +692,7 @@ def _bench_model(name: str, cfg: BenchConfig, device: torch.device, dtypes: list
     echo(f"== {name} ({entry['params_M']}M params, {entry['gflop_per_crop']} GFLOP/crop, "
          f"weights: {weights})")
     settings = TestSettings.for_dataset(model.datasets[index], flip_test=False)
-    batch = max(cfg.batch_sizes + [cfg.e2e_batch_size])
+    batch = largest_batch(cfg, device)
 
     def estimator(m: ViTPose, dtype: torch.dtype, flip: bool, bs: int) -> PoseEstimator:
         s = TestSettings.for_dataset(model.datasets[index], flip_test=flip)
