@@ -278,3 +278,17 @@ def test_encode_validation():
     t, w = codec.encode(np.full((17, 3), 50.0), np.ones((17, 3)), max_num_joints=20)
     assert t.shape == (20, 64, 48) and w.shape == (20,)
     assert np.all(w[17:] == 0) and np.all(t[17:] == 0)
+
+
+def test_decode_accepts_half_precision_tensors():
+    """Heatmaps of a model run in bf16/fp16 (numpy has no bfloat16) decode like float32 ones."""
+    rng = np.random.default_rng(0)
+    hm = torch.from_numpy(rng.random((2, 17, 64, 48), dtype=np.float32))
+    center = np.array([[100.0, 120.0], [300.0, 200.0]], np.float32)
+    scale = np.array([[1.0, 1.3], [2.0, 2.6]], np.float32)
+    for dtype in (torch.bfloat16, torch.float16):
+        low = hm.to(dtype)
+        a = decode_heatmaps(low, center, scale, "udp")
+        b = decode_heatmaps(low.float(), center, scale, "udp")
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)

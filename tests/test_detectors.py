@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from vitpose.errors import DownloadError, InputError
 from vitpose.inference import detectors as det
@@ -302,6 +303,8 @@ def tiny_rtdetr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_transformers_detector_with_tiny_offline_model(tiny_rtdetr_dir: Path) -> None:
     detector = build_detector("rtdetr", model_id=str(tiny_rtdetr_dir), threshold=0.0, device="cpu")
     assert detector.label_ids == [2]  # looked up by name, not hard-coded
+    assert detector.device == torch.device("cpu")  # the pose model's device, given by predict
+    assert isinstance(build_detector("hog", device="cuda:1"), det.HOGPersonDetector)  # ignored
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (90, 120, 3), dtype=np.uint8) for _ in range(2)]
     images.append(rng.integers(0, 255, (50, 30, 3), dtype=np.uint8))

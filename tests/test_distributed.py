@@ -178,3 +178,19 @@ def test_progress_timer_and_memory() -> None:
     seen = [x for x in timer.wrap(items)]
     assert seen == items and timer.data_time >= 0.0 and timer.iter_time >= 0.0
     assert peak_memory_mb("cpu") >= 0.0
+
+
+def test_backend_and_device_follow_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU runs use Gloo even where CUDA exists (NCCL cannot move CPU tensors); each process
+    takes GPU LOCAL_RANK modulo the GPUs it sees (one per process on some clusters)."""
+    assert distributed.backend_for("cpu") == "gloo"
+    assert distributed.backend_for(torch.device("cpu")) == "gloo"
+    assert distributed.backend_for(None) is None and distributed.backend_for("cuda:1") is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    assert distributed.local_device_index() == 3
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert distributed.local_device_index() == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.local_device_index() == 0

@@ -69,6 +69,22 @@ def test_resolve_dtype():
         resolve_dtype("int8")
 
 
+def test_resolve_dtype_on_cuda_follows_compute_capability(monkeypatch):
+    """Native bf16 from Ampere on; older GPUs get fp16 (is_bf16_supported counts emulation)."""
+    seen = []
+
+    def capability(device=None):
+        seen.append(device)
+        return capability.value
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
+    for value, expected in (((7, 5), torch.float16), ((8, 0), torch.bfloat16),
+                            ((9, 0), torch.bfloat16)):
+        capability.value = value
+        assert resolve_dtype("auto", "cuda:1") == expected
+    assert seen[-1] == torch.device("cuda:1")  # the device asked about, not the current one
+
+
 def test_plain_model_for_vitpose_plus_equals_routed_model():
     model = _tiny("vitpose-plus-b")
     plain = plain_model_for(model, "ap10k")

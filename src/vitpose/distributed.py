@@ -24,6 +24,8 @@ __all__ = [
     "get_rank",
     "get_world_size",
     "get_local_rank",
+    "local_device_index",
+    "backend_for",
     "is_main_process",
     "barrier",
     "all_reduce_mean",
@@ -68,13 +70,15 @@ def init_distributed(backend: str | None = None, timeout_s: float = 1800.0) -> b
             f"distributed launch needs {', '.join(_TORCHRUN_VARS)} in the environment; "
             f"{', '.join(missing)} missing (launch with torchrun, or unset {', '.join(present)})"
         )
-    rank, world_size, local_rank = _env_int("RANK"), _env_int("WORLD_SIZE"), _env_int("LOCAL_RANK")
+    rank, world_size = _env_int("RANK"), _env_int("WORLD_SIZE")
+    _env_int("LOCAL_RANK")  # must be an integer too (read again by local_device_index)
     if not 0 <= rank < world_size:
         raise ValueError(f"RANK={rank} is outside [0, WORLD_SIZE={world_size})")
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(local_rank)
+        # one GPU per process: with a per-rank CUDA_VISIBLE_DEVICES only device 0 is visible
+        torch.cuda.set_device(local_device_index())
     dist.init_process_group(
         backend=backend,
         init_method="env://",
@@ -104,6 +108,25 @@ def get_rank() -> int:
 def get_world_size() -> int:
     """Return the number of processes (1 when not distributed)."""
     return dist.get_world_size() if is_enabled() else 1
+
+
+def local_device_index() -> int:
+    """The CUDA device of this process: ``LOCAL_RANK`` modulo the GPUs it can see.
+
+    Plain torchrun shows every GPU to every process (device = local rank); clusters that give
+    each process its own ``CUDA_VISIBLE_DEVICES`` show one (device 0). 0 without CUDA.
+    """
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    return local % count if count else 0
+
+
+def backend_for(device: str | torch.device | None) -> str | None:
+    """The process-group backend for a run on `device`: Gloo for CPU runs (also on a machine with
+    GPUs, where NCCL would be the default and cannot move CPU tensors), else None (default)."""
+    if device is not None and torch.device(device).type == "cpu":
+        return "gloo"
+    return None
 
 
 def get_local_rank() -> int:

@@ -104,7 +104,10 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") 
         return DTYPES[dtype]
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # native bf16 from Ampere (compute capability 8) on; torch.cuda.is_bf16_supported()
+        # also counts emulation, which is slow, and looks at the current device only
+        major, _ = torch.cuda.get_device_capability(device)
+        return torch.bfloat16 if major >= 8 else torch.float16
     if device.type == "cpu":
         return torch.bfloat16 if cpu_supports_bf16() else torch.float32
     return torch.float32

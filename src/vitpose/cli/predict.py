@@ -156,7 +156,7 @@ class BoxSource:
             if self.fixed.shape[1] != 4:
                 raise InputError(f"--box takes four numbers X,Y,W,H, got {args.box}")
         else:
-            self.detector = build_detector(args.detector)
+            self.detector = build_detector(args.detector, device=args.device)
             self.detector_name = args.detector
             self.det_thr = args.det_thr
             self.fallback = args.fallback

@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args.config, overrides)
     if not cfg.data.val:
         raise ConfigError(f"config '{args.config}' has no validation split (data.val)")
-    dist.init_distributed()
-    device = args.device or (f"cuda:{dist.get_local_rank()}" if torch.cuda.is_available()
+    dist.init_distributed(backend=dist.backend_for(args.device))
+    device = args.device or (f"cuda:{dist.local_device_index()}" if torch.cuda.is_available()
                              else "cpu")
     model = build_model_from_config(cfg, load_weights=False)
     weights = args.weights or cfg.model.weights or cfg.model.variant
@@ -72,5 +72,6 @@ def run(args: argparse.Namespace) -> int:
         (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(format_metrics(metrics))
         print(f"metrics and results written to {work_dir}")
+    dist.barrier()  # every rank done before any tears the process group down
     dist.destroy_distributed()
     return 0

@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         if resume is None:
             log.info("no %s yet: starting from scratch", latest)
     try:
-        created = not distributed.is_enabled() and distributed.init_distributed()
+        created = not distributed.is_enabled() and distributed.init_distributed(
+            backend=distributed.backend_for(args.device))
     except ValueError as exc:  # a half-set torchrun environment
         raise ConfigError(str(exc)) from None
     main_process = distributed.is_main_process()
@@ -77,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger("vitpose").setLevel(logging.WARNING)
         summary = fit(cfg, work_dir, resume=resume, show_progress=not args.no_progress,
                       device=args.device)
+        # every rank done before any tears Gloo down: a rank that still has traffic in flight
+        # can otherwise abort at exit ("terminate called without an active exception")
+        distributed.barrier()
     finally:
         if created:
             distributed.destroy_distributed()

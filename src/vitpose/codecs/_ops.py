@@ -48,7 +48,10 @@ __all__ = [
 def as_numpy(array, dtype=np.float32) -> np.ndarray:
     """Return ``array`` (numpy array, torch tensor or nested list) as a numpy array of ``dtype``."""
     if torch is not None and isinstance(array, torch.Tensor):
-        array = array.detach().cpu().numpy()
+        array = array.detach()
+        if array.is_floating_point() and array.dtype not in (torch.float32, torch.float64):
+            array = array.float()  # numpy has no bfloat16; half gains nothing either
+        array = array.cpu().numpy()
     return np.asarray(array, dtype=dtype)
 
 

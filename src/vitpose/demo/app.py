@@ -307,7 +307,7 @@ class PoseDemo:
         with self._lock:
             det = self._detectors.get(name)
             if det is None:
-                det = self._detectors[name] = build_detector(name)
+                det = self._detectors[name] = build_detector(name, device=self.device)
         return det
 
     def _boxes(self, detector, image: np.ndarray) -> tuple[np.ndarray | None, bool]:

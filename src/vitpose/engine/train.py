@@ -548,7 +548,8 @@ def fit(
         ConfigError, InputError, CheckpointError: bad config, data or checkpoints.
         TrainingError: a non-finite loss or weights, or a checkpoint that cannot be written.
     """
-    created_group = not distributed.is_enabled() and distributed.init_distributed()
+    created_group = not distributed.is_enabled() and distributed.init_distributed(
+        backend=distributed.backend_for(device))
     deterministic = torch.are_deterministic_algorithms_enabled()
     benchmark = torch.backends.cudnn.benchmark
     try:
@@ -565,12 +566,15 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
     rank, world = distributed.get_rank(), distributed.get_world_size()
     main = rank == 0
     if device is None:
-        device = (torch.device("cuda", distributed.get_local_rank()) if torch.cuda.is_available()
+        device = (torch.device("cuda", distributed.local_device_index())
+                  if torch.cuda.is_available()
                   else torch.device("cpu"))
     device = torch.device(device)
     if cfg.runtime.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+        # warn_only: the backward of bilinear upsampling (the simple decoder) has no
+        # deterministic CUDA kernel; PyTorch would raise on the first step otherwise
+        torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     _seed_everything(cfg.runtime.seed + rank)
 

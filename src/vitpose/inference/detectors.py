@@ -789,13 +789,15 @@ DETECTOR_NAMES: dict[str, str] = {
 }
 
 
-def build_detector(name: str, **kwargs: Any) -> Detector:
+def build_detector(name: str, device: str | None = None, **kwargs: Any) -> Detector:
     """Builds a detector from its command-line name.
 
     Args:
         name: ``"hog"``, ``"rtdetr"`` / ``"transformers"`` / ``"detr"`` (a hub model, see
             `TransformersPersonDetector`; pass ``model_id=`` for another one), or ``"none"`` /
             ``"whole-image"``.
+        device: where a neural detector runs (the pose model's device, so that
+            ``--device cpu`` or ``cuda:1`` holds for both); ignored by HOG and whole-image.
         **kwargs: passed to the detector's constructor.
 
     Returns:
@@ -815,6 +817,8 @@ def build_detector(name: str, **kwargs: Any) -> Detector:
         "transformers": TransformersPersonDetector,
         "whole-image": WholeImageDetector,
     }[kind]
+    if device is not None and "device" in inspect.signature(cls).parameters:
+        kwargs.setdefault("device", device)
     try:
         inspect.signature(cls).bind(**kwargs)
     except TypeError as exc:
