@@ -74,6 +74,27 @@ def test_moe_heads_follow_dataset_index(fixtures_dir):
             model(x, "horses")
 
 
+def test_moe_routing_is_computed_once_per_forward(monkeypatch):
+    """The experts of a mixed batch are grouped once per forward, not once per block (each
+    grouping is a device sync on a GPU), and a one-dataset batch needs no grouping at all."""
+    torch.manual_seed(0)
+    model = build_model("vitpose-plus-b", embed_dim=32, depth=4, num_heads=2,
+                        img_size=(64, 48)).eval()
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        ref_3, ref_4 = model.forward_features(x[:1], 3), model.forward_features(x[1:], 4)
+        calls = []
+        original = torch.Tensor.tolist
+        monkeypatch.setattr(torch.Tensor, "tolist",
+                            lambda t: calls.append(t.shape) or original(t))
+        mixed = model.forward_features(x, torch.tensor([3, 4]))
+        assert len(model.backbone.blocks) > 2 and len(calls) <= 2, calls
+        calls.clear()
+        model.forward_features(x, "ap10k")
+        assert calls == []
+    torch.testing.assert_close(mixed, torch.cat([ref_3, ref_4]), **TOL)
+
+
 def _official_cfg(entry):
     cfg = {"type": entry["model_type"], "backbone": dict(entry["backbone"]),
            "keypoint_head": entry["keypoint_head"]}

@@ -118,6 +118,20 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
+#: How a batch is routed to the ViTPose+ experts: one expert index for every sample, or
+#: ``[(expert, sample rows), ...]`` for a batch that mixes datasets.
+Routing = int | list[tuple[int, torch.Tensor]]
+
+
+def expert_groups(dataset_index: torch.Tensor) -> Routing:
+    """`[B]` expert indices -> `Routing`, computed once per forward (one device sync) instead
+    of once per block; a batch of one dataset becomes a plain int."""
+    uniq = sorted(set(dataset_index.tolist()))
+    if len(uniq) <= 1:
+        return uniq[0] if uniq else 0
+    return [(d, (dataset_index == d).nonzero(as_tuple=True)[0]) for d in uniq]
+
+
 class MoEMlp(nn.Module):
     """ViTPose+ feed-forward layer: a shared part and one expert per dataset.
 
@@ -140,23 +154,22 @@ class MoEMlp(nn.Module):
         self.experts = nn.ModuleList(nn.Linear(hidden_dim, part_features) for _ in range(num_experts))
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: torch.Tensor, dataset_index: torch.Tensor | None = None) -> torch.Tensor:
-        """Args: x `[B, N, C]`; dataset_index `[B]` int64 (None means dataset 0 for all)."""
+    def forward(self, x: torch.Tensor, dataset_index: Routing | torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Args: x `[B, N, C]`; dataset_index: one expert for the whole batch (int), the
+        `expert_groups` of a mixed batch, or a `[B]` int64 tensor (None means expert 0)."""
         h = self.drop(self.act(self.fc1(x)))
         shared = self.fc2(h)
-        if dataset_index is None:
-            expert = self.experts[0](h)
+        routing = expert_groups(dataset_index) if isinstance(dataset_index, torch.Tensor) \
+            else (dataset_index or 0)
+        if isinstance(routing, int):
+            expert = self.experts[routing](h)
         else:
-            indices = dataset_index.tolist()
-            uniq = sorted(set(indices))
-            if len(uniq) == 1:
-                expert = self.experts[uniq[0]](h)
-            else:
-                expert = h.new_empty(h.shape[:-1] + (self.part_features,))
-                for d in uniq:
-                    rows = (dataset_index == d).nonzero(as_tuple=True)[0]
-                    expert[rows] = self.experts[d](h[rows])
+            expert = h.new_empty(h.shape[:-1] + (self.part_features,))
+            for d, rows in routing:
+                expert[rows] = self.experts[d](h[rows])
         return self.drop(torch.cat([shared, expert], dim=-1))
+
 
 
 class Block(nn.Module):
@@ -176,7 +189,8 @@ class Block(nn.Module):
         else:
             self.mlp = Mlp(dim, hidden)
 
-    def forward(self, x: torch.Tensor, dataset_index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, dataset_index: Routing | torch.Tensor | None = None
+                ) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x), dataset_index))
 
@@ -247,7 +261,8 @@ class ViT(nn.Module):
         return {"pos_embed"}
 
     def _expert_indices(self, dataset_index: int | str | torch.Tensor | None, batch: int,
-                        device: torch.device) -> torch.Tensor | None:
+                        device: torch.device) -> Routing | None:
+        """Validate `dataset_index` and turn it into the `Routing` that every block uses."""
         if dataset_index is None or self.num_experts <= 1:
             return None
         if isinstance(dataset_index, str):
@@ -255,6 +270,10 @@ class ViT(nn.Module):
                 raise ValueError(f"unknown dataset '{dataset_index}'; choose one of "
                                  f"{list(self.dataset_names)}")
             dataset_index = self.dataset_names.index(dataset_index)
+        if isinstance(dataset_index, int):  # the whole batch: no tensor, no device sync
+            if not 0 <= dataset_index < self.num_experts:
+                raise ValueError(f"dataset_index out of range for {self.num_experts} experts")
+            return dataset_index
         idx = torch.as_tensor(dataset_index, dtype=torch.long, device=device)
         if idx.ndim == 0:
             idx = idx.expand(batch)
@@ -263,7 +282,7 @@ class ViT(nn.Module):
                              f"shape {tuple(idx.shape)}")
         if len(idx) and not 0 <= int(idx.min()) <= int(idx.max()) < self.num_experts:
             raise ValueError(f"dataset_index out of range for {self.num_experts} experts")
-        return idx
+        return expert_groups(idx)
 
     def forward(self, x: torch.Tensor, dataset_index: int | str | torch.Tensor | None = None
                 ) -> torch.Tensor:

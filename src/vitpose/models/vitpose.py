@@ -271,8 +271,11 @@ class ViTPose(nn.Module):
     # -- forward -------------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor, dataset_index: DatasetIndex = None) -> torch.Tensor:
         """Backbone features `[B, C, H/16, W/16]` (experts routed by dataset for ViTPose+)."""
-        idx = self._indices(dataset_index, x.shape[0], x.device) if self.cfg.is_moe else None
-        return self.backbone(x, idx)
+        if not self.cfg.is_moe:
+            return self.backbone(x, None)
+        if dataset_index is None or isinstance(dataset_index, (int, str)):
+            return self.backbone(x, self.dataset_index_of(dataset_index or 0))  # one expert
+        return self.backbone(x, self._indices(dataset_index, x.shape[0], x.device))
 
     def forward_heads(self, x: torch.Tensor, dataset_index: DatasetIndex = None
                       ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
