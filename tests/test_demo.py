@@ -92,12 +92,12 @@ def test_keypoint_threshold_sets_what_is_drawn(demo, coco_images):
 
 def test_models_are_loaded_once_per_choice(demo, coco_images, monkeypatch):
     demo.predict_image(coco_images[0], None, WHOLE)
-    import vitpose.cli.predict as predict
+    import vitpose.demo.app as app
 
-    def fail(args):
+    def fail(*args, **kwargs):
         raise AssertionError("model loaded again")
 
-    monkeypatch.setattr(predict, "build_estimator", fail)
+    monkeypatch.setattr(app, "build_estimator", fail)
     assert not demo.predict_image(coco_images[0], None, WHOLE, False).error
 
 

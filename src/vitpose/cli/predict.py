@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 import os
-import re
+
 import sys
 import time
 from collections import deque
@@ -23,14 +23,10 @@ import torch
 from tqdm import tqdm
 
 from ..errors import InputError, VitPoseError
-from ..inference.detectors import (
-    build_detector,
-    find_boxes,
-    load_box_mapping,
-    load_coco_detections,
-)
+from ..inference import builder as inference_builder
+from ..inference.builder import BoxSource
 from ..inference.io import iter_inputs, read_image
-from ..inference.pipeline import DECODE_CHOICES, PoseEstimator, TestSettings
+from ..inference.pipeline import DECODE_CHOICES, PoseEstimator
 
 log = logging.getLogger("vitpose.predict")
 
@@ -105,100 +101,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_estimator(args: argparse.Namespace) -> PoseEstimator:
-    from ..export import optimize_for_inference, resolve_dtype
-    from ..hub import load_model
-    model = load_model(args.model, weights=args.weights, device=args.device, dataset=args.dataset)
-    dtype = resolve_dtype(args.dtype, args.device)
-    # weights cast once to the compute dtype (not on every call by autocast); optional compile
-    optimize_for_inference(model, dtype, compile=getattr(args, "compile", False))
-    dataset = args.dataset if args.dataset is not None else model.datasets[0]
-    overrides: dict[str, Any] = {"flip_test": not getattr(args, "no_flip", False)}
-    if getattr(args, "decode", None):
-        overrides["decode"] = args.decode
-    if getattr(args, "oks_nms", None) is not None:
-        overrides["nms_thr"] = args.oks_nms
-    name = model.datasets[model.dataset_index_of(dataset)]
-    settings = TestSettings.for_dataset(name, **overrides)
-    meta = None
-    if getattr(args, "dataset_meta", None):
-        from ..dataset_meta import load_dataset_meta
-        try:
-            meta = load_dataset_meta(args.dataset_meta)
-        except ValueError as e:
-            raise InputError(str(e)) from None
-    return PoseEstimator(model, dataset=dataset, settings=settings, meta=meta, device=args.device,
-                         batch_size=getattr(args, "batch_size", 16), dtype=dtype)
+    """The estimator of the model options (`add_model_arguments`, test-time settings)."""
+    return inference_builder.build_estimator(
+        args.model, weights=args.weights, dataset=args.dataset,
+        dataset_meta=getattr(args, "dataset_meta", None), device=args.device, dtype=args.dtype,
+        compile=getattr(args, "compile", False), flip_test=not getattr(args, "no_flip", False),
+        decode=getattr(args, "decode", None), oks_nms=getattr(args, "oks_nms", None),
+        batch_size=getattr(args, "batch_size", 16))
 
 
-class BoxSource:
-    """Boxes for an image from the option the user chose."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.mapping = None
-        self.fixed = None
-        self.detector = None
-        self.image_ids: dict[str, Any] = {}
-        if args.images_file:
-            self.image_ids = _image_ids(args.images_file)
-        if args.det_file:
-            thr = 0.0 if args.det_thr is None else args.det_thr
-            self.mapping = load_coco_detections(args.det_file, args.images_file, score_thr=thr)
-        elif args.boxes_json:
-            self.mapping = load_box_mapping(args.boxes_json)
-            if args.det_thr is not None:
-                self.mapping = {k: v[v[:, 4] >= args.det_thr] for k, v in self.mapping.items()}
-        elif args.box:
-            try:
-                self.fixed = np.array([[float(v) for v in b.split(",")] for b in args.box],
-                                      np.float32)
-            except ValueError:
-                raise InputError(f"--box takes X,Y,W,H numbers, got {args.box}") from None
-            if self.fixed.shape[1] != 4:
-                raise InputError(f"--box takes four numbers X,Y,W,H, got {args.box}")
-        else:
-            self.detector = build_detector(args.detector, device=args.device)
-            self.detector_name = args.detector
-            self.det_thr = args.det_thr
-            self.fallback = args.fallback
-
-    def __call__(self, path: str | None, image: np.ndarray) -> np.ndarray | None:
-        if self.fixed is not None:
-            return self.fixed
-        if self.mapping is not None:
-            boxes = find_boxes(self.mapping, path) if path else None
-            if boxes is None:
-                log.warning("no detections for %s in the detections file", path)
-                return np.zeros((0, 5), np.float32)
-            return boxes
-        boxes = self.detector(image)
-        if self.det_thr is not None:
-            boxes = boxes[boxes[:, 4] >= self.det_thr]
-        if len(boxes) == 0 and self.fallback == "whole-image":
-            log.warning("the %s detector found nobody in %s: using the whole image",
-                        self.detector_name, path or "the frame")
-            h, w = image.shape[:2]
-            boxes = np.array([[0, 0, w, h, 1.0]], np.float32)
-        return boxes
-
-    def image_id(self, path: Path) -> Any:
-        """The results' ``image_id``: from ``--images-file``; else, for a COCO detections file
-        keyed by integer ids, the id in the file name (``000000000785.jpg`` -> 785), as COCO
-        tools need; else the file name."""
-        if path.name in self.image_ids:
-            return self.image_ids[path.name]
-        if self.mapping and all(isinstance(k, int) for k in self.mapping):
-            digits = re.fullmatch(r"\D*0*(\d+)", path.stem)
-            if digits is not None and int(digits.group(1)) in self.mapping:
-                return int(digits.group(1))
-        return path.name
-
-
-def _image_ids(images_file: str) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(images_file).read_text())
-        return {Path(im["file_name"]).name: im["id"] for im in data["images"]}
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise InputError(f"{images_file} is not a COCO file with an 'images' list ({e})") from None
+def box_source(args: argparse.Namespace) -> BoxSource:
+    """The box source of the box options."""
+    return BoxSource(detector=args.detector, det_file=args.det_file,
+                     images_file=args.images_file, boxes_json=args.boxes_json, boxes=args.box,
+                     det_thr=args.det_thr, fallback=args.fallback, device=args.device)
 
 
 class ResultsWriter:
@@ -257,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs([results_path, *drawn.values()], args.overwrite)
     single = len(spec.image_paths) == 1
     first = read_image(spec.image_paths[0]) if single else None  # fail before loading a model
-    boxes = BoxSource(args)
+    boxes = box_source(args)
     estimator = build_estimator(args)
     writer = ResultsWriter(results_path)
     failed: list[str] = []
@@ -324,7 +240,7 @@ def _run_video(args: argparse.Namespace, spec, out_dir: Path) -> int:
     video_path = out_dir / f"{stem}_pose.mp4"
     json_path = Path(args.out) if args.out else out_dir / f"{stem}_frames.json"
     _check_outputs([json_path] + ([] if args.no_draw else [video_path]), args.overwrite)
-    boxes = BoxSource(args)
+    boxes = box_source(args)
     estimator = build_estimator(args)
     reader = VideoReader(spec.video_source)
     tracker = None if args.no_track else PoseTracker(metric="oks", sigmas=estimator.meta.sigmas)

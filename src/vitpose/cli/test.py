@@ -18,7 +18,7 @@ from ..engine.build import build_model_from_config
 from ..engine.config import ExperimentConfig, find_config, load_config
 from ..engine.evaluate import evaluate_model, format_metrics
 from ..errors import ConfigError
-from ..export import optimize_for_inference
+from ..inference.precision import optimize_for_inference
 from ..hub import resolve_weights
 from ..models.vitpose import canonical_name
 

@@ -7,7 +7,7 @@ Two layers, so that everything but the page itself is testable without a server:
   (not an image, a corrupt video, a missing head for the chosen keypoint set, no network for
   released weights) becomes a message in the result, never an exception. Models are loaded on
   first use and cached per ``(model, weights, dataset)``. The estimation itself is the one
-  test-time path of `vitpose.inference.pipeline` (built by `vitpose.cli.predict.build_estimator`,
+  test-time path of `vitpose.inference.pipeline` (built by `vitpose.inference.builder.build_estimator`,
   drawn by ``PoseEstimator.draw``), tracking is `vitpose.inference.video.PoseTracker`.
 * `build_app` wraps a `PoseDemo` in a Gradio ``Blocks`` page with an image tab and a video tab
   (Gradio is the optional extra ``vitpose[demo]``, imported only there); `launch_app` serves it,
@@ -16,7 +16,6 @@ Two layers, so that everything but the page itself is testable without a server:
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import inspect
 import json
@@ -38,6 +37,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, VitPoseError
+from ..inference.builder import build_estimator
 from ..inference.detectors import build_detector
 from ..inference.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_file, read_image
 from ..inference.pipeline import PoseEstimator, PoseResult
@@ -279,8 +279,6 @@ class PoseDemo:
 
     def estimator(self, label: str | int | None = None, flip: bool = True) -> PoseEstimator:
         """The (cached) estimator of a model choice, with the flip test on or off."""
-        from ..cli.predict import build_estimator
-
         c = self.choice(label)
         key = (c.model, c.weights, c.dataset)
         with self._lock:
@@ -288,10 +286,9 @@ class PoseDemo:
             if est is None:
                 log.info("loading %s%s%s", c.model, f" with {c.weights}" if c.weights else "",
                          f" ({c.dataset})" if c.dataset else "")
-                args = argparse.Namespace(model=c.model, weights=c.weights, dataset=c.dataset,
-                                          device=self.device, dtype=self.dtype,
-                                          batch_size=self.batch_size)
-                est = build_estimator(args)
+                est = build_estimator(c.model, weights=c.weights, dataset=c.dataset,
+                                      device=self.device, dtype=self.dtype,
+                                      batch_size=self.batch_size)
                 self._estimators[key] = est
                 while len(self._estimators) > self.cache_size:
                     self._estimators.popitem(last=False)

@@ -27,7 +27,7 @@ from ..dataset_meta import DatasetMeta
 from ..datasets.readers import read_annotations, read_detections
 from ..datasets.records import PoseRecord
 from ..errors import InputError
-from ..export import resolve_dtype
+from ..inference.precision import resolve_dtype
 from ..inference.pipeline import PoseEstimator, TestSettings
 from ..inference.postprocess import oks_nms, rescore_instances
 from ..metrics import evaluate as compute_metrics

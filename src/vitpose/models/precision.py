@@ -9,8 +9,8 @@ bits. Two of those roundings cost far more accuracy than the others and almost n
   neighbouring pixels near a flat-topped maximum, i.e. moves the arg-max that decoding reads.
 
 Together they are under 1% of the FLOPs of ViTPose-B. The modules that own such a layer name it
-in ``FLOAT32_CHILDREN`` and call it through `outside_autocast`; `vitpose.export.
-optimize_for_inference` leaves them float32 when it casts the other weights. Measured on
+in ``FLOAT32_CHILDREN`` and call it through `outside_autocast`; `vitpose.inference.
+precision.optimize_for_inference` leaves them float32 when it casts the other weights. Measured on
 a trained ViTPose-B (docs/PERFORMANCE.md): relative L2 of bf16 heatmaps 6.3e-3 -> 2.4e-3,
 keypoints that keep the fp32 arg-max 92.3% -> 99.0%, at the same speed.
 """

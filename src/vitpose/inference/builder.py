@@ -1,0 +1,138 @@
+"""Building what a test-time run needs from plain options: the estimator (model, weights,
+dtype, test settings) and the source of boxes. `vitpose predict`, the web demo and any script
+share these; the command line only parses its flags into them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .detectors import build_detector, find_boxes, load_box_mapping, load_coco_detections
+from .pipeline import PoseEstimator, TestSettings
+from .precision import optimize_for_inference, resolve_dtype
+
+__all__ = ["BoxSource", "build_estimator", "read_image_ids"]
+
+log = logging.getLogger("vitpose.inference")
+
+
+def build_estimator(model: str = "vitpose-b-simple", *, weights: str | None = None,
+                    dataset: str | None = None, dataset_meta: str | None = None,
+                    device: str = "cpu", dtype: str = "auto", compile: bool = False,
+                    flip_test: bool = True, decode: str | None = None,
+                    oks_nms: float | None = None, batch_size: int = 16) -> PoseEstimator:
+    """A `PoseEstimator` for a variant name, checkpoint path or hub id (`vitpose.load_model`),
+    prepared for `dtype` (``'auto'``: see `resolve_dtype`), with the dataset's official
+    test-time settings unless `flip_test`, `decode` or `oks_nms` override them."""
+    from ..hub import load_model
+    net = load_model(model, weights=weights, device=device, dataset=dataset)
+    compute_dtype = resolve_dtype(dtype, device)
+    # weights cast once to the compute dtype (not on every call by autocast); optional compile
+    optimize_for_inference(net, compute_dtype, compile=compile)
+    dataset = dataset if dataset is not None else net.datasets[0]
+    overrides: dict[str, Any] = {"flip_test": flip_test}
+    if decode:
+        overrides["decode"] = decode
+    if oks_nms is not None:
+        overrides["nms_thr"] = oks_nms
+    name = net.datasets[net.dataset_index_of(dataset)]
+    settings = TestSettings.for_dataset(name, **overrides)
+    meta = None
+    if dataset_meta:
+        from ..dataset_meta import load_dataset_meta
+        try:
+            meta = load_dataset_meta(dataset_meta)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+    return PoseEstimator(net, dataset=dataset, settings=settings, meta=meta, device=device,
+                         batch_size=batch_size, dtype=compute_dtype)
+
+
+class BoxSource:
+    """Boxes for an image from one source: a detections file (COCO results format), a JSON
+    mapping of file names to boxes, fixed boxes, or a detector (with an optional whole-image
+    fallback when it finds nobody)."""
+
+    def __init__(self, *, detector: str = "hog", det_file: str | None = None,
+                 images_file: str | None = None, boxes_json: str | None = None,
+                 boxes: Sequence[str] | np.ndarray | None = None, det_thr: float | None = None,
+                 fallback: str = "none", device: str = "cpu") -> None:
+        self.mapping = None
+        self.fixed = None
+        self.detector = None
+        self.image_ids: dict[str, Any] = {}
+        if images_file:
+            self.image_ids = read_image_ids(images_file)
+        if det_file:
+            thr = 0.0 if det_thr is None else det_thr
+            self.mapping = load_coco_detections(det_file, images_file, score_thr=thr)
+        elif boxes_json:
+            self.mapping = load_box_mapping(boxes_json)
+            if det_thr is not None:
+                self.mapping = {k: v[v[:, 4] >= det_thr] for k, v in self.mapping.items()}
+        elif boxes is not None and len(boxes):
+            self.fixed = _fixed_boxes(boxes)
+        else:
+            self.detector = build_detector(detector, device=device)
+            self.detector_name = detector
+            self.det_thr = det_thr
+            self.fallback = fallback
+
+    def __call__(self, path: str | None, image: np.ndarray) -> np.ndarray | None:
+        if self.fixed is not None:
+            return self.fixed
+        if self.mapping is not None:
+            boxes = find_boxes(self.mapping, path) if path else None
+            if boxes is None:
+                log.warning("no detections for %s in the detections file", path)
+                return np.zeros((0, 5), np.float32)
+            return boxes
+        boxes = self.detector(image)
+        if self.det_thr is not None:
+            boxes = boxes[boxes[:, 4] >= self.det_thr]
+        if len(boxes) == 0 and self.fallback == "whole-image":
+            log.warning("the %s detector found nobody in %s: using the whole image",
+                        self.detector_name, path or "the frame")
+            h, w = image.shape[:2]
+            boxes = np.array([[0, 0, w, h, 1.0]], np.float32)
+        return boxes
+
+    def image_id(self, path: Path) -> Any:
+        """The results' ``image_id``: from the images file; else, for a COCO detections file
+        keyed by integer ids, the id in the file name (``000000000785.jpg`` -> 785), as COCO
+        tools need; else the file name."""
+        if path.name in self.image_ids:
+            return self.image_ids[path.name]
+        if self.mapping and all(isinstance(k, int) for k in self.mapping):
+            digits = re.fullmatch(r"\D*0*(\d+)", path.stem)
+            if digits is not None and int(digits.group(1)) in self.mapping:
+                return int(digits.group(1))
+        return path.name
+
+
+def _fixed_boxes(boxes: Sequence[str] | np.ndarray) -> np.ndarray:
+    """``["X,Y,W,H", ...]`` (or an array) -> float32 ``[N, 4]``."""
+    try:
+        fixed = np.array([[float(v) for v in b.split(",")] if isinstance(b, str) else list(b)
+                          for b in boxes], np.float32)
+    except ValueError:
+        raise InputError(f"boxes take X,Y,W,H numbers, got {list(boxes)}") from None
+    if fixed.ndim != 2 or fixed.shape[1] != 4:
+        raise InputError(f"boxes take four numbers X,Y,W,H, got {list(boxes)}")
+    return fixed
+
+
+def read_image_ids(images_file: str) -> dict[str, Any]:
+    """File name -> ``image_id`` from a COCO annotation/images file."""
+    try:
+        data = json.loads(Path(images_file).read_text())
+        return {Path(im["file_name"]).name: im["id"] for im in data["images"]}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise InputError(f"{images_file} is not a COCO file with an 'images' list ({e})") from None
