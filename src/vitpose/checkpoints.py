@@ -18,6 +18,7 @@ The model classes never see a foreign key name (timm's ``checkpoint_filter_fn`` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -39,6 +40,7 @@ from .models.vitpose import (
     ViTPoseConfig,
     default_datasets,
     num_heads_for_width,
+    released_num_heads,
 )
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "infer_config", "load_state_dict_strict", "load_weights", "load_pretrained_backbone",
     "mae_to_backbone", "densify_moe", "split_vitpose_plus", "save_checkpoint",
     "save_hf_pretrained", "read_hf_config", "to_canonical", "prepare_state_dict",
+    "recorded_config", "checkpoint_config", "truncate_to_hf_output", "with_datasets",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,7 +80,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                 return obj
         raise CheckpointError(f"{p} is a folder without model.safetensors or pytorch_model.bin")
     if not p.is_file():
-        raise CheckpointError(f"checkpoint file not found: {p}")
+        raise CheckpointError(f"checkpoint file not found: {p}" + (
+            "" if p.exists() else " (hub ids and variant names: vitpose.load_weights)"))
     if p.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -89,13 +93,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        text = str(e)
+        unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if unsafe:  # a real pickle of Python objects: never executed
             raise CheckpointError(
-                f"{p} contains Python objects that cannot be loaded safely ({msg}). Re-save it "
-                "with only tensors, e.g. torch.save({'state_dict': sd}, path), or convert it with "
-                "`vitpose convert`.") from None
-        raise CheckpointError(f"{p} is not a readable PyTorch checkpoint ({msg}); "
+                f"{p} holds a Python object ({unsafe.group(1)}) besides tensors; it is refused "
+                "because loading it would run code from the file. If you trust the file, re-save "
+                "its tensors only, e.g. torch.save({'state_dict': model.state_dict()}, path)"
+            ) from None
+        # torch's own advice (weights_only=False) is wrong for a damaged or foreign file
+        detail = re.search(r"WeightsUnpickler error: ?\s*(\S[^\n]*)", text)
+        msg = detail.group(1).strip() if detail else (
+            text.strip().splitlines()[0] if text.strip() and "weights_only" not in text
+            else type(e).__name__)
+        raise CheckpointError(f"{p} is not a readable PyTorch checkpoint ({msg[:120]}); "
                               "is it truncated or not a checkpoint at all?") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{p} holds a {type(obj).__name__}, not a state dict")
@@ -108,9 +119,13 @@ def read_hf_config(folder: str | os.PathLike) -> dict[str, Any] | None:
     if not f.is_file():
         return None
     try:
-        return json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        cfg = json.loads(f.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{f} is not valid JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{f} holds a JSON {type(cfg).__name__}, not a transformers "
+                              "model config (an object with 'backbone_config', ...)")
+    return cfg
 
 
 def unwrap_state_dict(obj: Mapping[str, Any]) -> "OrderedDict[str, torch.Tensor]":
@@ -266,17 +281,141 @@ def _head_config(sd: Mapping[str, torch.Tensor], prefix: str, dataset: str) -> H
                       4 if final.shape[-1] == 3 else 0)
 
 
+def _int_pair(value: Any, name: str) -> tuple[int, int]:
+    try:
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            pair = (int(value[0]), int(value[1]))
+        elif isinstance(value, (list, tuple)) and len(value) == 1:
+            pair = (int(value[0]),) * 2
+        else:
+            pair = (int(value),) * 2
+    except (TypeError, ValueError):
+        pair = (0, 0)
+    if pair[0] < 1 or pair[1] < 1:
+        raise CheckpointError(f"config.json: {name} must be a positive size or (H, W) pair, got "
+                              f"{value!r}")
+    return pair
+
+
+class _HFArch:
+    """The architecture fields of a transformers VitPose ``config.json`` (their documented
+    defaults where a field is absent), validated; see `infer_config`."""
+
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        if not isinstance(cfg, Mapping):
+            raise CheckpointError(f"config.json holds a {type(cfg).__name__}, not a transformers "
+                                  "model config")
+        if cfg.get("model_type", "vitpose") != "vitpose":
+            raise CheckpointError(f"config.json describes a '{cfg.get('model_type')}' model, not "
+                                  "a transformers VitPose model")
+        bb = cfg.get("backbone_config")
+        if bb is None:  # transformers' own default backbone (its out_indices is [4])
+            bb = {"out_indices": [4]}
+        if not isinstance(bb, Mapping):
+            raise CheckpointError("config.json: backbone_config must be an object, got a "
+                                  f"{type(bb).__name__}")
+        if bb.get("model_type", "vitpose_backbone") != "vitpose_backbone":
+            raise CheckpointError(f"config.json: the backbone is '{bb.get('model_type')}', not "
+                                  "vitpose_backbone")
+        if str(bb.get("hidden_act", "gelu")) != "gelu":
+            raise CheckpointError(f"config.json: hidden_act '{bb.get('hidden_act')}' is not "
+                                  "supported (ViTPose uses exact GELU)")
+        if cfg.get("backbone") not in (None, "") or cfg.get("use_timm_backbone") or \
+                cfg.get("use_pretrained_backbone"):
+            raise CheckpointError("config.json names an external backbone; only the VitPose "
+                                  "backbone is supported")
+        try:
+            self.hidden = int(bb.get("hidden_size", 768))
+            self.depth = int(bb.get("num_hidden_layers", 12))
+            self.num_heads = int(bb.get("num_attention_heads", 12))
+            self.mlp_ratio = float(bb.get("mlp_ratio", 4))
+            self.num_experts = int(bb.get("num_experts", 1))
+            self.part_features = int(bb.get("part_features", 256))
+            self.channels = int(bb.get("num_channels", 3))
+            self.scale_factor = int(cfg.get("scale_factor", 4))
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"config.json has a malformed backbone field ({e})") from None
+        self.qkv_bias = bool(bb.get("qkv_bias", True))
+        self.simple = bool(cfg.get("use_simple_decoder", True))
+        self.img_size = _int_pair(bb.get("image_size", (256, 192)), "image_size")
+        patch = _int_pair(bb.get("patch_size", (16, 16)), "patch_size")
+        if patch[0] != patch[1]:
+            raise CheckpointError(f"config.json: patch_size {list(patch)} is not square; only "
+                                  "square patches are supported")
+        self.patch = patch[0]
+        if self.num_heads < 1 or self.hidden % self.num_heads:
+            raise CheckpointError(f"config.json: num_attention_heads {self.num_heads} does not "
+                                  f"divide hidden_size {self.hidden}")
+        if self.depth < 1:
+            raise CheckpointError(f"config.json: num_hidden_layers is {self.depth}")
+        labels = cfg.get("id2label")
+        self.num_labels = len(labels) if isinstance(labels, Mapping) and labels else \
+            cfg.get("num_labels")
+        self.out_stage = self._out_stage(bb)
+
+    def _out_stage(self, bb: Mapping[str, Any]) -> int:
+        """The block whose output (after the final LayerNorm) feeds the head: transformers'
+        pose model takes the last of the backbone's ``out_features``."""
+        stages = ["stem"] + [f"stage{i}" for i in range(1, self.depth + 1)]
+        indices = bb.get("out_indices")
+        features = bb.get("out_features")
+        try:
+            if indices:
+                picked = [int(i) % len(stages) for i in indices]
+            elif features:
+                picked = [stages.index(str(f)) for f in features]
+            else:
+                return self.depth
+        except (TypeError, ValueError):
+            raise CheckpointError(f"config.json: out_indices {indices!r} / out_features "
+                                  f"{features!r} name no stage of a {self.depth}-block backbone"
+                                  ) from None
+        stage = max(picked)
+        if stage < 1:
+            raise CheckpointError("config.json: the pose head reads the patch embedding "
+                                  "('stem', out_indices [0]); this model is not supported")
+        return stage
+
+
+def truncate_to_hf_output(sd: Mapping[str, torch.Tensor], hf_config: Mapping[str, Any]
+                          ) -> "OrderedDict[str, torch.Tensor]":
+    """Drop the blocks after the one a transformers config's ``out_indices`` reads.
+
+    transformers' pose model applies the final LayerNorm to the output of block
+    ``out_indices[-1]`` (its default config says 4 of 12); the blocks after it never touch the
+    heatmaps, so the exact equivalent is a backbone of that depth.
+    """
+    arch = _HFArch(hf_config)
+    out = OrderedDict()
+    dropped = 0
+    for k, v in sd.items():
+        m = re.match(r"backbone\.blocks\.(\d+)\.", k)
+        if m and int(m.group(1)) >= arch.out_stage:
+            dropped += 1
+            continue
+        out[k] = v
+    if dropped:
+        log.info("config.json reads features after block %d of %d (out_indices): the later "
+                 "blocks are unused and dropped", arch.out_stage, arch.depth)
+    return out
+
+
 def infer_config(sd: Mapping[str, torch.Tensor], hf_config: Mapping[str, Any] | None = None,
                  datasets: Sequence[str] | None = None, num_heads: int | None = None,
                  expert_mode: str = "keep") -> ViTPoseConfig:
     """Infer the architecture of a canonical (official-named) state dict from tensor shapes.
 
     Args:
-        sd: canonical state dict (see `to_canonical`).
-        hf_config: the transformers ``config.json`` if any (gives heads, image size, eps).
+        sd: canonical state dict (see `to_canonical`); for a transformers file, truncated by
+            `truncate_to_hf_output`.
+        hf_config: the transformers ``config.json`` if any. Every architecture field is honoured
+            (heads, ``out_indices``, image and patch size, MLP ratio, qkv bias, experts,
+            decoder) or the file is refused; a field that contradicts the tensors is an error.
+            LayerNorm eps is always 1e-6 (the official value; transformers' default 1e-12 is a
+            porting artefact, see the README).
         datasets: dataset names per index, overriding the guess from the heads.
-        num_heads: attention heads (not in the weights); default from the width (S/B: 12, L/H: 16)
-            or `hf_config`.
+        num_heads: attention heads (not in official weights); default from `hf_config`, else
+            the released variant of this width and depth (S/B 12, L/H 16), else 64-channel heads.
         expert_mode: ``'keep'`` builds a ViTPose+ MoE model if experts are present with a reduced
             fc2; ``'dense'`` builds the plain model that `densify_moe` produces.
 
@@ -286,25 +425,60 @@ def infer_config(sd: Mapping[str, torch.Tensor], hf_config: Mapping[str, Any] | 
     try:
         pos = sd["backbone.pos_embed"]
         proj = sd["backbone.patch_embed.proj.weight"]
+        fc1 = sd["backbone.blocks.0.mlp.fc1.weight"]
+        fc2 = sd["backbone.blocks.0.mlp.fc2.weight"]
+        final = sd["keypoint_head.final_layer.weight"]
     except KeyError as e:
         raise CheckpointError(f"the checkpoint has no {e} tensor: not a ViTPose model") from None
     embed_dim = int(pos.shape[-1])
     depth = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"backbone\.blocks\.(\d+)\.", k)))
     patch = int(proj.shape[-1])
-    fc1 = sd["backbone.blocks.0.mlp.fc1.weight"]
-    fc2 = sd["backbone.blocks.0.mlp.fc2.weight"]
+    mlp_ratio = int(fc1.shape[0]) / embed_dim
+    qkv_bias = "backbone.blocks.0.attn.qkv.bias" in sd
     experts = sorted({int(m.group(1)) for k in sd
                       if (m := re.match(r"backbone\.blocks\.0\.mlp\.experts\.(\d+)\.weight$", k))})
     moe = bool(experts) and int(fc2.shape[0]) < embed_dim and expert_mode == "keep"
     part = int(embed_dim - fc2.shape[0]) if moe else 0
-    bb = (hf_config or {}).get("backbone_config", {}) if hf_config else {}
-    heads_n = num_heads or int(bb.get("num_attention_heads") or num_heads_for_width(embed_dim))
-    eps = 1e-6  # official value, also for HF files whose config says 1e-12 (reference §1.4)
-    img = bb.get("image_size")
+    has_deconv = any(k.startswith("keypoint_head.deconv_layers.") for k in sd)
     n_tokens = int(pos.shape[1]) - 1
-    if img is not None:
-        img_size = (int(img[0]), int(img[1])) if isinstance(img, (list, tuple)) else (int(img),) * 2
-    else:
+    img_size = None
+    heads_n = num_heads
+    if hf_config is not None:
+        hf = _HFArch(hf_config)
+        problems = [f"{name} {a} (config) vs {b} (weights)" for name, a, b in (
+            ("hidden_size", hf.hidden, embed_dim), ("num_hidden_layers", hf.out_stage, depth),
+            ("patch_size", hf.patch, patch), ("num_channels", hf.channels, int(proj.shape[1])),
+            ("mlp_ratio", round(hf.mlp_ratio, 4), round(mlp_ratio, 4)),
+            ("qkv_bias", hf.qkv_bias, qkv_bias),
+            ("num_experts", hf.num_experts, len(experts) if experts else 1),
+            ("use_simple_decoder", hf.simple, not has_deconv),
+            ("num_labels", hf.num_labels if hf.num_labels is not None else int(final.shape[0]),
+             int(final.shape[0])),
+        ) if a != b]
+        if moe and hf.part_features != part:
+            problems.append(f"part_features {hf.part_features} (config) vs {part} (weights)")
+        if problems:
+            raise CheckpointError("config.json contradicts the weights beside it: "
+                                  + "; ".join(problems))
+        if hf.simple and hf.scale_factor != 4:
+            raise CheckpointError(f"config.json: scale_factor {hf.scale_factor} is not "
+                                  "supported (the simple decoder upsamples by 4)")
+        if num_heads is not None and num_heads != hf.num_heads:
+            raise CheckpointError(f"num_heads={num_heads} contradicts config.json "
+                                  f"(num_attention_heads {hf.num_heads})")
+        heads_n = hf.num_heads
+        img_size = hf.img_size
+    if heads_n is None:
+        heads_n = released_num_heads(embed_dim, depth, mlp_ratio, patch)
+    if heads_n is None:
+        heads_n = num_heads_for_width(embed_dim)
+        log.warning("the checkpoint does not record its attention heads and no released variant "
+                    "has width %d and %d blocks: assuming %d heads (pass num_heads if that is "
+                    "wrong)", embed_dim, depth, heads_n)
+    if heads_n < 1 or embed_dim % heads_n:
+        raise CheckpointError(f"num_heads={heads_n} does not divide the width {embed_dim}")
+    eps = 1e-6  # official value, also for HF files whose config says 1e-12 (reference §1.4)
+    if img_size is None:
         img_size = _guess_img_size(n_tokens, patch)
     grid = ((img_size[0] + 4 - patch) // patch + 1) * ((img_size[1] + 4 - patch) // patch + 1)
     if grid != n_tokens:
@@ -313,7 +487,10 @@ def infer_config(sd: Mapping[str, torch.Tensor], hf_config: Mapping[str, Any] | 
     n_assoc = 1 + max((int(m.group(1)) for k in sd
                        if (m := re.match(r"associate_keypoint_heads\.(\d+)\.", k))), default=-1)
     head_prefixes = ["keypoint_head"] + [f"associate_keypoint_heads.{i}" for i in range(n_assoc)]
-    ks = [int(sd[f"{p}.final_layer.weight"].shape[0]) for p in head_prefixes]
+    try:
+        ks = [int(sd[f"{p}.final_layer.weight"].shape[0]) for p in head_prefixes]
+    except KeyError as e:
+        raise CheckpointError(f"the checkpoint has no {e} tensor: a head is incomplete") from None
     n_experts = len(experts) if moe else 1
     names = tuple(datasets) if datasets else default_datasets(ks, n_experts)
     if len(names) < len(ks):
@@ -321,10 +498,72 @@ def infer_config(sd: Mapping[str, torch.Tensor], hf_config: Mapping[str, Any] | 
     if moe and len(names) < n_experts:
         names = tuple(names) + tuple(PLUS_DATASETS[len(names):n_experts])
     heads = tuple(_head_config(sd, p, names[i]) for i, p in enumerate(head_prefixes))
-    return ViTPoseConfig(img_size=img_size, patch_size=patch, embed_dim=embed_dim, depth=depth,
-                         num_heads=heads_n, mlp_ratio=int(fc1.shape[0]) / embed_dim,
-                         qkv_bias="backbone.blocks.0.attn.qkv.bias" in sd, layer_norm_eps=eps,
-                         num_experts=n_experts, part_features=part, datasets=names, heads=heads)
+    try:
+        return ViTPoseConfig(img_size=img_size, patch_size=patch, embed_dim=embed_dim, depth=depth,
+                             num_heads=heads_n, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                             layer_norm_eps=eps, num_experts=n_experts, part_features=part,
+                             datasets=names, heads=heads)
+    except ValueError as e:
+        raise CheckpointError(f"the checkpoint does not describe a valid model ({e})") from None
+
+
+def recorded_config(obj: Mapping[str, Any]) -> ViTPoseConfig | None:
+    """The `ViTPoseConfig` that `save_checkpoint` (and training) store in
+    ``meta['vitpose_config']``, validated; None if the file records none."""
+    meta = obj.get("meta") if isinstance(obj, Mapping) else None
+    text = meta.get("vitpose_config") if isinstance(meta, Mapping) else None
+    if text is None:
+        return None
+    try:
+        return ViTPoseConfig.from_dict(json.loads(text) if isinstance(text, str) else text)
+    except (ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError
+        raise CheckpointError(f"the checkpoint's recorded model config (meta.vitpose_config) is "
+                              f"invalid: {e}") from None
+
+
+def checkpoint_config(obj: Mapping[str, Any], *, num_heads: int | None = None,
+                      datasets: Sequence[str] | None = None, source: str = "the checkpoint"
+                      ) -> "tuple[ViTPoseConfig, OrderedDict[str, torch.Tensor]]":
+    """The architecture a checkpoint holds, and its canonical state dict.
+
+    The file decides: our recorded config (``meta.vitpose_config``), else the transformers
+    ``config.json`` (every architecture field honoured, `infer_config`), else the official keys'
+    shapes, with the head count of the released variant of that shape.
+
+    Args:
+        obj: what `read_checkpoint` returned.
+        num_heads: attention heads for an official file of a width no released variant has; an
+            error if it contradicts what the file records.
+        datasets: dataset names per index, replacing the recorded or guessed ones.
+        source: the file's name, for messages.
+    """
+    hf_config = obj.get("__hf_config__") if isinstance(obj, Mapping) else None
+    sd = to_canonical(unwrap_state_dict(obj))
+    if hf_config is not None:
+        sd = truncate_to_hf_output(sd, hf_config)
+    cfg = recorded_config(obj)
+    if cfg is None:
+        cfg = infer_config(sd, hf_config=hf_config, num_heads=num_heads)
+    elif num_heads is not None and num_heads != cfg.num_heads:
+        raise CheckpointError(f"num_heads={num_heads} contradicts {source}, whose recorded "
+                              f"config has {cfg.num_heads} heads")
+    if datasets is not None:
+        cfg = with_datasets(cfg, datasets)
+    return cfg, sd
+
+
+def with_datasets(cfg: ViTPoseConfig, datasets: Sequence[str]) -> ViTPoseConfig:
+    """`cfg` with dataset names replaced by index (experts and heads)."""
+    names = tuple(datasets)
+    needed = max(cfg.num_experts if cfg.is_moe else 1, len(cfg.heads))
+    if len(names) < needed:
+        raise CheckpointError(f"{len(names)} dataset name(s) {list(names)} for a model with "
+                              f"{needed} tasks; give one name per task")
+    try:
+        return dataclasses.replace(cfg, datasets=names, heads=tuple(
+            dataclasses.replace(h, dataset=names[i]) for i, h in enumerate(cfg.heads)))
+    except ValueError as e:
+        raise CheckpointError(f"invalid dataset names {list(names)}: {e}") from None
 
 
 def _guess_img_size(n_tokens: int, patch: int) -> tuple[int, int]:
@@ -582,8 +821,8 @@ def load_weights(model: ViTPose, source: str | os.PathLike | Mapping[str, Any],
     Args:
         model: a `ViTPose` of the matching architecture.
         source: a file or folder path (official ``.pth``, our checkpoint, transformers folder,
-            ``.safetensors``), a Hugging Face hub id (``usyd-community/vitpose-base-simple``),
-            or an in-memory state dict.
+            ``.safetensors``) or an in-memory state dict. Hub ids and variant names are
+            resolved by `vitpose.load_weights` (`vitpose.hub.load_weights`), which calls this.
         dataset: for a ViTPose+ or multi-task checkpoint loaded into a single-dataset model, the
             dataset (name or index) whose expert and head to use; default dataset 0.
 
@@ -597,12 +836,13 @@ def load_weights(model: ViTPose, source: str | os.PathLike | Mapping[str, Any],
     if isinstance(source, Mapping):
         name, obj = "state dict", source
     else:
-        path = Path(source)
-        if not path.exists():
-            from .hub import resolve_weights  # hub ids are downloaded; hub sits above us
-            path = resolve_weights(str(source))
+        path = Path(os.path.expanduser(str(source)))
         name, obj = str(path), read_checkpoint(path)
-    sd = prepare_state_dict(unwrap_state_dict(obj), model, dataset)
+    hf_config = obj.get("__hf_config__") if isinstance(obj, Mapping) else None
+    sd = to_canonical(unwrap_state_dict(obj))
+    if hf_config is not None:
+        sd = truncate_to_hf_output(sd, hf_config)
+    sd = prepare_state_dict(sd, model, dataset)
     load_state_dict_strict(model, sd, name)
     return model
 

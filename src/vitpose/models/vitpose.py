@@ -28,6 +28,7 @@ from .vit import ViT
 __all__ = [
     "HeadConfig", "ViTPoseConfig", "ViTPose", "VARIANTS", "PLUS_DATASETS", "build_model",
     "list_models", "canonical_name", "config_from_official", "default_datasets", "num_heads_for_width",
+    "released_num_heads", "released_size", "variant_config",
 ]
 
 #: Dataset index -> dataset name of the ViTPose+ models (`dataset_idx` of the official configs).
@@ -110,8 +111,48 @@ class ViTPoseConfig:
     use_checkpoint: bool = False
 
     def __post_init__(self) -> None:
+        def positive_int(name: str, value: Any) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+        if not isinstance(self.img_size, (tuple, list)) or len(self.img_size) != 2:
+            raise ValueError(f"img_size must be (H, W), got {self.img_size!r}")
+        for i, v in enumerate(self.img_size):
+            positive_int(f"img_size[{i}]", v)
+        for name in ("patch_size", "embed_dim", "depth", "num_heads", "num_experts"):
+            positive_int(name, getattr(self, name))
+        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)) \
+                or not self.mlp_ratio > 0:
+            raise ValueError(f"mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
+        if isinstance(self.part_features, bool) or not isinstance(self.part_features, int) \
+                or not 0 <= self.part_features < self.embed_dim:
+            raise ValueError(f"part_features must be an integer in [0, embed_dim), got "
+                             f"{self.part_features!r}")
+        if not isinstance(self.layer_norm_eps, (int, float)) or not self.layer_norm_eps > 0:
+            raise ValueError(f"layer_norm_eps must be a positive number, got {self.layer_norm_eps!r}")
+        if not self.datasets or not all(isinstance(d, str) and d for d in self.datasets) \
+                or len(set(self.datasets)) != len(self.datasets):
+            raise ValueError(f"datasets must be distinct non-empty names, got {self.datasets!r}")
         if not self.heads:
             raise ValueError("a ViTPose model needs at least one head")
+        for h in self.heads:
+            if not isinstance(h, HeadConfig):
+                raise ValueError(f"heads must be HeadConfig entries, got {h!r}")
+            positive_int("a head's num_keypoints", h.num_keypoints)
+            positive_int("a head's final_conv_kernel", h.final_conv_kernel)
+            if isinstance(h.num_deconv_layers, bool) or not isinstance(h.num_deconv_layers, int) \
+                    or h.num_deconv_layers < 0 or len(h.deconv_filters) != h.num_deconv_layers \
+                    or len(h.deconv_kernels) != h.num_deconv_layers:
+                raise ValueError(f"head '{h.dataset}': num_deconv_layers must be a count with one "
+                                 "filter and kernel size per layer")
+            for v in (*h.deconv_filters, *h.deconv_kernels):
+                positive_int(f"head '{h.dataset}' deconvolution sizes", v)
+            if h.deconv_kernels and any(k not in (2, 3, 4) for k in h.deconv_kernels):
+                raise ValueError(f"head '{h.dataset}': deconvolution kernels are 2, 3 or 4, got "
+                                 f"{h.deconv_kernels}")
+            if isinstance(h.upsample, bool) or not isinstance(h.upsample, int) or h.upsample < 0:
+                raise ValueError(f"head '{h.dataset}': upsample must be 0 or a factor, got "
+                                 f"{h.upsample!r}")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} not divisible by num_heads {self.num_heads}")
         if self.num_experts > 1 and len(self.datasets) < self.num_experts:
@@ -137,23 +178,63 @@ class ViTPoseConfig:
     def heatmap_size(self) -> tuple[int, int]:
         return self.img_size[0] // 4, self.img_size[1] // 4
 
+    def summary(self) -> str:
+        """One line for messages, e.g. ``ViTPose-S (width 384, 12 blocks, 12 heads), classic
+        decoder, 17 keypoints``."""
+        size = released_size(self.embed_dim, self.depth, self.mlp_ratio, self.patch_size)
+        name = ("ViTPose+" if self.is_moe else "ViTPose") + (f"-{size.upper()}" if size else "")
+        moe = f", {self.num_experts} experts of width {self.part_features}" if self.is_moe else ""
+        ks = "/".join(str(h.num_keypoints) for h in self.heads)
+        res = "" if tuple(self.img_size) == (256, 192) else \
+            f", input {self.img_size[0]}x{self.img_size[1]}"
+        return (f"{name} (width {self.embed_dim}, {self.depth} blocks, {self.num_heads} heads"
+                f"{moe}{res}), {self.decoder} decoder, {ks} keypoints")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON/YAML friendly); inverse of `ViTPoseConfig.from_dict`."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ViTPoseConfig":
+        """Inverse of `to_dict`; any malformed value raises `ValueError` (never another type)."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"a model config is a mapping, got {type(d).__name__}")
         d = dict(d)
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown ViTPoseConfig keys {sorted(unknown)}")
-        if "heads" in d:
-            d["heads"] = tuple(h if isinstance(h, HeadConfig) else HeadConfig(**{
-                k: tuple(v) if isinstance(v, list) else v for k, v in h.items()}) for h in d["heads"])
-        for key in ("img_size", "datasets"):
-            if key in d:
-                d[key] = tuple(d[key])
-        return cls(**d)
+        try:
+            if "heads" in d:
+                d["heads"] = tuple(h if isinstance(h, HeadConfig) else HeadConfig(**{
+                    k: tuple(v) if isinstance(v, list) else v for k, v in h.items()})
+                    for h in d["heads"])
+            for key in ("img_size", "datasets"):
+                if key in d:
+                    d[key] = tuple(d[key])
+            return cls(**d)
+        except (TypeError, AttributeError) as e:
+            raise ValueError(f"malformed model config ({e})") from None
+
+
+def released_size(embed_dim: int, depth: int, mlp_ratio: float = 4.0, patch_size: int = 16
+                  ) -> str | None:
+    """The released size letter (``'s'``, ``'b'``, ``'l'``, ``'h'``) whose backbone has this
+    width, depth, MLP ratio and patch size, or None."""
+    if patch_size != 16 or abs(float(mlp_ratio) - 4.0) > 1e-6:
+        return None
+    for size, (c, d, *_rest) in _SIZES.items():
+        if (c, d) == (embed_dim, depth):
+            return size
+    return None
+
+
+def released_num_heads(embed_dim: int, depth: int, mlp_ratio: float = 4.0, patch_size: int = 16
+                       ) -> int | None:
+    """Attention heads of the released variant with this backbone shape (S 12 heads of 32
+    channels, B 12, L 16, H 16), or None when no released variant has it. Official checkpoints
+    do not record the head count; this is how it is known for them."""
+    size = released_size(embed_dim, depth, mlp_ratio, patch_size)
+    return _SIZES[size][2] if size else None
 
 
 def num_heads_for_width(embed_dim: int) -> int:
@@ -384,6 +465,14 @@ def canonical_name(name: str) -> str | None:
     """The `VARIANTS` key for a variant name written loosely (``vitpose_b``, ``ViTPose+-B``)."""
     key = re.sub(r"^vitpose\+\+?-", "vitpose-plus-", name.strip().lower().replace("_", "-"))
     return key if key in VARIANTS else None
+
+
+def variant_config(name: str) -> ViTPoseConfig | None:
+    """The config of a variant name or original config file name, or None if it is neither."""
+    try:
+        return _variant_from_name(name)
+    except ValueError:
+        return None
 
 
 def _variant_from_name(name: str) -> ViTPoseConfig:
