@@ -90,3 +90,50 @@ def test_split_of_a_single_task_checkpoint_is_an_error(tmp_path: Path, capsys) -
     assert main(["split", str(tmp_path / "single.pth"), "--out", str(tmp_path / "o")]) == 2
     assert "nothing to split" in capsys.readouterr().err
     assert main(["split", str(tmp_path / "absent.pth"), "--out", str(tmp_path / "o")]) == 2
+
+
+def _tiny_plus(datasets=PLUS_DATASETS) -> ViTPose:
+    model = vitpose.build_model("vitpose-plus-b", embed_dim=32, depth=1, num_heads=2,
+                                part_features=8, img_size=(64, 48))
+    if datasets != PLUS_DATASETS:
+        import dataclasses
+        cfg = model.cfg
+        model = ViTPose(dataclasses.replace(cfg, datasets=tuple(datasets), heads=tuple(
+            dataclasses.replace(h, dataset=datasets[i]) for i, h in enumerate(cfg.heads))))
+    return model.eval()
+
+
+@pytest.mark.parametrize("names", ["../../escaped,b,c,d,e,f", "a,b,c,d,e,/tmp/abs",
+                                   "a,a,c,d,e,f", "a,b,c,d,e,"])
+def test_split_refuses_dataset_names_that_are_not_file_names(tmp_path: Path, capsys,
+                                                             names: str) -> None:
+    vitpose.save_checkpoint(_tiny_plus(), tmp_path / "plus.pth")
+    out = tmp_path / "deep" / "out"
+    assert main(["split", str(tmp_path / "plus.pth"), "--out", str(out), "--datasets", names]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.rglob("*.pth")) == ["plus.pth"]  # nothing written
+
+
+def test_split_refuses_traversal_names_recorded_in_the_checkpoint(tmp_path: Path, capsys) -> None:
+    """Names stored in the file (meta.vitpose_config) cannot write outside --out either."""
+    evil = ("../../escaped", "aic", "mpii", "ap10k", "apt36k", "wholebody")
+    vitpose.save_checkpoint(_tiny_plus(evil), tmp_path / "plus.pth")
+    out = tmp_path / "a" / "b" / "out"
+    assert main(["split", str(tmp_path / "plus.pth"), "--out", str(out)]) == 2
+    assert "cannot be file names" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.rglob("*.pth")) == ["plus.pth"]
+    # renaming them with --datasets works
+    assert main(["split", str(tmp_path / "plus.pth"), "--out", str(out), "--datasets",
+                 ",".join(PLUS_DATASETS)]) == 0
+    assert sorted(p.stem for p in out.glob("*.pth")) == sorted(PLUS_DATASETS)
+
+
+def test_split_with_too_few_dataset_names_is_one_line(tmp_path: Path, capsys) -> None:
+    vitpose.save_checkpoint(_tiny_plus(), tmp_path / "plus.pth")
+    out = tmp_path / "out"
+    assert main(["split", str(tmp_path / "plus.pth"), "--out", str(out), "--datasets", "a,b"]) == 2
+    err = capsys.readouterr().err
+    assert "2 name(s)" in err and "6 tasks" in err and err.count("\n") == 1
+    assert not out.exists() or not list(out.iterdir())  # nothing blocks the rerun
+    assert main(["split", str(tmp_path / "plus.pth"), "--out", str(out)]) == 0
