@@ -122,12 +122,10 @@ _TRUE = {"1", "on", "yes", "true"}
 
 
 def _hub_offline() -> bool:
-    """``HF_HUB_OFFLINE`` (read now, not when huggingface_hub was imported)."""
-    value = os.environ.get("HF_HUB_OFFLINE")
-    if value is not None:
-        return value.strip().lower() in _TRUE
-    from huggingface_hub import constants
-    return bool(constants.HF_HUB_OFFLINE)
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``), read now: huggingface_hub reads it
+    once, when its ``constants`` module is first imported, which may be long after start."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().lower() in _TRUE
 
 
 def hub_cache_dir() -> Path:
@@ -232,7 +230,7 @@ def fetch(repo_id: str, filename: str | None = None, *, what: str | None = None,
     if _hub_offline():
         if cached is not None:
             return cached
-        raise DownloadError(f"{label} is not in the Hugging Face cache ({cache}) and "
+        raise DownloadError(f"{label}: not in the Hugging Face cache ({cache}), and "
                             f"HF_HUB_OFFLINE=1 forbids downloading. {_how_to_get_it(entry)}")
     state, reason = _probe(repo_id, filename)
     if state == "unreachable":
@@ -240,11 +238,10 @@ def fetch(repo_id: str, filename: str | None = None, *, what: str | None = None,
             log.warning("the Hugging Face hub is unreachable (%s); using the cached %s", reason,
                         label)
             return cached
-        raise DownloadError(f"could not download {label}: the Hugging Face hub is unreachable "
-                            f"({reason}) and it is not in the cache ({cache}). "
-                            f"{_how_to_get_it(entry)}")
+        raise DownloadError(f"{label}: the Hugging Face hub is unreachable ({reason}) and it "
+                            f"is not in the cache ({cache}). {_how_to_get_it(entry)}")
     if state == "missing":
-        raise DownloadError(f"{label} was not found on the Hugging Face hub: {reason}")
+        raise DownloadError(f"{label}: not found on the Hugging Face hub ({reason})")
     from huggingface_hub import hf_hub_download, snapshot_download
     try:
         if filename:
@@ -254,7 +251,7 @@ def fetch(repo_id: str, filename: str | None = None, *, what: str | None = None,
         if cached is not None:
             return cached
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DownloadError(f"could not download {label} from the Hugging Face hub ({reason}). "
+        raise DownloadError(f"{label}: the download from the Hugging Face hub failed ({reason}). "
                             f"{_how_to_get_it(entry)}") from None
 
 

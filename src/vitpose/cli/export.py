@@ -14,9 +14,10 @@ from ..errors import InputError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="vitpose-b-simple",
+    p.add_argument("--model", default=None,
                    help="variant name (released weights), checkpoint path or hub id "
-                        "(default: %(default)s)")
+                        "(default: vitpose-b-simple; with --weights, the file's own "
+                        "architecture)")
     p.add_argument("--weights", default=None, help="checkpoint path or hub id for --model")
     p.add_argument("--dataset", default=None,
                    help="dataset baked into the ONNX graph (ViTPose+ expert and head)")

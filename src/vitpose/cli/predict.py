@@ -35,9 +35,10 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that run a model (predict, demo, bench)."""
-    p.add_argument("--model", default="vitpose-b-simple",
+    p.add_argument("--model", default=None,
                    help="variant name (see `vitpose models`), checkpoint path or hub id "
-                        "(default: %(default)s)")
+                        "(default: vitpose-b-simple; with --weights, the file's own "
+                        "architecture, and a name that contradicts the file is an error)")
     p.add_argument("--weights", default=None,
                    help="checkpoint path or hub id (default: the variant's released weights)")
     p.add_argument("--dataset", default=None,

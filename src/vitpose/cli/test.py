@@ -17,9 +17,9 @@ from ..checkpoints import load_weights
 from ..engine.build import build_model_from_config
 from ..engine.config import ExperimentConfig, find_config, load_config
 from ..engine.evaluate import evaluate_model, format_metrics
-from ..errors import ConfigError
-from ..inference.precision import optimize_for_inference
+from ..errors import ConfigError, InputError
 from ..hub import resolve_weights
+from ..inference.precision import optimize_for_inference
 from ..models.vitpose import canonical_name
 
 
@@ -49,6 +49,20 @@ def resolve_config(name: str, overrides: list[str]) -> ExperimentConfig:
     return load_config(name, overrides)
 
 
+def check_data(cfg: ExperimentConfig) -> None:
+    """Every file the validation splits need exists (cheap; runs before any weights are
+    fetched or models built)."""
+    for i, ds in enumerate(cfg.data.val):
+        needed = [("ann_file", ds.ann_file), ("img_prefix", ds.img_prefix)]
+        if not ds.use_gt_bbox:
+            needed.append(("det_file", ds.det_file))
+        for key, value in needed:
+            path = cfg.data.resolve(value)
+            if path is None or not path.exists():
+                raise InputError(f"data.val.{i}.{key} ({ds.name}): {path} not found (data.root "
+                                 f"is '{cfg.data.root}'; pass --data-root DIR)")
+
+
 def run(args: argparse.Namespace) -> int:
     overrides = list(args.set)
     if args.data_root:
@@ -56,12 +70,14 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args.config, overrides)
     if not cfg.data.val:
         raise ConfigError(f"config '{args.config}' has no validation split (data.val)")
+    check_data(cfg)  # cheap checks first: no download for a run that cannot start
+    weights = resolve_weights(args.weights or cfg.model.weights or cfg.model.variant,
+                              prefer_original=True)
     dist.init_distributed(backend=dist.backend_for(args.device))
     device = args.device or (f"cuda:{dist.local_device_index()}" if torch.cuda.is_available()
                              else "cpu")
     model = build_model_from_config(cfg, load_weights=False)
-    weights = args.weights or cfg.model.weights or cfg.model.variant
-    load_weights(model, resolve_weights(weights, prefer_original=True))
+    load_weights(model, weights)
     model.to(device)
     if cfg.test.dtype != "float32":  # --set test.dtype=auto: weights cast once, as in predict
         optimize_for_inference(model, cfg.test.dtype)
