@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -38,6 +39,8 @@ from vitpose.errors import CheckpointError
 __all__ = [
     "atomic_save",
     "atomic_copy",
+    "clean_stale_temporaries",
+    "repair_after_kill",
     "capture_rng_state",
     "restore_rng_state",
     "build_training_state",
@@ -66,6 +69,46 @@ def _temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or unknowable: leave its files alone
+    return True
+
+
+def clean_stale_temporaries(folder: str | os.PathLike, *, include_own: bool = False) -> list[Path]:
+    """Remove the temporaries of `atomic_save` / `atomic_copy` that a killed process left behind.
+
+    A temporary is stale when the process that wrote it is gone (its pid is in the name). Those
+    of live processes are kept (they may be writing now); ``include_own`` also removes this
+    process's own, for callers that know it is writing nothing (start or resume of a run: after
+    a restart the same pid can come back).
+
+    Returns:
+        the files removed.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    own = os.getpid()
+    for entry in folder.iterdir():
+        m = _TEMPORARY.fullmatch(entry.name)
+        if not m or not entry.is_file():
+            continue
+        pid = int(m.group("pid"))
+        if (pid == own and include_own) or (pid != own and not _pid_alive(pid)):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to ``path`` atomically (temporary file, fsync, rename).
 
@@ -79,6 +122,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(path.parent)
     tmp = _temporary_path(path)
     try:
         with open(tmp, "xb") as handle:
@@ -254,4 +298,50 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
             f"{path} is not a training checkpoint (no {', '.join(missing)}); to start from "
             "model weights use --set model.weights=PATH instead of --resume"
         )
+    repair_after_kill(path, state)
     return state
+
+
+def _saved_epoch(path: Path) -> int | None:
+    try:  # memory-mapped: reads the small entries, not the tensors
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(obj["epoch"])
+    except Exception:  # noqa: BLE001 - unreadable or not ours: treat as absent
+        return None
+
+
+def repair_after_kill(path: str | os.PathLike, state: Mapping[str, Any]) -> list[Path]:
+    """Finish what a run killed during its last checkpoint write left undone.
+
+    ``latest.pth`` is written first, then copied to ``best.pth`` and ``epoch_{n}.pth``; a kill
+    between those steps leaves an orphan temporary and a snapshot that the resumed run would
+    never write (it continues with the next epoch). Here, in the checkpoint's folder: stale
+    temporaries are removed, and the snapshots due at the checkpoint's epoch (``epoch_{n}.pth``
+    every ``runtime.save_interval`` epochs; ``best.pth`` if this epoch was the best) are copied
+    from it when missing or older.
+
+    Returns:
+        the snapshot files written.
+    """
+    path = Path(path)
+    folder = path.parent
+    clean_stale_temporaries(folder, include_own=True)
+    written: list[Path] = []
+    try:
+        epoch = int(state["epoch"])
+        runtime = (state.get("config") or {}).get("runtime") or {}
+        interval = int(runtime.get("save_interval") or 0)
+    except (TypeError, ValueError, AttributeError):
+        return written
+    due = []
+    if interval > 0 and epoch > 0 and epoch % interval == 0:
+        due.append(folder / f"epoch_{epoch}.pth")
+    best = state.get("best")
+    if isinstance(best, Mapping) and best.get("epoch") == epoch:
+        due.append(folder / "best.pth")
+    for target in due:
+        if target.resolve() == path.resolve():
+            continue
+        if not target.exists() or _saved_epoch(target) != epoch:
+            written.append(atomic_copy(path, target))
+    return written
