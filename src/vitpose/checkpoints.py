@@ -361,7 +361,10 @@ class _HFArch:
         features = bb.get("out_features")
         try:
             if indices:
-                picked = [int(i) % len(stages) for i in indices]
+                picked = [int(i) for i in indices]
+                if any(not -len(stages) <= i < len(stages) for i in picked):
+                    raise ValueError("out of range")
+                picked = [i % len(stages) for i in picked]
             elif features:
                 picked = [stages.index(str(f)) for f in features]
             else:

@@ -141,7 +141,7 @@ def hub_cache_dir() -> Path:
 
 def _probe_timeout() -> float:
     try:
-        return min(float(os.environ.get("HF_HUB_ETAG_TIMEOUT", 5)), 10.0)
+        return min(float(os.environ.get("HF_HUB_ETAG_TIMEOUT", "5")), 10.0)
     except ValueError:
         return 5.0
 
