@@ -408,10 +408,12 @@ def load_model(name_or_path: str | None = None, weights: str | None = None,
         spec = str(weights)
         if name_or_path is not None:
             variant = str(name_or_path)
-            if Path(os.path.expanduser(variant)).exists() or variant_config(variant) is None:
-                raise CheckpointError(_unknown_name(variant) + " (with weights=/--weights the "
-                                      "name must be a variant; the file's architecture is used "
-                                      "when no name is given)")
+            if variant_config(variant) is None:
+                raise CheckpointError(
+                    f"with --weights (Python: weights=), --model must be a variant name, not "
+                    f"'{variant}'; leave it out to use the architecture of {spec}"
+                    if Path(os.path.expanduser(variant)).exists() or "/" in variant
+                    else _unknown_name(variant))
     path = resolve_weights(spec)
     obj = read_checkpoint(path)
     cfg, sd = checkpoint_config(obj, num_heads=num_heads, source=str(path))
