@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import vitpose
-from vitpose.checkpoints import checkpoint_config, read_checkpoint
 from vitpose.cli.main import main
 from vitpose.errors import CheckpointError
 from vitpose.models import build_model
@@ -75,6 +74,7 @@ def test_official_files_get_the_released_head_count(tmp_path):
     assert model.cfg.num_heads == 12 and model.cfg.decoder == "simple"
     named = vitpose.load_model("vitpose-s-simple", weights=str(simple))  # agrees: fine
     assert named.cfg == model.cfg
+    from vitpose.checkpoints import checkpoint_config, read_checkpoint
     other = _official_file(tmp_path / "b2.pth", "vitpose-b", depth=2)  # no such release
     obj = read_checkpoint(other)
     assert checkpoint_config(obj)[0].num_heads == 12  # 64-channel heads, with a warning

@@ -10,11 +10,7 @@ import pytest
 import torch
 
 from vitpose.cli.main import main
-from vitpose.engine.checkpoint import (
-    atomic_save,
-    clean_stale_temporaries,
-    load_training_state,
-)
+from vitpose.engine.checkpoint import atomic_save, load_training_state
 
 DEAD_PID = 4_194_304 + 7  # above Linux's largest pid: never a live process
 
@@ -54,6 +50,7 @@ def test_stale_temporaries_are_removed_by_the_next_write(tmp_path: Path) -> None
     atomic_save({"x": torch.zeros(1)}, tmp_path / "latest.pth")
     assert not orphan.exists()
     assert own.exists()  # this process may be writing it: only removed at start/resume
+    from vitpose.engine.checkpoint import clean_stale_temporaries
     assert clean_stale_temporaries(tmp_path, include_own=True) == [own]
 
 
