@@ -69,12 +69,12 @@ def test_a_name_that_contradicts_an_official_file_is_refused(tmp_path, capsys):
 
 def test_official_files_get_the_released_head_count(tmp_path):
     """Official keys do not record heads: the released variant of that shape gives them."""
-    simple = _official_file(tmp_path / "s_simple.pth", "vitpose-s-simple")
-    model = vitpose.load_model(str(simple))
-    assert model.cfg.num_heads == 12 and model.cfg.decoder == "simple"
-    named = vitpose.load_model("vitpose-s-simple", weights=str(simple))  # agrees: fine
-    assert named.cfg == model.cfg
     from vitpose.checkpoints import checkpoint_config, read_checkpoint
+    simple = _official_file(tmp_path / "s_simple.pth", "vitpose-s-simple")
+    found = checkpoint_config(read_checkpoint(simple))[0]
+    assert found.num_heads == 12 and found.decoder == "simple"
+    named = vitpose.load_model("vitpose-s-simple", weights=str(simple))  # agrees: fine
+    assert named.cfg == found
     other = _official_file(tmp_path / "b2.pth", "vitpose-b", depth=2)  # no such release
     obj = read_checkpoint(other)
     assert checkpoint_config(obj)[0].num_heads == 12  # 64-channel heads, with a warning
