@@ -199,3 +199,16 @@ def test_missing_local_file_is_not_found_not_a_download(empty_hf_home, no_networ
 def test_unknown_model_name_is_one_line(empty_hf_home, no_network, tmp_path, capsys):
     assert main(["export", "--model", "vitpose-x", "--hf", str(tmp_path / "out")]) == 2
     assert "neither an existing checkpoint file nor a model variant" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("spec", ["nope.pth", "ck/nope.pth"])
+def test_predict_with_a_missing_model_file(empty_hf_home, no_network, tmp_path, monkeypatch,
+                                           capsys, spec):
+    """Where users meet it: `vitpose predict IMG --model nope.pth` is one line, writes nothing."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ck").mkdir()
+    image = Path(__file__).resolve().parents[1] / "examples" / "000000000785.jpg"
+    assert main(["predict", str(image), "--model", spec, "--box", "0,0,10,10",
+                 "--out-dir", str(tmp_path / "out")]) == 2
+    assert _one_line_error(capsys) == f"error: checkpoint file not found: {spec}"
+    assert not (tmp_path / "out").exists() and no_network == {"probe": 0, "download": 0}
