@@ -379,15 +379,16 @@ def _write_image(path: Path, image_rgb: np.ndarray) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def _video_rows(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per-frame JSON rows from the journal's values (without the raw keypoints kept for
-    resuming a smoothed run)."""
-    return [{k: v for k, v in row.items() if k != "raw"} for row in values]
+    """Per-frame JSON rows from the journal's values (without the exact model outputs kept for
+    replaying the tracker and smoother on resume)."""
+    return [{k: v for k, v in row.items() if k not in ("raw", "raw_boxes")} for row in values]
 
 
 def _stored_result(row: dict[str, Any], index: int, image_hw: tuple[int, int], dataset: str,
-                   ) -> tuple[PoseResult, np.ndarray]:
-    """A journalled frame as a `PoseResult` (for drawing) and its raw (unsmoothed) keypoints
-    ``[N, K, 3]`` (for replaying the tracker and the smoother)."""
+                   ) -> tuple[PoseResult, np.ndarray, np.ndarray]:
+    """A journalled frame as a `PoseResult` (for drawing), and its exact model keypoints
+    ``[N, K, 3]`` (unsmoothed, unrounded) and boxes ``[N, 4]`` xyxy for replaying the tracker
+    and the smoother."""
     instances = []
     for e in row["instances"]:
         kp = np.asarray(e["keypoints"], np.float32).reshape(-1, 3)
@@ -399,8 +400,9 @@ def _stored_result(row: dict[str, Any], index: int, image_hw: tuple[int, int], d
     result = PoseResult(f"frame {index}", index, image_hw, dataset, instances)
     raw = row.get("raw")
     raw_kp = np.asarray(raw, np.float32).reshape(len(instances), -1, 3) if raw is not None \
-        else (result.keypoints if instances else np.zeros((0, 0, 3), np.float32))
-    return result, raw_kp
+        else result.keypoints
+    raw_boxes = np.asarray(row.get("raw_boxes", result.boxes_xyxy), np.float64).reshape(-1, 4)
+    return result, raw_kp, raw_boxes
 
 
 def _run_video(args: argparse.Namespace, spec: InputSpec, out_dir: Path) -> int:
@@ -448,18 +450,18 @@ def _run_video(args: argparse.Namespace, spec: InputSpec, out_dir: Path) -> int:
                     break
                 stored = results.done.get(index)
                 if stored is not None:
-                    result, raw = _stored_result(stored, index, frame.shape[:2],
-                                                 estimator.dataset)
+                    result, raw, raw_boxes = _stored_result(stored, index, frame.shape[:2],
+                                                            estimator.dataset)
                 else:
                     result = estimator(frame, boxes(None, frame), image_id=index)
                     dropped = _drop_nonfinite(result)
                     n_nonfinite += dropped
                     nonfinite_frames += dropped > 0
-                    raw = result.keypoints.copy()
+                    raw, raw_boxes = result.keypoints.copy(), result.boxes_xyxy
                 if tracker is not None:
                     # Called on empty frames too, so that tracks (and filters) age and expire.
                     # The person boxes give the OKS scale (as the COCO area does).
-                    ids = tracker.update(raw[..., :2], raw[..., 2], result.boxes_xyxy)
+                    ids = tracker.update(raw[..., :2], raw[..., 2], raw_boxes)
                     if smoother is not None:
                         smooth = smoother(ids, raw[..., :2], index)
                     if stored is None:
@@ -470,9 +472,9 @@ def _run_video(args: argparse.Namespace, spec: InputSpec, out_dir: Path) -> int:
                                 inst.keypoints[:, :2] = xy
                 if stored is None:
                     row: dict[str, Any] = {"frame": index, "instances": result.to_coco()}
-                    if smoother is not None and len(raw):
-                        row["raw"] = [[round(float(v), 3) for v in kp.reshape(-1)]
-                                      for kp in raw]
+                    if tracker is not None and len(raw):  # exact, for replaying on resume
+                        row["raw"] = raw.reshape(len(raw), -1).tolist()
+                        row["raw_boxes"] = np.asarray(raw_boxes)[:, :4].tolist()
                     results.add(index, row)
                     n_new += 1
                 if video is not None:
