@@ -23,8 +23,8 @@ from tiny_models import tiny_simple_model
 from vitpose.cli.main import main
 from vitpose.inference.pipeline import PoseEstimator
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+# subprocesses run the vitpose this test imports
+ENV = {**os.environ, "PYTHONPATH": str(Path(vitpose.__file__).resolve().parents[1])}
 
 
 @pytest.fixture(scope="module")
