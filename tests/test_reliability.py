@@ -141,6 +141,15 @@ def test_demo_shows_the_refusal_and_stays_up(tmp_path, data_dir):
     assert not ok.error, ok.message
 
 
+def test_python_api_refuses_arrays_opencv_cannot_warp():
+    """The issue's 30000x30000 image as an array (zero strides: no memory): an `InputError`,
+    not a segfault in warpAffine."""
+    huge = np.lib.stride_tricks.as_strided(np.zeros(3, np.uint8), (30000, 30000, 3), (0, 0, 1))
+    estimator = PoseEstimator(tiny_simple_model())
+    with pytest.raises(vitpose.InputError, match="30000x30000 pixels is above"):
+        estimator(huge)
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. Interrupted runs resume (the Ctrl-C case is in test_predict_cli.py)
 # ---------------------------------------------------------------------------------------------
