@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import struct
 import tempfile
 import zlib
@@ -21,20 +22,20 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tiny_models import tiny_simple_model
 
-import vitpose  # noqa: E402
-from tiny_models import tiny_simple_model  # noqa: E402
-from vitpose.cli.main import main  # noqa: E402
-from vitpose.errors import InputError  # noqa: E402
-from vitpose.inference.builder import read_image_ids  # noqa: E402
-from vitpose.inference.detectors import (  # noqa: E402
+import vitpose
+from vitpose.cli.main import main
+from vitpose.errors import InputError
+from vitpose.inference.builder import read_image_ids
+from vitpose.inference.detectors import (
     load_box_mapping,
     load_coco_detections,
     sanitize_boxes,
 )
-from vitpose.inference.io import header_size, read_image  # noqa: E402
+from vitpose.inference.io import header_size, read_image
 
 FAST = settings(max_examples=40, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -201,9 +202,9 @@ def test_predict_on_random_folders_and_boxes(ckpt, files, box_lists, draw):
     "image_id": st.one_of(st.sampled_from([785, 40083, "000000000785.jpg", "nope.jpg"]),
                           json_values),
     "category_id": st.sampled_from([1, 2, "1"]),
-    "keypoints": st.lists(numbers.filter(lambda v: v == v and abs(v) != float("inf")),
+    "keypoints": st.lists(numbers.filter(math.isfinite),
                           min_size=0, max_size=51),
-    "score": numbers.filter(lambda v: v == v)})), max_size=4))
+    "score": numbers.filter(lambda v: not math.isnan(v))})), max_size=4))
 def test_evaluate_on_random_results_files(data_dir, entries):
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "r.json"
