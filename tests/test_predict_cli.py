@@ -281,10 +281,39 @@ def test_interrupted_run_keeps_partial_results(ckpt, tmp_path, monkeypatch, caps
                  "--batch-size", "1", "--out-dir", out)
     assert rc == 130
     err = capsys.readouterr().err
-    assert "interrupted after 2 of 5 image(s)" in err
+    assert "interrupted after 2 of 5 image(s)" in err and "rerun the same command" in err
     results = json.loads((out / "results.json").read_text())
     assert [r["image_id"] for r in results] == [p.name for p in paths[:2]]
+    # the journal stays: it marks the run as resumable (issue 12 item 2)
+    assert (out / "results.json.partial.jsonl").exists()
+    drawn_before = {p.name: p.read_bytes() for p in out.glob("*_pose.png")}
+    assert sorted(drawn_before) == ["img0_pose.png", "img1_pose.png"]
+
+    # rerunning the same command continues: only the 3 missing images go through the model
+    calls["n"] = -100
+    assert predict(tmp_path / "imgs", "--model", ckpt, "--detector", "whole-image",
+                   "--batch-size", "1", "--out-dir", out) == 0
+    assert calls["n"] == -100 + 3
+    captured = capsys.readouterr()
+    assert "resuming: 2 of 5 image(s) already done" in captured.err
+    assert "3 image(s), 3 instance(s)" in captured.out
+    final = json.loads((out / "results.json").read_text())
+    assert [r["image_id"] for r in final] == [p.name for p in paths]
+    assert final[:2] == results  # kept, not recomputed
     assert not (out / "results.json.partial.jsonl").exists()
+    assert {p.name: p.read_bytes() for p in out.glob("*_pose.png")
+            if p.name in drawn_before} == drawn_before
+    assert len(list(out.glob("*_pose.png"))) == 5
+
+    # a complete run: rerunning is an error that names --overwrite; --overwrite starts afresh
+    assert predict(tmp_path / "imgs", "--model", ckpt, "--detector", "whole-image",
+                   "--out-dir", out) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    calls["n"] = -100
+    assert predict(tmp_path / "imgs", "--model", ckpt, "--detector", "whole-image",
+                   "--batch-size", "1", "--out-dir", out, "--overwrite") == 0
+    assert calls["n"] == -100 + 5
+    assert json.loads((out / "results.json").read_text()) == final
 
 
 def test_detector_fallback_to_whole_image(ckpt, tmp_path, caplog):

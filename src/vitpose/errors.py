@@ -21,3 +21,7 @@ class InputError(VitPoseError):
 
 class ConfigError(VitPoseError):
     """A config file or a --set override is invalid."""
+
+
+class OutputError(VitPoseError):
+    """An output cannot be written (unwritable folder, disk full, ...)."""

@@ -1,17 +1,18 @@
 """`vitpose predict INPUT`: poses for an image, a folder, a glob, a video file or a webcam.
 
-Images give a COCO results JSON (``results.json``) and drawn images; videos give an annotated
-mp4 and per-frame JSON with track ids. Results are written as they come (``*.partial.jsonl``),
-so an interrupted run keeps what it had; existing outputs are kept unless ``--overwrite``.
+Images give a COCO results JSON (``results.json``) and drawn images (mirroring the inputs'
+folders under ``--out-dir``); videos give an annotated mp4 and per-frame JSON with track ids.
+Results are journalled as they come (``*.partial.jsonl``, `ResumableResults`): an interrupted
+run keeps what it had, and rerunning the same command continues where it stopped;
+``--overwrite`` starts afresh. See docs/RELIABILITY.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import math
 import os
-
 import sys
 import time
 from collections import deque
@@ -22,11 +23,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..errors import InputError, VitPoseError
+from ..errors import InputError, OutputError, VitPoseError
 from ..inference import builder as inference_builder
 from ..inference.builder import BoxSource
-from ..inference.io import iter_inputs, read_image
-from ..inference.pipeline import DECODE_CHOICES, PoseEstimator
+from ..inference.io import (
+    DEFAULT_MAX_PIXELS,
+    HARD_MAX_PIXELS,
+    MAX_PIXELS_ENV,
+    InputSpec,
+    check_max_pixels,
+    iter_inputs,
+    max_pixels_from_env,
+    read_image,
+)
+from ..inference.pipeline import DECODE_CHOICES, PoseEstimator, PoseInstance, PoseResult
+from ..inference.results import ResumableResults
 
 log = logging.getLogger("vitpose.predict")
 
@@ -47,7 +58,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset-meta", default=None, metavar="FILE",
                    help="keypoint metadata (.yaml/.json) of a custom dataset, for models "
                         "fine-tuned on your own keypoints (see docs/FINETUNE.md)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="where the model runs: cpu, cuda, cuda:1, ... (default: cuda when "
+                        "available, else cpu)")
     p.add_argument("--dtype", choices=[*sorted(DTYPES), "auto"], default="auto",
                    help="compute dtype of the model: auto = bfloat16 on CPUs with "
                         "AVX512-BF16/AMX and on recent GPUs, float16 on older GPUs, else "
@@ -60,12 +73,16 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="image, folder, glob ('imgs/*.jpg'), video file or webcam index")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help=f"refuse images of more than N pixels (width x height), from the file "
+                        f"header before decoding (default: ${MAX_PIXELS_ENV} or "
+                        f"{DEFAULT_MAX_PIXELS:,}; at most {HARD_MAX_PIXELS:,})")
     add_model_arguments(p)
     boxes = p.add_argument_group("person boxes (default: --detector)")
     boxes.add_argument("--detector", default="hog",
                        help="hog (offline, OpenCV, low quality), rtdetr (RT-DETR from the "
                             "Hugging Face hub, downloaded on first use) or whole-image "
-                            "(default: %(default)s)")
+                            "(alias: none; one box covering the image) (default: %(default)s)")
     boxes.add_argument("--det-file", help="detections in COCO results format")
     boxes.add_argument("--images-file",
                        help="COCO annotation/images file mapping image_id -> file name "
@@ -86,19 +103,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                            "offset) or dark (default: the dataset's official protocol)")
     test.add_argument("--oks-nms", type=float, default=None, metavar="THR",
                       help="OKS-NMS threshold per image (the paper uses 0.9; default off)")
-    test.add_argument("--batch-size", type=int, default=16)
+    test.add_argument("--batch-size", type=int, default=16,
+                      help="person crops per model call (default: %(default)s)")
     out = p.add_argument_group("outputs")
     out.add_argument("--out-dir", default="vitpose_out",
                      help="folder for drawn images/videos and results (default: %(default)s)")
     out.add_argument("--out", default=None,
                      help="results JSON path (default: OUT_DIR/results.json)")
     out.add_argument("--no-draw", action="store_true", help="do not write drawn images")
-    out.add_argument("--kpt-thr", type=float, default=0.3, help="drawing threshold")
-    out.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    out.add_argument("--kpt-thr", type=float, default=0.3,
+                     help="keypoints scoring below this are not drawn (default: %(default)s)")
+    out.add_argument("--overwrite", action="store_true",
+                     help="start afresh, replacing existing outputs (without it, a rerun of an "
+                          "interrupted run continues it, and a complete run is an error)")
     vid = p.add_argument_group("video")
     vid.add_argument("--no-track", action="store_true", help="no track ids across frames")
     vid.add_argument("--smooth", action="store_true", help="One-Euro temporal smoothing")
-    vid.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    vid.add_argument("--max-frames", type=int, default=None, metavar="N",
+                     help="stop after N frames")
 
 
 def build_estimator(args: argparse.Namespace) -> PoseEstimator:
@@ -118,40 +140,92 @@ def box_source(args: argparse.Namespace) -> BoxSource:
                      det_thr=args.det_thr, fallback=args.fallback, device=args.device)
 
 
-class ResultsWriter:
-    """Appends results as JSON lines while running; writes the final JSON at the end (also on
-    interruption), so nothing already computed is lost."""
+# ---------------------------------------------------------------------------------------------
+# Checks before anything is loaded or written
+# ---------------------------------------------------------------------------------------------
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.partial = path.with_name(path.name + ".partial.jsonl")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.partial.open("w")
-        self.count = 0
-
-    def add(self, entries: list[dict[str, Any]]) -> None:
-        for e in entries:
-            self._fh.write(json.dumps(e) + "\n")
-            self.count += 1
-        self._fh.flush()
-
-    def finish(self) -> None:
-        self._fh.close()
-        rows = [json.loads(line) for line in self.partial.read_text().splitlines() if line]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(rows))
-        os.replace(tmp, self.path)
-        self.partial.unlink()
+def _validate(args: argparse.Namespace) -> int:
+    """Rejects impossible option values with one message each; returns the pixel budget."""
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.oks_nms is not None and not 0.0 < args.oks_nms <= 1.0:
+        raise InputError(f"--oks-nms takes an OKS threshold in (0, 1], got {args.oks_nms}")
+    for name in ("det_thr", "kpt_thr"):
+        value = getattr(args, name)
+        if value is not None and not math.isfinite(value):
+            raise InputError(f"--{name.replace('_', '-')} must be a number, got {value}")
+    if args.max_pixels is not None:
+        return check_max_pixels(args.max_pixels, "--max-pixels")
+    return max_pixels_from_env()
 
 
-def _drawn_path(out_dir: Path, image_path: Path) -> Path:
-    """Where the drawn copy of `image_path` goes: ``OUT_DIR/<stem>_pose<ext>``, keeping the
-    extension when OpenCV can write it (else ``.jpg``, e.g. for GIF inputs)."""
+def _check_writable(folder: Path) -> None:
+    """Creates `folder` and checks that a file can be written in it (OutputError if not)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".vitpose-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"cannot write to the output folder {folder}: "
+                          f"{e.strerror or e}") from None
+
+
+def _run_settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    """What makes a rerun "the same command" for resuming: everything that changes results."""
+    names = ("model", "weights", "dataset", "dataset_meta", "dtype", "detector", "det_file",
+             "images_file", "boxes_json", "box", "det_thr", "fallback", "no_flip", "decode",
+             "oks_nms")
+    settings = {n: getattr(args, n, None) for n in names}
+    settings.update(extra)
+    return settings
+
+
+# ---------------------------------------------------------------------------------------------
+# Output names
+# ---------------------------------------------------------------------------------------------
+
+def _input_root(spec: InputSpec) -> Path:
+    """The folder that output names are taken relative to: the folder of a folder run, the
+    deepest folder shared by a glob's matches, the parent of a single image."""
+    if spec.kind == "folder":
+        return Path(spec.spec).expanduser()
+    parents = {str(p.parent) for p in spec.image_paths}
+    return Path(os.path.commonpath(sorted(parents))) if len(parents) > 1 \
+        else spec.image_paths[0].parent
+
+
+def _input_keys(spec: InputSpec) -> dict[Path, str]:
+    """Each image's key: its path relative to the input root, with ``/`` (``sub/x.jpg``).
+    Keys are unique; they are the results' ``image_id`` when no images file gives one."""
+    root = _input_root(spec)
+    return {p: Path(os.path.relpath(p, root)).as_posix() for p in spec.image_paths}
+
+
+def _drawn_paths(out_dir: Path, keys: dict[Path, str]) -> dict[Path, Path]:
+    """Where each drawn copy goes: ``OUT_DIR/<relative folder>/<stem>_pose<ext>``, keeping the
+    extension when OpenCV can write it (else ``.jpg``). Names that would still meet (``a.jpg``
+    and ``a.JPG``, also on case-insensitive file systems) keep the input's extension in the
+    name (``a.JPG_pose.jpg``), then get a number."""
     import cv2
-    suffix = image_path.suffix.lower()
-    if not suffix or not cv2.haveImageWriter(f"x{suffix}"):
-        suffix = ".jpg"
-    return out_dir / f"{image_path.stem}_pose{suffix}"
+    drawn: dict[Path, Path] = {}
+    taken: set[str] = set()
+    for path, key in keys.items():
+        rel = Path(key)
+        suffix = rel.suffix.lower()
+        if not suffix or not cv2.haveImageWriter(f"x{suffix}"):
+            suffix = ".jpg"
+        candidates = [f"{rel.stem}_pose{suffix}", f"{rel.name}_pose{suffix}"]
+        candidates += [f"{rel.name}_pose{n}{suffix}" for n in range(2, len(keys) + 2)]
+        for name in candidates:
+            target = out_dir / rel.parent / name
+            if str(target).casefold() not in taken:
+                break
+        taken.add(str(target).casefold())
+        drawn[path] = target
+    return drawn
 
 
 def _check_outputs(paths: list[Path], overwrite: bool) -> None:
@@ -161,32 +235,79 @@ def _check_outputs(paths: list[Path], overwrite: bool) -> None:
         raise InputError(f"output already exists: {shown} (pass --overwrite to replace)")
 
 
+# ---------------------------------------------------------------------------------------------
+# Non-finite predictions
+# ---------------------------------------------------------------------------------------------
+
+def _finite(instance: PoseInstance) -> bool:
+    return bool(np.isfinite(instance.keypoints).all() and np.isfinite(instance.box_xywh).all()
+                and math.isfinite(instance.score) and math.isfinite(instance.box_score))
+
+
+def _drop_nonfinite(result: PoseResult) -> int:
+    """Removes instances holding NaN/inf (a broken or diverged model); returns how many."""
+    kept = [i for i in result.instances if _finite(i)]
+    dropped = len(result.instances) - len(kept)
+    result.instances = kept
+    return dropped
+
+
+def _nonfinite_message(count: int, where: int, unit: str, path: Path) -> str:
+    return (f"{count} instance(s) in {where} {unit} had non-finite (NaN or infinite) "
+            f"keypoints or scores and were left out of {path} (broken or diverged weights?)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+
+def _concat(values: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [entry for entries in values for entry in entries]
+
+
 def run(args: argparse.Namespace) -> int:
     """Images: a COCO results JSON (+ drawn images). Exit code 0, or 1 when some files of a
-    folder/glob could not be read (they are skipped and listed); a single unreadable input is
-    an error (`InputError`, exit 2) raised before any model is loaded or any output written."""
+    folder/glob could not be read (they are skipped and listed) or some predictions were not
+    finite; a single unreadable input is an error (`InputError`, exit 2) raised before any model
+    is loaded or any output written. A rerun of an interrupted run continues it."""
+    max_pixels = _validate(args)
     spec = iter_inputs(args.input)
     out_dir = Path(args.out_dir)
     if spec.is_video:
         return _run_video(args, spec, out_dir)
     results_path = Path(args.out) if args.out else out_dir / "results.json"
-    drawn = {} if args.no_draw else {p: _drawn_path(out_dir, p) for p in spec.image_paths}
-    _check_outputs([results_path, *drawn.values()], args.overwrite)
-    single = len(spec.image_paths) == 1
-    first = read_image(spec.image_paths[0]) if single else None  # fail before loading a model
-    boxes = box_source(args)
-    estimator = build_estimator(args)
-    writer = ResultsWriter(results_path)
+    keys = _input_keys(spec)
+    drawn = {} if args.no_draw else _drawn_paths(out_dir, keys)
+    source = str(Path(spec.spec).expanduser().resolve()) if spec.kind != "glob" else spec.spec
+    results = ResumableResults(results_path, _run_settings(args, input=source),
+                               overwrite=args.overwrite, flatten=_concat)
+    if not results.resumed:
+        _check_outputs(list(drawn.values()), args.overwrite)
+    todo = [p for p in spec.image_paths
+            if keys[p] not in results.done or (not args.no_draw and not drawn[p].exists())]
+    total = len(spec.image_paths)
+    single = total == 1
+    first = read_image(todo[0], max_pixels=max_pixels) if single and todo else None
+    for folder in {results_path.parent, out_dir} if drawn else {results_path.parent}:
+        _check_writable(folder)
+    if results.resumed:
+        print(f"resuming: {total - len(todo)} of {total} image(s) already done "
+              f"(journal {results.partial}); doing the other {len(todo)}", file=sys.stderr)
     failed: list[str] = []
-    n_instances = 0
-    n_done = 0
+    n_instances = n_done = n_nonfinite = 0
+    nonfinite_images: set[str] = set()
     t0 = time.perf_counter()
+    complete = False
+    if todo:
+        boxes = box_source(args)
+        estimator = build_estimator(args)
+    results.start()
     queued: deque[tuple[Path, np.ndarray]] = deque()  # results come back in input order
 
     def items():
-        for path in spec.image_paths:
+        for path in todo:
             try:
-                image = first if single else read_image(path)
+                image = first if single else read_image(path, max_pixels=max_pixels)
                 b = boxes(str(path), image)
             except VitPoseError as e:
                 if single:
@@ -195,88 +316,196 @@ def run(args: argparse.Namespace) -> int:
                 failed.append(str(path))
                 continue
             queued.append((path, image))
-            yield image, b, boxes.image_id(path)
+            yield image, b, boxes.image_id(path, default=keys[path])
 
-    bar = tqdm(total=len(spec.image_paths), unit="img", disable=len(spec.image_paths) < 4,
-               file=sys.stderr)
+    bar = tqdm(total=len(todo), unit="img", disable=len(todo) < 4, file=sys.stderr)
     try:
-        for result in estimator.predict_many(items()):
+        for result in estimator.predict_many(items()) if todo else ():
             path, image = queued.popleft()
             result.source = str(path)
-            writer.add(result.to_coco())
+            dropped = _drop_nonfinite(result)
+            if dropped:
+                n_nonfinite += dropped
+                nonfinite_images.add(keys[path])
+            if not args.no_draw:  # drawn first: a journalled image always has its drawing
+                _write_image(drawn[path], estimator.draw(image, result, args.kpt_thr))
+            results.add(keys[path], result.to_coco())
             n_instances += len(result.instances)
             n_done += 1
-            if not args.no_draw:
-                _write_image(drawn[path], estimator.draw(image, result, args.kpt_thr))
             bar.update(1)
+        complete = True
     except KeyboardInterrupt:
-        print(f"interrupted after {n_done} of {len(spec.image_paths)} image(s); their "
-              f"{writer.count} result(s) are saved in {results_path}", file=sys.stderr)
+        print(f"interrupted after {total - len(todo) + n_done} of {total} image(s); their "
+              f"results are saved in {results_path}; rerun the same command to continue "
+              "(--overwrite starts afresh)", file=sys.stderr)
         raise
     finally:
         bar.close()
-        writer.finish()
+        try:
+            results.finish(order=[keys[p] for p in spec.image_paths], complete=complete)
+        except OutputError as e:
+            if complete:
+                raise
+            log.error("%s", e)
     dt = time.perf_counter() - t0
     print(f"{n_done} image(s), {n_instances} instance(s) in {dt:.1f} s -> {results_path}"
           + ("" if args.no_draw else f", drawn images in {out_dir}"))
+    rc = 0
+    if n_nonfinite:
+        print("warning: " + _nonfinite_message(n_nonfinite, len(nonfinite_images), "image(s)",
+                                               results_path), file=sys.stderr)
+        rc = 1
     if failed:
         shown = ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else "")
-        print(f"{len(failed)} of {len(spec.image_paths)} file(s) could not be read and were "
+        print(f"{len(failed)} of {total} file(s) could not be read and were "
               f"skipped: {shown}", file=sys.stderr)
-        return 1
-    return 0
+        rc = 1
+    return rc
 
 
 def _write_image(path: Path, image_rgb: np.ndarray) -> None:
     import cv2
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image_rgb[..., ::-1]):
-        raise InputError(f"could not write {path}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ok = cv2.imwrite(str(path), image_rgb[..., ::-1])
+    except (OSError, cv2.error) as e:
+        raise OutputError(f"could not write {path}: {e}") from None
+    if not ok:
+        raise OutputError(f"could not write {path} (disk full or unwritable folder?)")
 
 
-def _run_video(args: argparse.Namespace, spec, out_dir: Path) -> int:
+# ---------------------------------------------------------------------------------------------
+# Videos
+# ---------------------------------------------------------------------------------------------
+
+def _video_rows(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-frame JSON rows from the journal's values (without the exact model outputs kept for
+    replaying the tracker and smoother on resume)."""
+    return [{k: v for k, v in row.items() if k not in ("raw", "raw_boxes")} for row in values]
+
+
+def _stored_result(row: dict[str, Any], index: int, image_hw: tuple[int, int], dataset: str,
+                   ) -> tuple[PoseResult, np.ndarray, np.ndarray]:
+    """A journalled frame as a `PoseResult` (for drawing), and its exact model keypoints
+    ``[N, K, 3]`` (unsmoothed, unrounded) and boxes ``[N, 4]`` xyxy for replaying the tracker
+    and the smoother."""
+    instances = []
+    for e in row["instances"]:
+        kp = np.asarray(e["keypoints"], np.float32).reshape(-1, 3)
+        box = np.asarray(e["bbox"], np.float32)
+        inst = PoseInstance(box, float(e["score"]), kp, float(e["score"]),
+                            box[:2] + box[2:] / 2, box[2:] / 200.0)
+        inst.track_id = e.get("track_id")
+        instances.append(inst)
+    result = PoseResult(f"frame {index}", index, image_hw, dataset, instances)
+    raw = row.get("raw")
+    raw_kp = np.asarray(raw, np.float32).reshape(len(instances), -1, 3) if raw is not None \
+        else result.keypoints
+    raw_boxes = np.asarray(row.get("raw_boxes", result.boxes_xyxy), np.float64).reshape(-1, 4)
+    return result, raw_kp, raw_boxes
+
+
+def _run_video(args: argparse.Namespace, spec: InputSpec, out_dir: Path) -> int:
+    """A video: per-frame JSON and the annotated mp4. A rerun after an interruption keeps the
+    journalled frames (they are not estimated again: the tracker and smoother replay them) and
+    continues with the next frame; the mp4 is written afresh from the first frame, the
+    journalled frames drawn from their stored results."""
     from ..inference.video import PoseSmoother, PoseTracker, VideoReader, VideoWriter
     stem = Path(str(spec.video_source)).stem if spec.kind == "video" \
         else f"webcam{spec.video_source}"
     video_path = out_dir / f"{stem}_pose.mp4"
     json_path = Path(args.out) if args.out else out_dir / f"{stem}_frames.json"
-    _check_outputs([json_path] + ([] if args.no_draw else [video_path]), args.overwrite)
+    source = str(Path(str(spec.video_source)).resolve()) if spec.kind == "video" \
+        else str(spec.video_source)
+    results = ResumableResults(json_path, _run_settings(args, input=source,
+                                                        no_track=args.no_track,
+                                                        smooth=args.smooth),
+                               overwrite=args.overwrite, flatten=_video_rows)
+    if results.resumed and spec.kind != "video":
+        raise InputError(f"{results.partial} holds an interrupted run of a webcam or stream, "
+                         "which cannot be replayed: pass --overwrite to start afresh")
+    if not results.resumed and not args.no_draw:
+        _check_outputs([video_path], args.overwrite)
+    reader = VideoReader(spec.video_source)
+    for folder in {json_path.parent, out_dir} if not args.no_draw else {json_path.parent}:
+        _check_writable(folder)
     boxes = box_source(args)
     estimator = build_estimator(args)
-    reader = VideoReader(spec.video_source)
     tracker = None if args.no_track else PoseTracker(metric="oks", sigmas=estimator.meta.sigmas)
     smoother = PoseSmoother(reader.fps) if args.smooth else None
-    writer = ResultsWriter(json_path)
+    results.start()
+    if results.resumed:
+        print(f"resuming: {len(results.done)} frame(s) already done (journal "
+              f"{results.partial}); the video is written afresh", file=sys.stderr)
     video = None if args.no_draw else VideoWriter(video_path, reader.fps)
     total = reader.frame_count if args.max_frames is None else \
         min(args.max_frames, reader.frame_count or args.max_frames)
-    n = 0
+    n = n_new = n_nonfinite = 0
+    nonfinite_frames = 0
+    complete = False
     try:
         with tqdm(total=total, unit="frame", file=sys.stderr) as bar:
             for index, frame in enumerate(reader):
                 if args.max_frames is not None and index >= args.max_frames:
                     break
-                result = estimator(frame, boxes(None, frame), image_id=index)
+                stored = results.done.get(index)
+                if stored is not None:
+                    result, raw, raw_boxes = _stored_result(stored, index, frame.shape[:2],
+                                                            estimator.dataset)
+                else:
+                    result = estimator(frame, boxes(None, frame), image_id=index)
+                    dropped = _drop_nonfinite(result)
+                    n_nonfinite += dropped
+                    nonfinite_frames += dropped > 0
+                    raw, raw_boxes = result.keypoints.copy(), result.boxes_xyxy
                 if tracker is not None:
                     # Called on empty frames too, so that tracks (and filters) age and expire.
                     # The person boxes give the OKS scale (as the COCO area does).
-                    kp = result.keypoints
-                    ids = tracker.update(kp[..., :2], kp[..., 2], result.boxes_xyxy)
-                    for inst, tid in zip(result.instances, ids):
-                        inst.track_id = int(tid)
+                    ids = tracker.update(raw[..., :2], raw[..., 2], raw_boxes)
                     if smoother is not None:
-                        smooth = smoother(ids, kp[..., :2], index)
-                        for inst, xy in zip(result.instances, smooth):
-                            inst.keypoints[:, :2] = xy
-                writer.add([{"frame": index, "instances": result.to_coco()}])
+                        smooth = smoother(ids, raw[..., :2], index)
+                    if stored is None:
+                        for inst, tid in zip(result.instances, ids):
+                            inst.track_id = int(tid)
+                        if smoother is not None:
+                            for inst, xy in zip(result.instances, smooth):
+                                inst.keypoints[:, :2] = xy
+                if stored is None:
+                    row: dict[str, Any] = {"frame": index, "instances": result.to_coco()}
+                    if tracker is not None and len(raw):  # exact, for replaying on resume
+                        row["raw"] = raw.reshape(len(raw), -1).tolist()
+                        row["raw_boxes"] = np.asarray(raw_boxes)[:, :4].tolist()
+                    results.add(index, row)
+                    n_new += 1
                 if video is not None:
                     video.write(estimator.draw(frame, result, args.kpt_thr))
                 n += 1
                 bar.update(1)
+        complete = True
+    except KeyboardInterrupt:
+        print(f"interrupted after {n} frame(s); their results are saved in {json_path}; rerun "
+              "the same command to continue (--overwrite starts afresh)", file=sys.stderr)
+        raise
     finally:
         reader.close()
-        writer.finish()
         if video is not None:
             video.close()
-    print(f"{n} frame(s) -> {json_path}" + ("" if video is None else f", {video_path}"))
-    return 0
+        try:
+            results.finish(order=sorted(results.done), complete=complete)
+        except OutputError as e:
+            if complete:
+                raise
+            log.error("%s", e)
+    print(f"{n} frame(s) -> {json_path}" + ("" if video is None else f", {video_path}")
+          + (f" ({n - n_new} from the interrupted run)" if results.resumed else ""))
+    rc = 0
+    if n_nonfinite:
+        print("warning: " + _nonfinite_message(n_nonfinite, nonfinite_frames, "frame(s)",
+                                               json_path), file=sys.stderr)
+        rc = 1
+    if reader.undecodable:
+        print(f"warning: {reader.undecodable} of the {reader.frame_count} frames of "
+              f"{spec.video_source} could not be decoded (truncated or damaged file); "
+              f"{reader.frames_read} were processed", file=sys.stderr)
+        rc = 1
+    return rc

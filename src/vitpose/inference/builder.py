@@ -32,7 +32,12 @@ def build_estimator(model: str = "vitpose-b-simple", *, weights: str | None = No
     prepared for `dtype` (``'auto'``: see `resolve_dtype`), with the dataset's official
     test-time settings unless `flip_test`, `decode` or `oks_nms` override them."""
     from ..hub import load_model
-    net = load_model(model, weights=weights, device=device, dataset=dataset)
+    try:
+        net = load_model(model, weights=weights, device=device, dataset=dataset)
+    except ValueError as e:  # the model has no head for `dataset`: the user's choice
+        if dataset is None or f"'{dataset}'" not in str(e):
+            raise
+        raise InputError(str(e)) from None
     compute_dtype = resolve_dtype(dtype, device)
     # weights cast once to the compute dtype (not on every call by autocast); optional compile
     optimize_for_inference(net, compute_dtype, compile=compile)
@@ -104,17 +109,19 @@ class BoxSource:
             boxes = np.array([[0, 0, w, h, 1.0]], np.float32)
         return boxes
 
-    def image_id(self, path: Path) -> Any:
-        """The results' ``image_id``: from the images file; else, for a COCO detections file
-        keyed by integer ids, the id in the file name (``000000000785.jpg`` -> 785), as COCO
-        tools need; else the file name."""
-        if path.name in self.image_ids:
-            return self.image_ids[path.name]
+    def image_id(self, path: Path, default: str | None = None) -> Any:
+        """The results' ``image_id``: from the images file (by the relative path `default`,
+        then the file name); else, for a COCO detections file keyed by integer ids, the id in
+        the file name (``000000000785.jpg`` -> 785), as COCO tools need; else `default` (the
+        caller's unique name, e.g. the path relative to the input folder) or the file name."""
+        for name in (default, path.name):
+            if name is not None and name in self.image_ids:
+                return self.image_ids[name]
         if self.mapping and all(isinstance(k, int) for k in self.mapping):
             digits = re.fullmatch(r"\D*0*(\d+)", path.stem)
             if digits is not None and int(digits.group(1)) in self.mapping:
                 return int(digits.group(1))
-        return path.name
+        return path.name if default is None else default
 
 
 def _fixed_boxes(boxes: Sequence[str] | np.ndarray) -> np.ndarray:
@@ -129,10 +136,23 @@ def _fixed_boxes(boxes: Sequence[str] | np.ndarray) -> np.ndarray:
     return fixed
 
 
-def read_image_ids(images_file: str) -> dict[str, Any]:
-    """File name -> ``image_id`` from a COCO annotation/images file."""
+def read_image_ids(images_file: str) -> dict[str, int]:
+    """``file_name`` (as written, and its last part when that is unambiguous) -> integer
+    ``image_id`` from a COCO annotation/images file."""
     try:
         data = json.loads(Path(images_file).read_text())
-        return {Path(im["file_name"]).name: im["id"] for im in data["images"]}
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        pairs = [(Path(im["file_name"]), im["id"]) for im in data["images"]]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"{images_file} is not a COCO file with an 'images' list ({e})") from None
+    ids: dict[str, int] = {}
+    names: dict[str, list[int]] = {}
+    for file_name, image_id in pairs:
+        if isinstance(image_id, bool) or not isinstance(image_id, int):
+            raise InputError(f"{images_file}: image {file_name.as_posix()!r} has id "
+                             f"{image_id!r}; COCO image ids are integers")
+        ids[file_name.as_posix()] = image_id
+        names.setdefault(file_name.name, []).append(image_id)
+    for name, found in names.items():
+        if len(found) == 1:
+            ids.setdefault(name, found[0])
+    return ids

@@ -10,7 +10,13 @@
 * 16-bit images are mapped to 8 bits with ``round(v / 257)`` (65535 -> 255); float images are
   taken to be in ``[0, 1]`` and clipped;
 * palette PNGs are expanded by the decoder;
-* the EXIF orientation tag (JPEG APP1, PNG ``eXIf``, WebP ``EXIF``, TIFF IFD0) is applied.
+* the EXIF orientation tag (JPEG APP1, PNG ``eXIf``, WebP ``EXIF``, TIFF IFD0) is applied;
+* images above a **pixel budget** (`DEFAULT_MAX_PIXELS`, 100 MP; ``VITPOSE_MAX_PIXELS`` or the
+  ``max_pixels`` argument change it) are refused with an `InputError` *before decoding*, from the
+  size in the file header (PNG, JPEG, GIF, BMP, WebP, TIFF, PNM), so a small "decompression bomb"
+  file (a 873 KB PNG of 30000x30000 zeros) never turns into gigabytes of pixels. Other formats
+  are checked right after decoding. No budget goes above `HARD_MAX_PIXELS`, the largest RGB
+  image whose buffer OpenCV can index (a 30000x30000 RGB ``warpAffine`` segfaults in 5.0).
 
 Why our own EXIF handling: OpenCV applies the orientation for ``IMREAD_COLOR`` (and any flag
 other than ``IMREAD_UNCHANGED``), but it does **not** for ``IMREAD_UNCHANGED``, which is the only
@@ -33,20 +39,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+# Backstop for formats whose header we do not parse: OpenCV's own decoder limit (read once, when
+# cv2 is first imported; it has no effect when cv2 was imported before vitpose).
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str((2**31 - 1) // 3))
+
 import cv2
 import numpy as np
 
 from vitpose.errors import InputError
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "HARD_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "InputSpec",
     "apply_exif_orientation",
+    "check_pixel_budget",
     "exif_orientation",
+    "header_size",
     "is_image_file",
     "is_video_file",
     "iter_inputs",
+    "max_pixels_from_env",
     "read_image",
 ]
 
@@ -71,6 +86,14 @@ _STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp:
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 _ORIENTATION_TAG = 0x0112
+
+#: Default pixel budget of `read_image` (width x height): 100 MP, e.g. 12000 x 8333.
+DEFAULT_MAX_PIXELS = 100_000_000
+#: No budget goes above this: an RGB image of more pixels has a buffer of 2 GiB or more, which
+#: OpenCV cannot index (``warpAffine`` on a 30000x30000 RGB array segfaults in OpenCV 5.0).
+HARD_MAX_PIXELS = (2**31 - 1) // 3
+#: Environment variable with the default pixel budget (an integer; ``1e8`` style is accepted).
+MAX_PIXELS_ENV = "VITPOSE_MAX_PIXELS"
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,6 +246,141 @@ def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
+# Pixel budget: image size from the header, before decoding
+# --------------------------------------------------------------------------------------------
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    pos = 2
+    n = len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in _JPEG_SOF:
+            h, w = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return h, w
+        if marker in (0xDA, 0xD9) or length < 2:
+            return None
+        pos += 2 + length
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    end = "<" if data[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(end + "I", data[4:8])
+    (count,) = struct.unpack(end + "H", data[ifd : ifd + 2])
+    found: dict[int, int] = {}
+    for i in range(count):
+        pos = ifd + 2 + 12 * i
+        tag, typ = struct.unpack(end + "HH", data[pos : pos + 4])
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
+            fmt = end + ("H" if typ == 3 else "I")
+            (found[tag],) = struct.unpack(fmt, data[pos + 8 : pos + 8 + struct.calcsize(fmt)])
+    return (found[257], found[256]) if len(found) == 2 else None
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    text = re.sub(rb"#[^\n]*", b" ", data[2:512])  # comments may sit between the numbers
+    numbers = re.findall(rb"\d+", text)
+    return (int(numbers[1]), int(numbers[0])) if len(numbers) >= 2 else None
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """The ``(H, W)`` an encoded image declares in its header, read without decoding.
+
+    Args:
+        data: the file's bytes (the first few KB are enough for all but JPEGs with large
+            metadata segments).
+
+    Returns:
+        ``(H, W)`` for PNG, JPEG, GIF, BMP, WebP, TIFF and PNM files; None for other formats or
+        a header too damaged to read (the decoder then has the last word).
+    """
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            w, h = struct.unpack(">II", data[16:24])
+            return h, w
+        if data[:2] == b"\xff\xd8":
+            return _jpeg_size(data)
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            w, h = struct.unpack("<HH", data[6:10])
+            return h, w
+        if data[:2] == b"BM":
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(h), abs(w)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            chunk = data[12:16]
+            if chunk == b"VP8X":
+                w = int.from_bytes(data[24:27], "little") + 1
+                h = int.from_bytes(data[27:30], "little") + 1
+                return h, w
+            if chunk == b"VP8L":
+                bits = int.from_bytes(data[21:25], "little")
+                return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
+            if chunk == b"VP8 ":
+                w, h = struct.unpack("<HH", data[26:30])
+                return h & 0x3FFF, w & 0x3FFF
+            return None
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            return _tiff_size(data)
+        if data[:1] == b"P" and data[1:2] in b"123456" and len(data) > 2:
+            return _pnm_size(data)
+    except (struct.error, IndexError, ValueError, KeyError):
+        logger.debug("unreadable image header", exc_info=True)
+    return None
+
+
+def max_pixels_from_env() -> int:
+    """The default pixel budget: ``VITPOSE_MAX_PIXELS`` when set, else `DEFAULT_MAX_PIXELS`.
+
+    Raises:
+        InputError: the variable is not a positive number up to `HARD_MAX_PIXELS`.
+    """
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise InputError(f"{MAX_PIXELS_ENV}={text!r} is not a number of pixels") from None
+    return check_max_pixels(value, f"{MAX_PIXELS_ENV}")
+
+
+def check_max_pixels(value: int, name: str = "max_pixels") -> int:
+    """`value` if it is a usable pixel budget (1 .. `HARD_MAX_PIXELS`), else an `InputError`."""
+    if not 1 <= value <= HARD_MAX_PIXELS:
+        raise InputError(f"{name} must be between 1 and {HARD_MAX_PIXELS} (the largest RGB "
+                         f"image OpenCV can process), got {value}")
+    return int(value)
+
+
+def check_pixel_budget(size_hw: tuple[int, int], max_pixels: int | None, name: object) -> None:
+    """Raises `InputError` when an image of `size_hw` is above the budget.
+
+    Args:
+        size_hw: ``(H, W)`` of the image.
+        max_pixels: the budget; None = `max_pixels_from_env`.
+        name: what to call the image in the message (a path).
+    """
+    budget = max_pixels_from_env() if max_pixels is None else check_max_pixels(max_pixels)
+    h, w = size_hw
+    if h * w > budget:
+        raise InputError(f"{name} is {w}x{h} = {h * w / 1e6:.1f} MP, above the pixel budget of "
+                         f"{budget / 1e6:g} MP (raise it with --max-pixels N or "
+                         f"{MAX_PIXELS_ENV}=N, up to {HARD_MAX_PIXELS})")
+
+
+# --------------------------------------------------------------------------------------------
 # Image reading
 # --------------------------------------------------------------------------------------------
 
@@ -266,22 +424,27 @@ def _composite(
 
 
 def read_image(
-    path: str | os.PathLike[str], background: tuple[int, int, int] = (0, 0, 0)
+    path: str | os.PathLike[str],
+    background: tuple[int, int, int] = (0, 0, 0),
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Reads an image file as an upright RGB uint8 array.
 
     Args:
         path: image file path (non-ASCII paths work on every platform).
         background: RGB colour that transparent pixels are composited over (default black).
+        max_pixels: pixel budget (width x height); larger images are refused, from their header
+            before decoding when the format allows. None = ``VITPOSE_MAX_PIXELS`` or 100 MP.
 
     Returns:
         ``(H, W, 3)`` uint8 RGB array in upright (EXIF-corrected) image pixels.
 
     Raises:
-        InputError: the file is missing, is a folder, is empty, or cannot be decoded; the message
-            names the file.
+        InputError: the file is missing, is a folder, is empty, cannot be decoded, or is above
+            the pixel budget; the message names the file.
     """
     p = Path(path)
+    budget = max_pixels_from_env() if max_pixels is None else check_max_pixels(max_pixels)
     if not p.exists():
         raise InputError(f"image file not found: {p}")
     if p.is_dir():
@@ -292,14 +455,19 @@ def read_image(
         raise InputError(f"cannot read image file {p}: {exc}") from exc
     if not data:
         raise InputError(f"image file is empty: {p}")
+    declared = header_size(data)
+    if declared is not None:
+        check_pixel_budget(declared, budget, p)
     try:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         raise InputError(f"cannot decode image file {p}: {exc}") from exc
     if image is None or image.size == 0:
         raise InputError(
-            f"cannot decode image file {p} (corrupt, truncated, or a format OpenCV cannot read)"
+            f"cannot decode image file {p} (corrupt, truncated, a format OpenCV cannot read, or "
+            f"above OpenCV's size limit)"
         )
+    check_pixel_budget(image.shape[:2], budget, p)  # formats without a parsed header
     image = apply_exif_orientation(image, exif_orientation(data))
 
     if image.ndim == 3 and image.shape[2] == 1:

@@ -94,6 +94,10 @@ class VideoReader:
         frame_count: number of frames the container reports (an estimate for some formats), or
             None for webcams, streams and containers that do not say.
         size_hw: frame size ``(H, W)``.
+        frames_read: frames decoded by the last pass over the video.
+        undecodable: after a complete pass over a file: how many of the frames the container
+            announces could not be decoded (a truncated or damaged file; a warning is logged),
+            else 0.
 
     Raises:
         InputError: the file is missing, cannot be opened, or no frame can be decoded.
@@ -115,6 +119,8 @@ class VideoReader:
                 raise InputError(f"video file not found: {text}")
         self._cap: cv2.VideoCapture | None = None
         self._first: np.ndarray | None = None
+        self.frames_read = 0
+        self.undecodable = 0
         self._open()
         fps = float(self._cap.get(cv2.CAP_PROP_FPS)) if self._cap is not None else 0.0
         self.fps_known = math.isfinite(fps) and 0.0 < fps < 1000.0
@@ -157,14 +163,24 @@ class VideoReader:
             self.close()
             self._open()
         self._consumed = True
+        self.frames_read = 0
+        self.undecodable = 0
         if self._first is not None:
             first, self._first = self._first, None
+            self.frames_read = 1
             yield self._to_rgb(first)
         while self._cap is not None:
             ok, frame = self._cap.read()
             if not ok or frame is None:
                 break
+            self.frames_read += 1
             yield self._to_rgb(frame)
+        if self.frame_count is not None and self.frames_read < self.frame_count:
+            # the decoder stopped before the end the container announces: damaged or truncated
+            self.undecodable = self.frame_count - self.frames_read
+            logger.warning("%s: %d of the %d frames the file announces could not be decoded "
+                           "(truncated or damaged file); only the first %d were read",
+                           self.name, self.undecodable, self.frame_count, self.frames_read)
 
     def close(self) -> None:
         """Releases the capture device / file."""
