@@ -162,9 +162,18 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check_writable(folder: Path) -> None:
-    """Creates `folder` and checks that a file can be written in it (OutputError if not)."""
+    """Checks that files can be written in `folder` (OutputError if not) without creating it:
+    a run that then fails (e.g. on a missing model) leaves nothing behind."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is not a folder")
+        if existing != folder:
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise PermissionError(13, f"{existing} is not writable")
+            return
         probe = folder / f".vitpose-write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
