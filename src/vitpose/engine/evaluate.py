@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import distributed as dist
 from ..dataset_meta import DatasetMeta
+from ..datasets.coco import WHOLEBODY_PART_KEYS
 from ..datasets.readers import read_annotations, read_detections
 from ..datasets.records import PoseRecord
 from ..errors import InputError
@@ -157,10 +158,22 @@ def _results(records: Sequence[PoseRecord], keypoints: dict[int, np.ndarray], me
             keep = oks_nms(kp, scores, areas, meta.sigmas, oks_thr)
         for j in keep:
             rec = records[idx[j]]
-            out.append({"image_id": image_id, "category_id": int(rec.category_id),
-                        "keypoints": [round(float(v), 3) for v in kp[j].reshape(-1)],
-                        "score": float(scores[j]),
-                        "bbox": [round(float(v), 2) for v in rec.box_xywh]})
+            entry: dict[str, Any] = {"image_id": image_id, "category_id": int(rec.category_id)}
+            flat = [round(float(v), 3) for v in kp[j].reshape(-1)]
+            if meta.name == "wholebody":  # the official writer's separate part fields
+                start = 0
+                for key, count in WHOLEBODY_PART_KEYS:
+                    entry[key] = flat[3 * start: 3 * (start + count)]
+                    start += count
+            else:
+                entry["keypoints"] = flat
+            # The official results carry the crop centre and scale, and no 'bbox': the
+            # evaluator's loadRes would take a bbox's area as the prediction's area (it uses the
+            # keypoints' extent otherwise), which changes AP (M) / AP (L).
+            entry.update({"score": float(scores[j]),
+                          "center": [round(float(v), 3) for v in rec.center],
+                          "scale": [round(float(v), 6) for v in rec.scale]})
+            out.append(entry)
     return out
 
 
