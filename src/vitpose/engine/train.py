@@ -222,6 +222,7 @@ class TrainStep(nn.Module):
 
     ``forward(images, dataset_index, target, target_weight)`` returns
     ``(loss, {dataset index: that dataset's loss})`` (see ``engine.loss.multi_head_loss``).
+    As officially, every head runs on the whole batch (``ViTPose.forward_train``).
     """
 
     def __init__(self, model: ViTPose) -> None:
@@ -230,8 +231,8 @@ class TrainStep(nn.Module):
 
     def forward(self, images: torch.Tensor, dataset_index: torch.Tensor, target: torch.Tensor,
                 target_weight: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        outputs = self.model.forward_heads(images, dataset_index)
-        return multi_head_loss(outputs, target, target_weight)
+        index, outputs = self.model.forward_train(images, dataset_index)
+        return multi_head_loss(outputs, index, target, target_weight)
 
 
 def _unwrap_loader_error(exc: InputError) -> InputError:
@@ -596,7 +597,8 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=len(model.heads) > 1 or model.cfg.is_moe,
+            # every head runs on every batch; only the experts of absent datasets sit out
+            find_unused_parameters=model.cfg.is_moe,
         )
     if state is not None:
         rng = state["rng"]
