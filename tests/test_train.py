@@ -137,12 +137,13 @@ def test_missing_annotation_file_names_the_root(tmp_path: Path) -> None:
         build_datasets(cfg)
 
 
-def test_center_jitter_is_drawn_per_iteration_not_frozen_per_box(data_dir: Path) -> None:
-    """The original draws the box-centre jitter once per box for the whole run."""
+def test_center_jitter_per_iteration_option(data_dir: Path) -> None:
+    """``center_jitter='per_iteration'`` (not the official default, which freezes the jitter
+    per box: test_train_fidelity.py) draws a new jitter at every load."""
     records = read_annotations("coco", data_dir / "coco" / "test_coco.json",
                                image_root=data_dir / "coco", input_size_hw=(64, 48))
     augment = AugmentConfig(flip_prob=0, half_body_prob=0, scale_factor=0, rot_factor=0,
-                            rot_prob=0, center_jitter_prob=1.0)
+                            rot_prob=0, center_jitter_prob=1.0, center_jitter="per_iteration")
     ds = TopDownDataset(records[:1], get_dataset_meta("coco"), (64, 48), augment=augment)
     centers = []
     for epoch in range(4):

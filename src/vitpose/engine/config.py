@@ -136,8 +136,10 @@ class DatasetConfig:
         rot_factor: rotation std in degrees (clipped at 2x).
         rot_prob: probability of rotating at all.
         scale_factor: scale std (scale factor clipped to 1 +- this).
-        center_jitter_prob: probability of the training box-centre jitter (+-20 % of the box,
-            drawn every iteration).
+        center_jitter_prob: probability of the training box-centre jitter (+-20 % of the
+            box); 0 for MPII, whose official centres come from the annotations.
+        center_jitter: ``per_box`` (official: drawn once per box when the training set is built
+            and kept for every epoch) or ``per_iteration`` (drawn anew at every load).
         box_padding: box enlargement after the aspect fix (1.25; 1.5 for InterHand).
         half_body_padding: enlargement of half-body boxes.
         camera_file: InterHand2.6M camera parameters, relative to ``data.root``.
@@ -162,6 +164,7 @@ class DatasetConfig:
     rot_prob: float = 0.6
     scale_factor: float = 0.5
     center_jitter_prob: float = 0.3
+    center_jitter: Literal["per_box", "per_iteration"] = "per_box"
     box_padding: float = 1.25
     half_body_padding: float = 1.5
     camera_file: str | None = None

@@ -119,6 +119,7 @@ def _augment(ds: DatasetConfig) -> AugmentConfig:
         rot_prob=ds.rot_prob,
         center_jitter_prob=ds.center_jitter_prob,
         half_body_padding=ds.half_body_padding,
+        center_jitter=ds.center_jitter,
     )
 
 
@@ -187,7 +188,7 @@ def build_loader(
     world_size: int | None = None,
 ) -> tuple[DataLoader, MixingSampler]:
     """Loader of one process: mixing sampler (weights from ``DatasetConfig.weight``), batches of
-    ``data.batch_size``, the incomplete last batch dropped unless it is the only one.
+    ``data.batch_size``; the incomplete last batch is kept, as officially (``drop_last=False``).
 
     Returns:
         ``(loader, sampler)``; call ``sampler.set_epoch`` and ``dataset.set_epoch`` each epoch.
@@ -205,7 +206,7 @@ def build_loader(
         sampler=sampler,
         num_workers=cfg.data.workers,
         collate_fn=collate_topdown,
-        drop_last=len(sampler) >= batch_size,
+        drop_last=False,
         pin_memory=torch.cuda.is_available(),
         generator=generator,  # keeps worker seeding off the global torch RNG
     )
