@@ -253,7 +253,10 @@ class TestConfig:
 
     Attributes:
         flip_test: average with the prediction on the flipped crop.
-        shift_heatmap: shift the flipped-back heatmap one pixel right (non-UDP configs).
+        shift_heatmap: shift the flipped-back heatmap one pixel right. The test path applies
+            it exactly when the decoding is not UDP, which is how every official config pairs
+            them (``shift_heatmap=True`` with the classic affine, False with UDP); None follows
+            the decoder, and a value that contradicts it is rejected, never dropped silently.
         decode: ``udp`` (UDP mapping + DARK refinement), ``default`` (argmax + quarter-pixel
             offset, classic mapping) or ``dark`` (classic mapping + DARK refinement).
         blur_kernel: Gaussian kernel size of the DARK refinement.
@@ -266,7 +269,7 @@ class TestConfig:
     """
 
     flip_test: bool = True
-    shift_heatmap: bool = False
+    shift_heatmap: bool | None = None
     decode: Literal["udp", "default", "dark"] = "udp"
     blur_kernel: int = 11
     vis_thr: float = 0.2
@@ -606,7 +609,7 @@ def validate_config(cfg: ExperimentConfig) -> None:
             positive(f"{where}.half_body_padding", ds.half_body_padding)
             positive(f"{where}.rot_factor", ds.rot_factor, allow_zero=True)
             positive(f"{where}.scale_factor", ds.scale_factor, allow_zero=True)
-            for prob in ("flip_prob", "prob_half_body", "rot_prob"):
+            for prob in ("flip_prob", "prob_half_body", "rot_prob", "center_jitter_prob"):
                 value = getattr(ds, prob)
                 if not 0.0 <= value <= 1.0:
                     raise ConfigError(f"{where}.{prob}: must be in [0, 1], got {value}")
@@ -650,6 +653,14 @@ def validate_config(cfg: ExperimentConfig) -> None:
             f"test.blur_kernel: must be a positive odd integer, got {test.blur_kernel}"
         )
     positive("test.oks_thr", test.oks_thr)
+    if test.shift_heatmap is not None and test.shift_heatmap != (test.decode != "udp"):
+        raise ConfigError(
+            f"test.shift_heatmap={str(test.shift_heatmap).lower()} with test.decode="
+            f"'{test.decode}' is not supported: the flip-test shift follows the decoding (on "
+            "for the classic 'default'/'dark' decoding, off for 'udp'), as in every official "
+            "config; remove test.shift_heatmap or set it to "
+            f"{str(test.decode != 'udp').lower()}"
+        )
 
     runtime = cfg.runtime
     positive("runtime.eval_interval", runtime.eval_interval, allow_zero=True)
