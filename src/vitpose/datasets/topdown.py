@@ -18,7 +18,7 @@ point: distributed and resumed runs are reproducible.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,13 +136,18 @@ class TopDownDataset(Dataset):
         seed: base seed of the per-sample generators.
         on_bad_sample: ``'error'`` raises on an unreadable image; ``'skip'`` drops the sample
             from its batch and counts it.
+        image_reader: ``path -> RGB uint8 [H, W, 3]`` raising ``InputError`` for a file it
+            cannot decode. Training passes ``vitpose.inference.io.read_image``, so training
+            decodes images exactly like ``predict`` (a corrupt or truncated file is an error, not
+            silently used); None uses OpenCV's ``imread`` (standalone use).
     """
 
     def __init__(self, records: Sequence[PoseRecord], meta: DatasetMeta,
                  input_size_hw: Sequence[int] = (256, 192), train: bool = True,
                  use_udp: bool = True, sigma: float = 2.0, augment: AugmentConfig | None = None,
                  dataset_index: int = 0, max_num_joints: int | None = None, seed: int = 0,
-                 on_bad_sample: str = "error") -> None:
+                 on_bad_sample: str = "error",
+                 image_reader: Callable[[Path], np.ndarray] | None = None) -> None:
         if on_bad_sample not in ("error", "skip"):
             raise ValueError(f"on_bad_sample must be 'error' or 'skip', got '{on_bad_sample}'")
         bad = [r for r in records if r.keypoints is None]
@@ -162,6 +167,7 @@ class TopDownDataset(Dataset):
         self.max_num_joints = max_num_joints
         self.seed = int(seed)
         self.on_bad_sample = on_bad_sample
+        self.image_reader = image_reader
         self.epoch = 0
         self._centers: np.ndarray | None = None
         if train and self.augment.center_jitter == "per_box":
@@ -181,6 +187,11 @@ class TopDownDataset(Dataset):
         return np.random.default_rng([self.seed, self.epoch, self.dataset_index, index])
 
     def _image(self, path: Path) -> np.ndarray:
+        if self.image_reader is not None:
+            try:
+                return self.image_reader(path)
+            except InputError as exc:
+                raise InputError(f"cannot read training image {path} ({exc})") from None
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
             raise InputError(f"cannot read training image {path} (missing or corrupt)")
@@ -193,7 +204,8 @@ class TopDownDataset(Dataset):
         except InputError:
             if self.on_bad_sample == "error":
                 raise
-            log.warning("skipping unreadable image %s", rec.image_path)
+            log.warning("skipping unreadable image %s (counted in skipped_samples)",
+                        rec.image_path)
             return None
         joints = np.asarray(rec.keypoints, np.float32)
         visible = np.minimum(np.asarray(rec.visible, np.float32), 1.0)

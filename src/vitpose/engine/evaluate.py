@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -28,9 +27,10 @@ from ..datasets.coco import WHOLEBODY_PART_KEYS
 from ..datasets.readers import read_annotations, read_detections
 from ..datasets.records import PoseRecord
 from ..errors import InputError
-from ..inference.precision import resolve_dtype
+from ..inference.io import read_image
 from ..inference.pipeline import PoseEstimator, TestSettings
 from ..inference.postprocess import oks_nms, rescore_instances
+from ..inference.precision import resolve_dtype
 from ..metrics import evaluate as compute_metrics
 from ..models.vitpose import ViTPose
 from ..transforms import crop_boxes
@@ -86,10 +86,7 @@ class _CropDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         rec = self.records[i]
-        img = cv2.imread(str(rec.image_path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"cannot read image {rec.image_path}")
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        img = read_image(rec.image_path)  # the decoder of `predict`: corrupt files are errors
         crops, _ = crop_boxes(img, rec.center[None], rec.scale[None], self.input_size_wh,
                               self.use_udp)
         return crops[0], i
@@ -127,6 +124,12 @@ def evaluate_dataset(estimator: PoseEstimator, records: Sequence[PoseRecord], ds
     gathered = [x for part in dist.all_gather_object(local) for x in part]
     gathered.sort(key=lambda t: t[0])
     keypoints = {i: kp for i, kp in gathered}
+    if not all(np.isfinite(kp).all() for kp in keypoints.values()):  # every rank agrees
+        raise InputError(
+            f"{ds.name}: the model's outputs hold NaN or infinite values, so the model "
+            "diverged (its loss or outputs became non-finite in training); evaluate an "
+            "earlier checkpoint, or retrain with a lower optim.lr, in fp32 "
+            "(runtime.amp=none) and with gradient clipping (optim.clip_grad)")
     results = _results(records, keypoints, meta, estimator.settings.vis_thr, oks_thr)
     metrics: dict[str, float] = {}
     if dist.is_main_process():

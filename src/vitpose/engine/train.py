@@ -43,6 +43,11 @@ from vitpose.checkpoints import (
 from vitpose.datasets.mixing import MixedDataset, MixingSampler
 from vitpose.datasets.readers import read_annotations
 from vitpose.datasets.topdown import AugmentConfig, TopDownDataset, collate_topdown
+from vitpose.engine.build import (
+    build_model_from_config,
+    load_initial_weights,
+    resolve_dataset_meta,
+)
 from vitpose.engine.checkpoint import (
     atomic_copy,
     atomic_save,
@@ -50,11 +55,6 @@ from vitpose.engine.checkpoint import (
     capture_rng_state,
     load_training_state,
     restore_rng_state,
-)
-from vitpose.engine.build import (
-    build_model_from_config,
-    load_initial_weights,
-    resolve_dataset_meta,
 )
 from vitpose.engine.config import (
     DatasetConfig,
@@ -73,6 +73,7 @@ from vitpose.engine.logging import (
 from vitpose.engine.loss import multi_head_loss
 from vitpose.engine.optim import GradScalerStep, apply_lr, build_optimizer, lr_at
 from vitpose.errors import CheckpointError, ConfigError, InputError, VitPoseError
+from vitpose.inference.io import read_image
 from vitpose.models.vitpose import ViTPose
 
 __all__ = [
@@ -177,6 +178,7 @@ def build_datasets(cfg: ExperimentConfig) -> MixedDataset:
             records, meta, tuple(data.image_size), train=True, use_udp=ds.use_udp,
             sigma=data.sigma, augment=_augment(ds), dataset_index=ds.dataset_index,
             max_num_joints=max_k, seed=cfg.runtime.seed, on_bad_sample=cfg.runtime.on_bad_sample,
+            image_reader=read_image,  # the decoder of `predict`
         ))
     return MixedDataset(members)
 
@@ -493,8 +495,10 @@ def _check_finite(model: nn.Module, epoch: int) -> None:
     bad = [n for n, p in model.named_parameters() if not torch.isfinite(p.detach()).all()]
     if bad:
         raise TrainingError(
-            f"the weights hold NaN/inf after epoch {epoch + 1} ({', '.join(bad[:3])}); no "
-            "checkpoint was written, the last one is intact. Lower optim.lr or keep clipping"
+            f"the model diverged: its weights hold NaN/inf after epoch {epoch + 1} "
+            f"({', '.join(bad[:3])}), after non-finite losses or outputs; no checkpoint was "
+            "written and the last one is intact. Lower optim.lr, train in fp32 "
+            "(runtime.amp=none) and keep gradient clipping (optim.clip_grad)"
         )
 
 
@@ -645,6 +649,8 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
         if main:
             log.info("epoch %d/%d: loss %.4g, lr %.3g, %.1fs", epoch + 1, cfg.schedule.epochs,
                      train_stats["loss"], train_stats["lr"], time.perf_counter() - started)
+        # before validation: a diverged model is reported as such, not as NaN predictions
+        _check_finite(model, epoch)
         last = epoch + 1 == cfg.schedule.epochs
         interval = cfg.runtime.eval_interval
         improved = False
@@ -664,7 +670,6 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
                 log.info("epoch %d validation: %s", epoch + 1, "; ".join(
                     f"{d} " + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
                     for d, m in metrics.items()))
-        _check_finite(model, epoch)
         rng = distributed.all_gather_object(capture_rng_state())
         state = build_training_state(
             model=model, optimizer=optimizer, scaler_state=scaler.state_dict(),
