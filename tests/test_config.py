@@ -214,8 +214,10 @@ def test_override_replaces_a_list_item_and_a_list() -> None:
 
 
 def test_two_overrides_that_must_change_together() -> None:
-    # Switching the val crop to the classic affine is only valid with a non-UDP decode.
-    cfg = load_config(COCO_B, ["data.val.0.use_udp=false", "test.decode=default"])
+    # Switching the val crop to the classic affine is only valid with a non-UDP decode (and
+    # the COCO config's explicit shift_heatmap=false must follow: the classic decode shifts).
+    cfg = load_config(COCO_B, ["data.val.0.use_udp=false", "test.decode=default",
+                               "test.shift_heatmap=true"])
     assert cfg.test.decode == "default"
     with pytest.raises(ConfigError, match="use_udp"):
         load_config(COCO_B, ["data.val.0.use_udp=false"])
@@ -329,3 +331,25 @@ def test_dict_round_trip_and_no_base_in_dicts(tmp_path: Path) -> None:
     text = dumped.read_text()
     assert "_base_" not in text and "image_size: [256, 192]" in text
     assert load_config(dumped) == cfg
+
+
+def test_shift_heatmap_is_checked_not_dropped() -> None:
+    """test.shift_heatmap used to be accepted and ignored (the shift follows the decoding). A
+    value that contradicts the decoding is now an error; the official pairing is accepted."""
+    assert load_config("coco/vitpose_b_coco_256x192").test.shift_heatmap is False
+    assert load_config("coco/vitpose_b_coco_256x192", ["test.shift_heatmap=null"]).test \
+        .shift_heatmap is None
+    with pytest.raises(ConfigError, match=r"test.shift_heatmap=true with test.decode='udp'"):
+        load_config("coco/vitpose_b_coco_256x192", ["test.shift_heatmap=true"])
+    assert load_config("eval/aic_vitpose_b_coco_aic_mpii").test.shift_heatmap is True
+    with pytest.raises(ConfigError, match="set it to true"):
+        load_config("eval/aic_vitpose_b_coco_aic_mpii", ["test.shift_heatmap=false"])
+
+
+def test_center_jitter_settings_are_checked() -> None:
+    cfg = load_config("coco/vitpose_b_coco_256x192")
+    assert cfg.data.train[0].center_jitter == "per_box"  # the official regime by default
+    with pytest.raises(ConfigError, match="center_jitter_prob"):
+        load_config("coco/vitpose_b_coco_256x192", ["data.train.0.center_jitter_prob=1.5"])
+    with pytest.raises(ConfigError, match="center_jitter"):
+        load_config("coco/vitpose_b_coco_256x192", ["data.train.0.center_jitter=per_epoch"])

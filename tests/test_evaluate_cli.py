@@ -39,6 +39,15 @@ def test_vitpose_test_end_to_end(tiny_weights, data_dir, tmp_path, capsys):
     assert len(dt.anns) == len(results) > 0
     assert {r["image_id"] for r in results} <= set(gt.getImgIds())
     assert all(len(r["keypoints"]) == 17 * 3 for r in results)
+    # the official results format: centre and scale of the crop, no 'bbox' (whose area the
+    # official evaluator would use instead of the keypoints' extent)
+    written = json.loads((tmp_path / "results_coco.json").read_text())  # loadRes added boxes
+    assert all("bbox" not in r and len(r["center"]) == len(r["scale"]) == 2 for r in written)
+    # scoring the written file gives the numbers `vitpose test` printed
+    capsys.readouterr()
+    assert main(["evaluate", "--dataset", "coco", "--ann", str(data_dir / "coco" / "test_coco.json"),
+                 "--results", str(tmp_path / "results_coco.json")]) == 0
+    assert json.loads(capsys.readouterr().out) == metrics["coco"]
 
 
 def test_vitpose_test_bf16(tiny_weights, data_dir, tmp_path, capsys):
@@ -79,7 +88,7 @@ def test_two_processes_equal_one(tiny_weights, data_dir, tmp_path):
     _torchrun(2, _test_args(tiny_weights, data_dir, two))
     r1 = json.loads((one / "results_coco.json").read_text())
     r2 = json.loads((two / "results_coco.json").read_text())
-    key = lambda r: (r["image_id"], r["bbox"], r["score"])  # noqa: E731
+    key = lambda r: (r["image_id"], r["center"], r["score"])  # noqa: E731
     assert len(r1) == len(r2) > 0
     assert sorted(r1, key=key) == sorted(r2, key=key)
     assert json.loads((one / "metrics.json").read_text()) == \

@@ -61,29 +61,29 @@ def _official_masked_head_loss(pred_full, target, weight, mask):
 
 def test_vitpose_plus_133_padding_does_not_crash_and_equals_masked_mean() -> None:
     """The original feeds 133-channel targets to 17/14-channel heads (issue #78) and crashes;
-    ours slices each head's targets to its K. The result equals the official masked mean."""
+    ours slices each head's targets to its K. Every head sees the whole batch; the result equals
+    the official masked mean."""
     gen = torch.Generator().manual_seed(1)
     n, h, w = 7, 8, 6
     index = torch.tensor([0, 1, 0, 5, 1, 0, 5])
-    ks = {0: 17, 1: 14, 5: 133}
+    ks = {0: 17, 1: 14, 5: 133, 3: 17}  # dataset 3 has a head but no sample in this batch
     target = torch.zeros(n, 133, h, w)
     weight = torch.zeros(n, 133)
     for i, d in enumerate(index.tolist()):
         target[i, :ks[d]] = torch.rand(ks[d], h, w, generator=gen)
         weight[i, :ks[d]] = (torch.rand(ks[d], generator=gen) > 0.2).float()
     preds = {d: torch.rand(n, k, h, w, generator=gen, requires_grad=True) for d, k in ks.items()}
-    outputs = {d: ((index == d).nonzero(as_tuple=True)[0],
-                   preds[d][(index == d).nonzero(as_tuple=True)[0]]) for d in ks}
-    total, per_dataset = multi_head_loss(outputs, target, weight)
+    total, per_dataset = multi_head_loss(preds, index, target, weight)
 
     expected = sum(_official_masked_head_loss(preds[d], target, weight, index == d) for d in ks)
     assert torch.allclose(total, expected, rtol=1e-5)
-    for d in ks:
+    assert set(per_dataset) == {0, 1, 5}  # dataset 3 is absent: no loss to log
+    for d in (0, 1, 5):
         rows = index == d
         own = _official_joints_mse(preds[d][rows], target[rows, :ks[d]], weight[rows, :ks[d]])
-        assert torch.allclose(per_dataset[d], own, rtol=1e-6)
+        assert torch.allclose(per_dataset[d], own, rtol=1e-5)
         # weighted by the share of the batch n_d / N
-    assert torch.allclose(total, sum(per_dataset[d] * (index == d).sum() / n for d in ks))
+    assert torch.allclose(total, sum(per_dataset[d] * (index == d).sum() / n for d in (0, 1, 5)))
 
     # The unsliced official call is what crashes.
     with pytest.raises((RuntimeError, ValueError)):
@@ -91,15 +91,18 @@ def test_vitpose_plus_133_padding_does_not_crash_and_equals_masked_mean() -> Non
     with pytest.raises(ValueError, match="slice padded targets"):
         joints_mse_loss(preds[0], target, weight)
 
-    # Gradients reach each head only through its own samples.
+    # The loss reaches each head only through its own samples' outputs (BatchNorm inside the
+    # head couples the samples, see test_train_fidelity.py); an absent dataset's head gets 0.
     total.backward()
     for d in ks:
         other = (index != d).nonzero(as_tuple=True)[0]
         assert preds[d].grad[other].abs().sum() == 0
-        assert preds[d].grad[index == d].abs().sum() > 0
+        assert preds[d].grad[index == d].abs().sum() > 0 or d == 3
+    assert preds[3].grad is not None and preds[3].grad.abs().sum() == 0
 
 
 def test_head_with_more_channels_than_targets_is_rejected() -> None:
-    outputs = {0: (torch.arange(2), torch.zeros(2, 17, 4, 4))}
+    outputs = {0: torch.zeros(2, 17, 4, 4)}
     with pytest.raises(ValueError, match="17 keypoints"):
-        multi_head_loss(outputs, torch.zeros(2, 14, 4, 4), torch.ones(2, 14))
+        multi_head_loss(outputs, torch.zeros(2, dtype=torch.long), torch.zeros(2, 14, 4, 4),
+                        torch.ones(2, 14))

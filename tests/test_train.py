@@ -137,12 +137,13 @@ def test_missing_annotation_file_names_the_root(tmp_path: Path) -> None:
         build_datasets(cfg)
 
 
-def test_center_jitter_is_drawn_per_iteration_not_frozen_per_box(data_dir: Path) -> None:
-    """The original draws the box-centre jitter once per box for the whole run."""
+def test_center_jitter_per_iteration_option(data_dir: Path) -> None:
+    """``center_jitter='per_iteration'`` (not the official default, which freezes the jitter
+    per box: test_train_fidelity.py) draws a new jitter at every load."""
     records = read_annotations("coco", data_dir / "coco" / "test_coco.json",
                                image_root=data_dir / "coco", input_size_hw=(64, 48))
     augment = AugmentConfig(flip_prob=0, half_body_prob=0, scale_factor=0, rot_factor=0,
-                            rot_prob=0, center_jitter_prob=1.0)
+                            rot_prob=0, center_jitter_prob=1.0, center_jitter="per_iteration")
     ds = TopDownDataset(records[:1], get_dataset_meta("coco"), (64, 48), augment=augment)
     centers = []
     for epoch in range(4):
@@ -311,6 +312,35 @@ def test_corrupt_training_image(data_dir: Path, tmp_path: Path, one_thread) -> N
     assert not (tmp_path / "a" / "latest.pth").exists()
 
 
+def test_truncated_training_image_is_never_used(data_dir: Path, tmp_path: Path) -> None:
+    """Training and testing decode with `predict`'s reader: a truncated JPEG (which OpenCV's
+    imread silently completes with grey) is an error, or with on_bad_sample=skip a counted
+    skip; it never becomes a training sample."""
+    from vitpose.engine.evaluate import _CropDataset
+
+    root = _missing_image_root(data_dir, tmp_path)
+    ann = json.loads((root / "coco" / "test_coco.json").read_text())
+    first = ann["images"][0]
+    full = (data_dir / "coco" / "000000000785.jpg").read_bytes()
+    (root / "coco" / first["file_name"]).write_bytes(full[: len(full) * 9 // 10])
+    base = [f"data.root={root}", "data.val=[]", "data.batch_size=64"]
+    dataset = build_datasets(load_config("debug/tiny_coco", base))
+    bad = [i for i, r in enumerate(dataset.datasets[0].records)
+           if r.image_path.name == first["file_name"]]
+    assert bad
+    with pytest.raises(InputError, match=r"cannot read training image .*missing\.jpg"):
+        dataset[bad[0]]
+    skipping = build_datasets(load_config("debug/tiny_coco", base + ["runtime.on_bad_sample=skip"]))
+    loader, _ = train_module.build_loader(skipping, load_config(
+        "debug/tiny_coco", base + ["runtime.on_bad_sample=skip"]), rank=0, world_size=1)
+    batches = list(loader)
+    assert sum(b["skipped"] for b in batches) == len(bad)
+    assert sum(len(b["index"]) for b in batches) == len(skipping) - len(bad)
+    # the evaluation crops use the same reader
+    with pytest.raises(InputError, match="missing.jpg"):
+        _CropDataset(dataset.datasets[0].records, (48, 64), True)[bad[0]]
+
+
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_trains(data_dir: Path, tmp_path: Path, amp: str, one_thread) -> None:
     cfg = load_config("debug/tiny_coco", [f"data.root={data_dir}", "data.val=[]",
@@ -353,6 +383,34 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(data_dir: Path, tmp_path: 
     state = torch.load(tmp_path / "skip" / "latest.pth", weights_only=True)
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values()
                if v.is_floating_point())
+
+
+def test_a_diverged_model_is_reported_as_diverged(data_dir: Path, tmp_path: Path, monkeypatch,
+                                                  one_thread) -> None:
+    """Under on_bad_sample=skip a run can go on until the weights are NaN; validation used to
+    report that as "results[0] key 'keypoints' holds NaN". The finite check now runs before
+    validation, and evaluating a NaN model says that it diverged and what to do."""
+    cfg = load_config("debug/tiny_coco", [f"data.root={data_dir}", "schedule.epochs=1",
+                                          "runtime.on_bad_sample=skip"])
+    real = train_module.train_one_epoch
+
+    def diverging(step_module, model, *args, **kwargs):
+        stats = real(step_module, model, *args, **kwargs)
+        with torch.no_grad():
+            model.keypoint_head.final_layer.weight.fill_(float("nan"))
+        return stats
+
+    monkeypatch.setattr(train_module, "train_one_epoch", diverging)
+    with pytest.raises(TrainingError, match=r"diverged.*optim\.lr.*fp32.*clip"):
+        fit(cfg, tmp_path / "a", show_progress=False)
+    assert not (tmp_path / "a" / "latest.pth").exists()
+
+    model = build_model_from_config(cfg)
+    with torch.no_grad():
+        model.keypoint_head.final_layer.weight.fill_(float("nan"))
+    with pytest.raises(InputError, match=r"coco: the model's outputs hold NaN.*diverged") as info:
+        evaluate_model(model, cfg, progress=False)
+    assert "'keypoints'" not in str(info.value)
 
 
 def test_nan_weights_are_never_saved(data_dir: Path) -> None:

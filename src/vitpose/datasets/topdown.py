@@ -2,17 +2,23 @@
 
 The official training pipeline (vitpose-reference §2.5, §2.6), in its order: load RGB image ->
 box-centre jitter -> random flip -> half-body -> random scale/rotation -> affine crop (classic
-or UDP) -> normalise -> targets (MSRA or UDP Gaussians). One fix: the centre jitter is drawn per
-iteration, not frozen per box for the whole run as in the original.
+or UDP) -> normalise -> targets (MSRA or UDP Gaussians).
 
-Randomness comes from a generator seeded by ``(seed, epoch, index)``, so a sample is the same
-whatever the worker count, rank or resume point: distributed and resumed runs are reproducible.
+The box-centre jitter is, as officially (``_xywh2cs`` at dataset construction), drawn **once per
+box** when the dataset is built and kept for the whole run (``center_jitter="per_box"``);
+``"per_iteration"`` draws it anew at every load instead (an augmentation the original does not
+have). MPII configs set its probability to 0: the official MPII dataset takes its centres from
+the annotations and never jitters them.
+
+Randomness comes from generators seeded by ``(seed, epoch, index)`` (the frozen jitter: by
+``(seed, dataset index)``), so a sample is the same whatever the worker count, rank or resume
+point: distributed and resumed runs are reproducible.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +40,47 @@ from ..transforms import (
 )
 from .records import PoseRecord
 
-__all__ = ["AugmentConfig", "TopDownDataset", "collate_topdown", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = [
+    "CENTER_JITTER_MODES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "AugmentConfig",
+    "TopDownDataset",
+    "collate_topdown",
+    "frozen_center_jitter",
+]
 
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+#: Box-centre jitter regimes: frozen per box (official) or drawn at every load.
+CENTER_JITTER_MODES = ("per_box", "per_iteration")
+_JITTER_STREAM = 0x6A177E2  # keeps the frozen jitter's generator apart from the others
+
+
+def frozen_center_jitter(records: Sequence[PoseRecord], seed: int, dataset_index: int,
+                         prob: float = 0.3, factor: float = 0.4) -> np.ndarray:
+    """Box centres with the official build-time jitter, one draw per box (``_xywh2cs``).
+
+    With probability ``prob`` a box centre moves by ``factor * (u - 0.5) * (w, h)`` (``u`` two
+    U[0, 1) draws, ``w, h`` the cleaned box), computed in float64 and stored in float32 as
+    officially. The draws depend only on ``(seed, dataset_index)`` and the record order.
+
+    Returns:
+        float32 ``[N, 2]`` centres.
+    """
+    centers = np.array([np.asarray(r.center, np.float32) for r in records],
+                       np.float32).reshape(-1, 2)
+    if prob <= 0 or not len(records):
+        return centers
+    rng = np.random.default_rng([int(seed), int(dataset_index), _JITTER_STREAM])
+    chosen = rng.random(len(records)) < prob
+    offsets = rng.random((len(records), 2))
+    wh = np.array([np.asarray(r.box_xywh[2:4], np.float64) for r in records]).reshape(-1, 2)
+    moved = centers.astype(np.float64) + factor * (offsets - 0.5) * wh
+    centers[chosen] = moved[chosen].astype(np.float32)
+    return centers
 
 
 @dataclass(frozen=True)
@@ -55,6 +96,8 @@ class AugmentConfig:
         rot_prob: probability of a rotation.
         center_jitter_prob: probability of the box-centre jitter (up to +-20 % of the box).
         half_body_padding: enlargement of half-body boxes (official 1.5).
+        center_jitter: ``"per_box"`` (official: drawn once per box when the dataset is built,
+            the same in every epoch) or ``"per_iteration"`` (drawn at every load).
     """
 
     flip_prob: float = 0.5
@@ -65,6 +108,12 @@ class AugmentConfig:
     rot_prob: float = 0.6
     center_jitter_prob: float = 0.3
     half_body_padding: float = 1.5
+    center_jitter: str = "per_box"
+
+    def __post_init__(self) -> None:
+        if self.center_jitter not in CENTER_JITTER_MODES:
+            raise ValueError(f"center_jitter must be one of {CENTER_JITTER_MODES}, got "
+                             f"'{self.center_jitter}'")
 
 
 class TopDownDataset(Dataset):
@@ -87,13 +136,18 @@ class TopDownDataset(Dataset):
         seed: base seed of the per-sample generators.
         on_bad_sample: ``'error'`` raises on an unreadable image; ``'skip'`` drops the sample
             from its batch and counts it.
+        image_reader: ``path -> RGB uint8 [H, W, 3]`` raising ``InputError`` for a file it
+            cannot decode. Training passes ``vitpose.inference.io.read_image``, so training
+            decodes images exactly like ``predict`` (a corrupt or truncated file is an error, not
+            silently used); None uses OpenCV's ``imread`` (standalone use).
     """
 
     def __init__(self, records: Sequence[PoseRecord], meta: DatasetMeta,
                  input_size_hw: Sequence[int] = (256, 192), train: bool = True,
                  use_udp: bool = True, sigma: float = 2.0, augment: AugmentConfig | None = None,
                  dataset_index: int = 0, max_num_joints: int | None = None, seed: int = 0,
-                 on_bad_sample: str = "error") -> None:
+                 on_bad_sample: str = "error",
+                 image_reader: Callable[[Path], np.ndarray] | None = None) -> None:
         if on_bad_sample not in ("error", "skip"):
             raise ValueError(f"on_bad_sample must be 'error' or 'skip', got '{on_bad_sample}'")
         bad = [r for r in records if r.keypoints is None]
@@ -113,7 +167,12 @@ class TopDownDataset(Dataset):
         self.max_num_joints = max_num_joints
         self.seed = int(seed)
         self.on_bad_sample = on_bad_sample
+        self.image_reader = image_reader
         self.epoch = 0
+        self._centers: np.ndarray | None = None
+        if train and self.augment.center_jitter == "per_box":
+            self._centers = frozen_center_jitter(self.records, self.seed, self.dataset_index,
+                                                 prob=self.augment.center_jitter_prob)
         self._flip_pairs = np.asarray(meta.flip_pairs, np.int64).reshape(-1, 2)
         self._upper = np.asarray(meta.upper_body_ids, np.int64)
 
@@ -128,6 +187,11 @@ class TopDownDataset(Dataset):
         return np.random.default_rng([self.seed, self.epoch, self.dataset_index, index])
 
     def _image(self, path: Path) -> np.ndarray:
+        if self.image_reader is not None:
+            try:
+                return self.image_reader(path)
+            except InputError as exc:
+                raise InputError(f"cannot read training image {path} ({exc})") from None
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
             raise InputError(f"cannot read training image {path} (missing or corrupt)")
@@ -140,7 +204,8 @@ class TopDownDataset(Dataset):
         except InputError:
             if self.on_bad_sample == "error":
                 raise
-            log.warning("skipping unreadable image %s", rec.image_path)
+            log.warning("skipping unreadable image %s (counted in skipped_samples)",
+                        rec.image_path)
             return None
         joints = np.asarray(rec.keypoints, np.float32)
         visible = np.minimum(np.asarray(rec.visible, np.float32), 1.0)
@@ -150,8 +215,11 @@ class TopDownDataset(Dataset):
         if self.train:
             a = self.augment
             rng = self._rng(index)
-            center = random_center_jitter(center, np.asarray(rec.box_xywh[2:4]), rng,
-                                          prob=a.center_jitter_prob)
+            if self._centers is not None:
+                center = self._centers[index].copy()
+            else:
+                center = random_center_jitter(center, np.asarray(rec.box_xywh[2:4]), rng,
+                                              prob=a.center_jitter_prob)
             image, joints, visible, center, _ = random_flip(image, joints, visible, center,
                                                             self._flip_pairs, rng, prob=a.flip_prob)
             if a.half_body_prob > 0:

@@ -17,19 +17,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .. import distributed as dist
 from ..dataset_meta import DatasetMeta
+from ..datasets.coco import WHOLEBODY_PART_KEYS
 from ..datasets.readers import read_annotations, read_detections
 from ..datasets.records import PoseRecord
 from ..errors import InputError
-from ..inference.precision import resolve_dtype
+from ..inference.io import read_image
 from ..inference.pipeline import PoseEstimator, TestSettings
 from ..inference.postprocess import oks_nms, rescore_instances
+from ..inference.precision import resolve_dtype
 from ..metrics import evaluate as compute_metrics
 from ..models.vitpose import ViTPose
 from ..transforms import crop_boxes
@@ -85,10 +86,7 @@ class _CropDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         rec = self.records[i]
-        img = cv2.imread(str(rec.image_path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"cannot read image {rec.image_path}")
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        img = read_image(rec.image_path)  # the decoder of `predict`: corrupt files are errors
         crops, _ = crop_boxes(img, rec.center[None], rec.scale[None], self.input_size_wh,
                               self.use_udp)
         return crops[0], i
@@ -126,6 +124,12 @@ def evaluate_dataset(estimator: PoseEstimator, records: Sequence[PoseRecord], ds
     gathered = [x for part in dist.all_gather_object(local) for x in part]
     gathered.sort(key=lambda t: t[0])
     keypoints = {i: kp for i, kp in gathered}
+    if not all(np.isfinite(kp).all() for kp in keypoints.values()):  # every rank agrees
+        raise InputError(
+            f"{ds.name}: the model's outputs hold NaN or infinite values, so the model "
+            "diverged (its loss or outputs became non-finite in training); evaluate an "
+            "earlier checkpoint, or retrain with a lower optim.lr, in fp32 "
+            "(runtime.amp=none) and with gradient clipping (optim.clip_grad)")
     results = _results(records, keypoints, meta, estimator.settings.vis_thr, oks_thr)
     metrics: dict[str, float] = {}
     if dist.is_main_process():
@@ -157,10 +161,22 @@ def _results(records: Sequence[PoseRecord], keypoints: dict[int, np.ndarray], me
             keep = oks_nms(kp, scores, areas, meta.sigmas, oks_thr)
         for j in keep:
             rec = records[idx[j]]
-            out.append({"image_id": image_id, "category_id": int(rec.category_id),
-                        "keypoints": [round(float(v), 3) for v in kp[j].reshape(-1)],
-                        "score": float(scores[j]),
-                        "bbox": [round(float(v), 2) for v in rec.box_xywh]})
+            entry: dict[str, Any] = {"image_id": image_id, "category_id": int(rec.category_id)}
+            flat = [round(float(v), 3) for v in kp[j].reshape(-1)]
+            if meta.name == "wholebody":  # the official writer's separate part fields
+                start = 0
+                for key, count in WHOLEBODY_PART_KEYS:
+                    entry[key] = flat[3 * start: 3 * (start + count)]
+                    start += count
+            else:
+                entry["keypoints"] = flat
+            # The official results carry the crop centre and scale, and no 'bbox': the
+            # evaluator's loadRes would take a bbox's area as the prediction's area (it uses the
+            # keypoints' extent otherwise), which changes AP (M) / AP (L).
+            entry.update({"score": float(scores[j]),
+                          "center": [round(float(v), 3) for v in rec.center],
+                          "scale": [round(float(v), 6) for v in rec.scale]})
+            out.append(entry)
     return out
 
 

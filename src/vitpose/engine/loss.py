@@ -6,11 +6,12 @@ terms are summed and divided by K. There is **no 0.5 factor**. This equals the p
 ``w**2 * (pred - target)**2`` over ``[N, K, H, W]``.
 
 Multi-dataset batches carry targets padded to the largest K of the mixed datasets (133 with
-COCO-WholeBody in ViTPose+). Each head sees only its own samples, its targets sliced to its own
-K; its loss is weighted by its share of the batch ``n_d / N`` and the heads' losses are summed.
-This is exactly the official masked mean (the head's loss computed on the whole batch with the
-other datasets' samples zeroed), without the official crash: the original feeds the 133-channel
-targets to heads of 17 or 14 channels (ViTPose issue #78).
+COCO-WholeBody in ViTPose+). As in the official ``TopDownMoE.forward_train``, every head runs on
+the whole batch and its loss is the joints MSE of the whole batch with the other datasets'
+samples masked out of the targets and target weights (so a head's loss is diluted by its share
+of the batch, ``n_d / N`` times the mean over its own samples); the heads' losses are summed.
+One fix: each head's targets are sliced to its own K; the original feeds the 133-channel targets
+to heads of 17 or 14 channels and crashes (ViTPose issue #78).
 """
 
 from __future__ import annotations
@@ -76,38 +77,47 @@ class JointsMSELoss(nn.Module):
 
 
 def multi_head_loss(
-    outputs: Mapping[int, tuple[torch.Tensor, torch.Tensor]],
+    outputs: Mapping[int, torch.Tensor],
+    dataset_index: torch.Tensor,
     target: torch.Tensor,
     target_weight: torch.Tensor,
     loss_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-    """Loss of a batch mixed from several datasets, each with its own head.
+    """Loss of a batch mixed from several datasets, every head run on the whole batch.
 
     Args:
-        outputs: ``{dataset index: (rows [n_d], heatmaps [n_d, K_d, H, W])}`` as returned by
-            ``ViTPose.forward_heads``; ``rows`` index the batch.
+        outputs: ``{dataset index: heatmaps [N, K_d, H, W]}`` of every head on the whole batch
+            (``ViTPose.forward_train``).
+        dataset_index: ``[N]`` dataset index of each sample.
         target: ``[N, M, H, W]`` targets padded to ``M >= max K_d`` channels.
         target_weight: ``[N, M]`` weights (0 on padded channels).
         loss_weight: factor on every head's loss.
 
     Returns:
-        ``(total, per_dataset)``: ``total = sum_d (n_d / N) * loss_d`` where ``loss_d`` is the
-        joints MSE of head d on its own samples and its own K channels; ``per_dataset`` maps each
-        dataset index to its (unweighted) ``loss_d``, detached.
+        ``(total, per_dataset)``: ``total = sum_d loss_d`` where ``loss_d`` is head d's joints
+        MSE over the whole batch with targets and weights of other datasets' samples set to 0
+        (the official masked loss); ``per_dataset`` maps each dataset present in the batch to
+        the mean over its own samples, ``loss_d * N / n_d``, detached (for the logs).
     """
     n = target.shape[0]
     if n == 0:
         raise ValueError("empty batch")
+    if dataset_index.shape != (n,):
+        raise ValueError(f"dataset_index has shape {tuple(dataset_index.shape)}, expected [{n}]")
     total = target.new_zeros((), dtype=torch.float32)
     per_dataset: dict[int, torch.Tensor] = {}
-    for d, (rows, heatmaps) in sorted(outputs.items()):
+    for d, heatmaps in sorted(outputs.items()):
         k = heatmaps.shape[1]
         if k > target.shape[1]:
             raise ValueError(
                 f"head of dataset {d} predicts {k} keypoints but the targets have only "
                 f"{target.shape[1]} channels"
             )
-        loss_d = joints_mse_loss(heatmaps, target[rows, :k], target_weight[rows, :k]) * loss_weight
-        total = total + loss_d * (len(rows) / n)
-        per_dataset[d] = loss_d.detach()
+        mask = (dataset_index == d).to(target_weight.dtype)
+        loss_d = joints_mse_loss(heatmaps, target[:, :k] * mask.view(-1, 1, 1, 1).to(target.dtype),
+                                 target_weight[:, :k] * mask.view(-1, 1)) * loss_weight
+        total = total + loss_d
+        n_d = int(mask.sum().item())
+        if n_d:
+            per_dataset[d] = loss_d.detach() * (n / n_d)
     return total, per_dataset

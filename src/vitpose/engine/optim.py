@@ -211,6 +211,20 @@ def _total_norm(parameters: list[torch.Tensor]) -> torch.Tensor:
     return norms.norm(2)
 
 
+def _fill_missing_grads(parameters: Iterable[torch.Tensor]) -> None:
+    """Give a zero gradient to every trainable parameter that got none in this step.
+
+    Officially every expert and head takes part in every step (experts are masked, heads see the
+    whole batch) and ``zero_grad`` keeps zero tensors, so a dataset absent from a step still
+    has a zero gradient: AdamW then applies its weight decay and momentum to that expert. Our
+    experts run only on their own samples, so their gradient would be None and AdamW would skip
+    them.
+    """
+    for p in parameters:
+        if p.requires_grad and p.grad is None:
+            p.grad = torch.zeros_like(p)
+
+
 def _optimizer_params(optimizer: torch.optim.Optimizer) -> Iterator[torch.Tensor]:
     for group in optimizer.param_groups:
         yield from group["params"]
@@ -275,7 +289,8 @@ class GradScalerStep:
         if not update:
             return None
         if parameters is None:
-            parameters = _optimizer_params(optimizer)
+            parameters = list(_optimizer_params(optimizer))
+        _fill_missing_grads(_optimizer_params(optimizer))
         params = _grad_params(parameters)
         self.scaler.unscale_(optimizer)  # no-op when disabled
         if self.clip_grad is not None and params:

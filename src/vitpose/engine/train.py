@@ -43,6 +43,11 @@ from vitpose.checkpoints import (
 from vitpose.datasets.mixing import MixedDataset, MixingSampler
 from vitpose.datasets.readers import read_annotations
 from vitpose.datasets.topdown import AugmentConfig, TopDownDataset, collate_topdown
+from vitpose.engine.build import (
+    build_model_from_config,
+    load_initial_weights,
+    resolve_dataset_meta,
+)
 from vitpose.engine.checkpoint import (
     atomic_copy,
     atomic_save,
@@ -50,11 +55,6 @@ from vitpose.engine.checkpoint import (
     capture_rng_state,
     load_training_state,
     restore_rng_state,
-)
-from vitpose.engine.build import (
-    build_model_from_config,
-    load_initial_weights,
-    resolve_dataset_meta,
 )
 from vitpose.engine.config import (
     DatasetConfig,
@@ -73,6 +73,7 @@ from vitpose.engine.logging import (
 from vitpose.engine.loss import multi_head_loss
 from vitpose.engine.optim import GradScalerStep, apply_lr, build_optimizer, lr_at
 from vitpose.errors import CheckpointError, ConfigError, InputError, VitPoseError
+from vitpose.inference.io import read_image
 from vitpose.models.vitpose import ViTPose
 
 __all__ = [
@@ -119,6 +120,7 @@ def _augment(ds: DatasetConfig) -> AugmentConfig:
         rot_prob=ds.rot_prob,
         center_jitter_prob=ds.center_jitter_prob,
         half_body_padding=ds.half_body_padding,
+        center_jitter=ds.center_jitter,
     )
 
 
@@ -176,6 +178,7 @@ def build_datasets(cfg: ExperimentConfig) -> MixedDataset:
             records, meta, tuple(data.image_size), train=True, use_udp=ds.use_udp,
             sigma=data.sigma, augment=_augment(ds), dataset_index=ds.dataset_index,
             max_num_joints=max_k, seed=cfg.runtime.seed, on_bad_sample=cfg.runtime.on_bad_sample,
+            image_reader=read_image,  # the decoder of `predict`
         ))
     return MixedDataset(members)
 
@@ -187,7 +190,7 @@ def build_loader(
     world_size: int | None = None,
 ) -> tuple[DataLoader, MixingSampler]:
     """Loader of one process: mixing sampler (weights from ``DatasetConfig.weight``), batches of
-    ``data.batch_size``, the incomplete last batch dropped unless it is the only one.
+    ``data.batch_size``; the incomplete last batch is kept, as officially (``drop_last=False``).
 
     Returns:
         ``(loader, sampler)``; call ``sampler.set_epoch`` and ``dataset.set_epoch`` each epoch.
@@ -205,7 +208,7 @@ def build_loader(
         sampler=sampler,
         num_workers=cfg.data.workers,
         collate_fn=collate_topdown,
-        drop_last=len(sampler) >= batch_size,
+        drop_last=False,
         pin_memory=torch.cuda.is_available(),
         generator=generator,  # keeps worker seeding off the global torch RNG
     )
@@ -222,6 +225,7 @@ class TrainStep(nn.Module):
 
     ``forward(images, dataset_index, target, target_weight)`` returns
     ``(loss, {dataset index: that dataset's loss})`` (see ``engine.loss.multi_head_loss``).
+    As officially, every head runs on the whole batch (``ViTPose.forward_train``).
     """
 
     def __init__(self, model: ViTPose) -> None:
@@ -230,8 +234,8 @@ class TrainStep(nn.Module):
 
     def forward(self, images: torch.Tensor, dataset_index: torch.Tensor, target: torch.Tensor,
                 target_weight: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        outputs = self.model.forward_heads(images, dataset_index)
-        return multi_head_loss(outputs, target, target_weight)
+        index, outputs = self.model.forward_train(images, dataset_index)
+        return multi_head_loss(outputs, index, target, target_weight)
 
 
 def _unwrap_loader_error(exc: InputError) -> InputError:
@@ -491,8 +495,10 @@ def _check_finite(model: nn.Module, epoch: int) -> None:
     bad = [n for n, p in model.named_parameters() if not torch.isfinite(p.detach()).all()]
     if bad:
         raise TrainingError(
-            f"the weights hold NaN/inf after epoch {epoch + 1} ({', '.join(bad[:3])}); no "
-            "checkpoint was written, the last one is intact. Lower optim.lr or keep clipping"
+            f"the model diverged: its weights hold NaN/inf after epoch {epoch + 1} "
+            f"({', '.join(bad[:3])}), after non-finite losses or outputs; no checkpoint was "
+            "written and the last one is intact. Lower optim.lr, train in fp32 "
+            "(runtime.amp=none) and keep gradient clipping (optim.clip_grad)"
         )
 
 
@@ -596,7 +602,8 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=len(model.heads) > 1 or model.cfg.is_moe,
+            # every head runs on every batch; only the experts of absent datasets sit out
+            find_unused_parameters=model.cfg.is_moe,
         )
     if state is not None:
         rng = state["rng"]
@@ -642,6 +649,8 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
         if main:
             log.info("epoch %d/%d: loss %.4g, lr %.3g, %.1fs", epoch + 1, cfg.schedule.epochs,
                      train_stats["loss"], train_stats["lr"], time.perf_counter() - started)
+        # before validation: a diverged model is reported as such, not as NaN predictions
+        _check_finite(model, epoch)
         last = epoch + 1 == cfg.schedule.epochs
         interval = cfg.runtime.eval_interval
         improved = False
@@ -661,7 +670,6 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
                 log.info("epoch %d validation: %s", epoch + 1, "; ".join(
                     f"{d} " + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
                     for d, m in metrics.items()))
-        _check_finite(model, epoch)
         rng = distributed.all_gather_object(capture_rng_state())
         state = build_training_state(
             model=model, optimizer=optimizer, scaler_state=scaler.state_dict(),

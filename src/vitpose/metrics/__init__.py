@@ -20,7 +20,8 @@ interhand2d                            PCK, AUC, EPE
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -76,9 +77,9 @@ USE_AREA: dict[str, bool] = {"coco": True, "ochuman": True, "ap10k": True, "apt3
 
 
 def evaluate(
-    dataset_name: Union[str, DatasetMeta],
+    dataset_name: str | DatasetMeta,
     gt_path: PathLike,
-    results: Union[PathLike, Sequence[Mapping[str, Any]], np.ndarray],
+    results: PathLike | Sequence[Mapping[str, Any]] | np.ndarray,
     *,
     use_area: bool | None = None,
     head_boxes: PathLike | MpiiHeadBoxes | None = None,

@@ -6,9 +6,10 @@ Formulas follow the official evaluation (ref §4.3, §4.8):
   ``head_size = 0.6 * ||head-box diagonal||``. Per-joint PCKh (in %) is over the visible joints.
   The mean ``PCKh`` weights joints by their visible counts and **excludes pelvis (6) and
   thorax (7)**; the groups Head (head_top), Shoulder, Elbow, Wrist, Hip, Knee and Ankle average
-  the left and right joints. The official ``PCKh@0.1`` is read from row 11 of the curve
-  ``thr = 0:0.01:0.5``, i.e. it is evaluated at a threshold of **0.11**; we report it the same
-  way so numbers match published ones (:func:`pckh_per_joint` gives any exact threshold).
+  the left and right joints. ``PCKh@0.1`` is row 10 of the official curve
+  ``thr = arange(0, 0.51, 0.01)`` (``pckAll[10]`` of mmpose's ``TopDownMpiiDataset``), i.e. the
+  threshold 0.1, with the per-joint values stored in float32 as there
+  (:func:`pckh_per_joint` gives any threshold).
 * **PCK** (mmpose ``keypoint_pck_accuracy``): distances are divided per axis by a normaliser
   ``[N, 2]``; a joint is correct when the normalised distance is ``< thr`` (strict); accuracy is
   computed per keypoint over the valid samples and averaged over keypoints that have any.
@@ -24,8 +25,9 @@ original.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -56,9 +58,9 @@ _MPII_GROUPS = {"Shoulder": (13, 12), "Elbow": (14, 11), "Wrist": (15, 10), "Hip
                 "Knee": (4, 1), "Ankle": (5, 0)}
 _MPII_HEAD = 9
 _MPII_EXCLUDED = (6, 7)  # pelvis, thorax
-# The official PCKh curve is arange(0, 0.51, 0.01); "PCKh@0.1" is its row 11 (= 0.11).
+# The official PCKh curve is arange(0, 0.51, 0.01); "PCKh@0.1" is its row 10 (= 0.1).
 _MPII_CURVE = np.arange(0, 0.5 + 0.01, 0.01)
-_MPII_PCKH01_ROW = 11
+_MPII_PCKH01_ROW = 10
 
 ResultsLike = Union[PathLike, Sequence[Mapping[str, Any]], np.ndarray]
 
@@ -228,7 +230,8 @@ def mpii_pckh(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray,
     if np.asarray(pred).shape[1:] != (MPII_NUM_JOINTS, 2):
         raise ValueError(f"MPII PCKh needs [N, 16, 2] predictions, got {np.asarray(pred).shape}")
     curve, counts = _pckh_curve(pred, gt, visible, head_sizes, [0.5, *_MPII_CURVE])
-    pckh, pckh01 = curve[0], curve[1 + _MPII_PCKH01_ROW]
+    # the official curve array is float32 (pckAll), the 0.5 row float64
+    pckh, pckh01 = curve[0], curve[1 + _MPII_PCKH01_ROW].astype(np.float32)
     weights = counts.astype(np.float64)
     weights[list(_MPII_EXCLUDED)] = 0.0
     total = weights.sum()

@@ -360,7 +360,9 @@ class ViTPose(nn.Module):
 
     def forward_heads(self, x: torch.Tensor, dataset_index: DatasetIndex = None
                       ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-        """Multi-dataset forward for training.
+        """Multi-dataset forward that routes each sample to its own head (inference).
+
+        Training uses :meth:`forward_train` (every head on the whole batch, as officially).
 
         Returns:
             ``{dataset index: (sample indices [n], heatmaps [n, K_d, H/4, W/4])}`` for each
@@ -374,6 +376,29 @@ class ViTPose(nn.Module):
             f = feats if len(rows) == len(idx) else feats[rows]
             out[d] = (rows, self.head_for(d)(f))
         return out
+
+    def forward_train(self, x: torch.Tensor, dataset_index: DatasetIndex = None
+                      ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Training forward of the official multi-task / ViTPose+ models (``TopDownMoE``).
+
+        Every head runs on the **whole** batch, whatever dataset each sample comes from: the
+        heads' BatchNorm layers normalise with (and keep running statistics of) the whole
+        per-GPU batch, and gradients flow across datasets through those statistics. The loss
+        masks the other datasets' samples out of each head's targets and weights
+        (``engine.loss.multi_head_loss``). Inference routes each sample to its own head instead
+        (:meth:`forward_heads`).
+
+        Returns:
+            ``(dataset index per sample [B], {dataset index: heatmaps [B, K_d, H/4, W/4]})``
+            with one entry per dataset slot that has a head.
+        """
+        idx = self._indices(dataset_index, x.shape[0], x.device)
+        feats = self.backbone(x, idx if self.cfg.is_moe else None)
+        out: dict[int, torch.Tensor] = {}
+        for d, name in enumerate(self.datasets):
+            if name in self._head_slot:
+                out[d] = self.heads[self._head_slot[name]](feats)
+        return idx, out
 
     def forward(self, x: torch.Tensor, dataset_index: DatasetIndex = None) -> torch.Tensor:
         """Images `[B, 3, H, W]` (normalised RGB) -> heatmaps `[B, K, H/4, W/4]`.
