@@ -84,3 +84,21 @@ def test_temporary_name_pattern_matches_atomic_writes(tmp_path: Path, name: str,
     tmp = ck._temporary_path(tmp_path / name)
     assert ck._TEMPORARY.fullmatch(tmp.name)
     assert not ck._TEMPORARY.fullmatch(name)
+
+
+def test_a_fresh_run_removes_temporaries_left_in_its_work_dir(data_dir: Path, tmp_path: Path
+                                                              ) -> None:
+    """A new (not resumed) run in a folder where an earlier writer was killed: its temporaries
+    are removed at start, also one whose pid came back as this process's."""
+    work = tmp_path / "run"
+    work.mkdir()
+    orphans = [_orphan(work, "epoch_1.pth"), _orphan(work, "best.pth", pid=os.getpid())]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["train", "debug/tiny_coco", "--data-root", str(data_dir), "--work-dir",
+                     str(work), "--no-progress", "--device", "cpu", "--set", "data.val=[]",
+                     "schedule.epochs=1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert not any(p.exists() for p in orphans)

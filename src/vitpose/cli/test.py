@@ -16,7 +16,7 @@ from .. import distributed as dist
 from ..checkpoints import load_weights
 from ..engine.build import build_model_from_config
 from ..engine.config import ExperimentConfig, find_config, load_config
-from ..engine.evaluate import evaluate_model, format_metrics
+from ..engine.evaluate import check_val_files, evaluate_model, format_metrics
 from ..errors import ConfigError, InputError
 from ..hub import resolve_weights
 from ..inference.precision import optimize_for_inference
@@ -49,20 +49,6 @@ def resolve_config(name: str, overrides: list[str]) -> ExperimentConfig:
     return load_config(name, overrides)
 
 
-def check_data(cfg: ExperimentConfig) -> None:
-    """Every file the validation splits need exists (cheap; runs before any weights are
-    fetched or models built)."""
-    for i, ds in enumerate(cfg.data.val):
-        needed = [("ann_file", ds.ann_file), ("img_prefix", ds.img_prefix)]
-        if not ds.use_gt_bbox:
-            needed.append(("det_file", ds.det_file))
-        for key, value in needed:
-            path = cfg.data.resolve(value)
-            if path is None or not path.exists():
-                raise InputError(f"data.val.{i}.{key} ({ds.name}): {path} not found (data.root "
-                                 f"is '{cfg.data.root}'; pass --data-root DIR)")
-
-
 def run(args: argparse.Namespace) -> int:
     overrides = list(args.set)
     if args.data_root:
@@ -70,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args.config, overrides)
     if not cfg.data.val:
         raise ConfigError(f"config '{args.config}' has no validation split (data.val)")
-    check_data(cfg)  # cheap checks first: no download for a run that cannot start
+    check_val_files(cfg)  # cheap checks first: no download for a run that cannot start
     weights = resolve_weights(args.weights or cfg.model.weights or cfg.model.variant,
                               prefer_original=True)
     dist.init_distributed(backend=dist.backend_for(args.device))

@@ -180,6 +180,20 @@ def _results(records: Sequence[PoseRecord], keypoints: dict[int, np.ndarray], me
     return out
 
 
+def check_val_files(cfg: ExperimentConfig, advice: str = "pass --data-root DIR") -> None:
+    """Every file the validation splits need exists (cheap: called before any weights are
+    fetched, models built or epochs trained). `advice` ends the message."""
+    for i, ds in enumerate(cfg.data.val):
+        needed = [("ann_file", ds.ann_file), ("img_prefix", ds.img_prefix)]
+        if not ds.use_gt_bbox:
+            needed.append(("det_file", ds.det_file))
+        for key, value in needed:
+            path = cfg.data.resolve(value)
+            if path is None or not path.exists():
+                raise InputError(f"data.val.{i}.{key} ({ds.name}): {path} not found (data.root "
+                                 f"is '{cfg.data.root}'; {advice})")
+
+
 def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.PathLike | None = None,
                    progress: bool = True, device: str | torch.device | None = None
                    ) -> dict[str, dict[str, float]]:

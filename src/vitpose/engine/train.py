@@ -53,6 +53,7 @@ from vitpose.engine.checkpoint import (
     atomic_save,
     build_training_state,
     capture_rng_state,
+    clean_stale_temporaries,
     load_training_state,
     restore_rng_state,
 )
@@ -476,21 +477,6 @@ def _evaluate(model: ViTPose, cfg: ExperimentConfig, work_dir: Path, show_progre
     return distributed.broadcast_object(metrics)
 
 
-def _check_val_files(cfg: ExperimentConfig) -> None:
-    """Fail before training, not after the first epoch, when validation files are missing."""
-    data = cfg.data
-    for i, ds in enumerate(data.val):
-        needed = [("ann_file", ds.ann_file), ("img_prefix", ds.img_prefix)]
-        if not ds.use_gt_bbox:
-            needed.append(("det_file", ds.det_file))
-        for key, value in needed:
-            path = data.resolve(value)
-            if path is None or not path.exists():
-                raise InputError(f"data.val.{i}.{key}: {path} not found (data.root is "
-                                 f"'{data.root}'; set --data-root, or data.val=[] to train "
-                                 "without validation)")
-
-
 def _check_finite(model: nn.Module, epoch: int) -> None:
     bad = [n for n, p in model.named_parameters() if not torch.isfinite(p.detach()).all()]
     if bad:
@@ -585,7 +571,8 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
     _seed_everything(cfg.runtime.seed + rank)
 
     state = load_training_state(resume) if resume is not None else None
-    _check_val_files(cfg)
+    from vitpose.engine.evaluate import check_val_files
+    check_val_files(cfg, "set --data-root, or data.val=[] to train without validation")
     model = build_model_from_config(cfg, load_weights=state is None).to(device)
     dataset = build_datasets(cfg)
     loader, sampler = build_loader(dataset, cfg, rank, world)
@@ -616,6 +603,7 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
     writer = JsonLinesWriter(work_dir / "log.jsonl")
     if main:
         work_dir.mkdir(parents=True, exist_ok=True)
+        clean_stale_temporaries(work_dir, include_own=True)  # left by killed writers
         dump_config(cfg, work_dir / "config.yaml")
     indices = sorted({ds.dataset_index for ds in cfg.data.train})
     global_batch = cfg.data.batch_size * world
