@@ -39,6 +39,7 @@ from ..inference.io import (
 )
 from ..inference.pipeline import DECODE_CHOICES, PoseEstimator, PoseInstance, PoseResult
 from ..inference.results import ResumableResults
+from . import predict_scale
 
 log = logging.getLogger("vitpose.predict")
 
@@ -121,6 +122,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     vid.add_argument("--smooth", action="store_true", help="One-Euro temporal smoothing")
     vid.add_argument("--max-frames", type=int, default=None, metavar="N",
                      help="stop after N frames")
+    predict_scale.add_arguments(p)
 
 
 def build_estimator(args: argparse.Namespace) -> PoseEstimator:
@@ -271,6 +273,8 @@ def run(args: argparse.Namespace) -> int:
     finite; a single unreadable input is an error (`InputError`, exit 2) raised before any model
     is loaded or any output written. A rerun of an interrupted run continues it."""
     max_pixels = _validate(args)
+    if predict_scale.wanted(args):  # torchrun, --out *.jsonl, video lists: docs/SCALE_OUT.md
+        return predict_scale.run(args, max_pixels)
     spec = iter_inputs(args.input)
     out_dir = Path(args.out_dir)
     if spec.is_video:
