@@ -339,12 +339,13 @@ def _images(args: argparse.Namespace, plan: dict[str, Any], max_pixels: int) -> 
     sharding.merge_journals(results_path, journals, plan["settings"], order, _concat)
     sharding.remove_run_files(results_path)
     n = sum(s["images"] for s in everyone)
-    n_inst = sum(s["instances"] for s in everyone)
+    n_instances_all = sum(s["instances"] for s in everyone)
     n_failed = sum(s["failed"] for s in everyone)
     rate = n / wall if wall > 0 else 0.0
-    print(f"{n} image(s), {n_inst} instance(s), {n_failed} failed, in {wall:.1f} s "
-          f"({rate:.2f} image(s)/s on {world} process(es)) -> {results_path}"
-          + ("" if args.no_draw else f", drawn images in {args.out_dir}"))
+    shares = " + ".join(str(s["images"]) for s in everyone)
+    print(f"{n} image(s), {n_instances_all} instance(s), {n_failed} failed, in {wall:.1f} s "
+          f"({rate:.2f} image(s)/s on {world} process(es), {shares} image(s) per process) -> "
+          f"{results_path}" + ("" if args.no_draw else f", drawn images in {args.out_dir}"))
     rc = 0
     n_nonfinite = sum(s["nonfinite"] for s in everyone)
     if n_nonfinite:
