@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import logging
 import os
@@ -377,8 +378,10 @@ def _videos(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     failed: list[str] = []
     warned = done = 0
     t0 = time.perf_counter()
-    quiet = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # no per-video frame bars: the job's bar is on rank 0
+    from . import predict as single
+    frame_bars = single.tqdm
+    # no per-video frame bars (one per rank, interleaved): the job's bar, on rank 0, counts videos
+    single.tqdm = functools.partial(tqdm, disable=True)
     try:
         for row in sharding.assigned_rows(path, rank, world):
             vargs = copy.copy(args)
@@ -392,10 +395,7 @@ def _videos(args: argparse.Namespace, plan: dict[str, Any]) -> int:
                 failed.append(row.path)
             progress.tick()
     finally:
-        if quiet is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = quiet
+        single.tqdm = frame_bars
     stats = {"videos": done, "failed": len(failed), "failed_names": failed[:5],
              "warned": warned}
     everyone = progress.finish(stats)
