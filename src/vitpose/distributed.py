@@ -266,7 +266,7 @@ def shared_get(name: str) -> Any:
     return json.loads(_store().get(f"vitpose/{name}"))
 
 
-def _store() -> "dist.Store":
+def _store() -> dist.Store:
     from torch.distributed import distributed_c10d
 
     # NOTE: the default group's store (torchrun's rendezvous store) has no public accessor in
