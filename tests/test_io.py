@@ -12,8 +12,10 @@ import pytest
 
 from vitpose.errors import InputError
 from vitpose.inference.io import (
+    HARD_MAX_PIXELS,
     apply_exif_orientation,
     exif_orientation,
+    header_size,
     iter_inputs,
     read_image,
 )
@@ -278,3 +280,55 @@ def test_iter_inputs_errors(tmp_path: Path) -> None:
         iter_inputs(tmp_path / "data.xyz")
     with pytest.raises(InputError):
         iter_inputs("")
+
+
+# ------------------------------------------------------------------ pixel budget (issue 12 item 1)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".webp", ".tif", ".ppm", ".pgm", ".gif"])
+def test_header_size_matches_the_decoded_size(ext: str) -> None:
+    image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(ext, image[..., 0] if ext == ".pgm" else image)
+    if not ok:
+        pytest.skip(f"no {ext} encoder in this OpenCV build")
+    data = buf.tobytes()
+    assert header_size(data) == cv2.imdecode(buf, cv2.IMREAD_UNCHANGED).shape[:2] == (37, 53)
+    assert header_size(data[:40]) in (None, (37, 53))  # a cut header never raises
+
+
+def test_header_size_of_lossless_webp_and_unknown_formats() -> None:
+    image = np.zeros((21, 34, 3), np.uint8)
+    ok, buf = cv2.imencode(".webp", image, [cv2.IMWRITE_WEBP_QUALITY, 101])  # VP8L
+    assert ok and header_size(buf.tobytes()) == (21, 34)
+    assert header_size(b"") is None and header_size(b"hello world") is None
+
+
+def test_budget_refuses_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    image = np.zeros((40, 50, 3), np.uint8)
+    path = tmp_path / "x.png"
+    cv2.imwrite(str(path), image)
+    decoded = []
+    real = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(1) or real(*a))
+    with pytest.raises(InputError, match=r"x\.png is 50x40 = 0\.0 MP, above the pixel budget"):
+        read_image(path, max_pixels=1999)
+    assert not decoded  # refused from the header
+    assert read_image(path, max_pixels=2000).shape == (40, 50, 3)
+    monkeypatch.setenv("VITPOSE_MAX_PIXELS", "1999")
+    with pytest.raises(InputError, match="pixel budget"):
+        read_image(path)
+    monkeypatch.setenv("VITPOSE_MAX_PIXELS", "lots")
+    with pytest.raises(InputError, match="VITPOSE_MAX_PIXELS"):
+        read_image(path)
+    with pytest.raises(InputError, match="between 1 and"):
+        read_image(path, max_pixels=HARD_MAX_PIXELS + 1)
+
+
+def test_budget_is_checked_after_decoding_formats_without_a_parsed_header(tmp_path: Path) -> None:
+    path = tmp_path / "x.hdr"
+    if not cv2.imwrite(str(path), np.ones((40, 50, 3), np.float32)):
+        pytest.skip("no Radiance HDR encoder")
+    assert header_size(path.read_bytes()) is None
+    with pytest.raises(InputError, match="pixel budget"):
+        read_image(path, max_pixels=1999)
+    assert read_image(path, max_pixels=2000).shape == (40, 50, 3)

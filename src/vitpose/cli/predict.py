@@ -10,7 +10,6 @@ run keeps what it had, and rerunning the same command continues where it stopped
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os

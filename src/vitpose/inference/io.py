@@ -43,10 +43,10 @@ from typing import Literal
 # cv2 is first imported; it has no effect when cv2 was imported before vitpose).
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str((2**31 - 1) // 3))
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from vitpose.errors import InputError  # noqa: E402
+from vitpose.errors import InputError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

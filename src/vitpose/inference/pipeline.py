@@ -34,7 +34,7 @@ from ..models.vitpose import ViTPose
 from ..transforms import box_xywh_to_center_scale, crop_boxes, flip_back_heatmaps_torch
 from .detectors import sanitize_boxes
 from .draw import draw_poses
-from .io import read_image
+from .io import HARD_MAX_PIXELS, read_image
 from .postprocess import oks_nms, rescore_instances
 
 __all__ = ["TestSettings", "PoseInstance", "PoseResult", "PoseEstimator", "IMAGENET_MEAN",
@@ -342,6 +342,9 @@ class PoseEstimator:
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise InputError(f"images must be RGB uint8 [H, W, 3] arrays, got {image.dtype} "
                                  f"{image.shape}")
+            if image.shape[0] * image.shape[1] > HARD_MAX_PIXELS:  # OpenCV's warp would crash
+                raise InputError(f"image of {image.shape[1]}x{image.shape[0]} pixels is above "
+                                 f"{HARD_MAX_PIXELS}, the largest OpenCV can crop from")
             return image, "<array>"
         return read_image(image), os.fspath(image)
 
