@@ -200,6 +200,25 @@ def test_video_list_each_video_whole(data_dir, ckpt, tmp_path, capsys):
     assert main(args) == 2 and "the run is complete" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # two processes decoding two videos (about 10 s on a quiet 2-core machine)
+def test_video_folder_on_two_processes_whole_videos_each(data_dir, ckpt, tmp_path):
+    (tmp_path / "videos").mkdir()
+    for name in ("one.mp4", "two.mp4"):
+        shutil.copy(data_dir / "video" / "demo.mp4", tmp_path / "videos" / name)
+    proc = _predict(2, tmp_path / "videos", "--model", ckpt, "--box", "10,10,200,300",
+                    "--max-frames", "3", "--out-dir", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 video(s), 0 failed" in proc.stdout and "1 + 1 video(s) per process" in proc.stdout
+    single = tmp_path / "single"
+    assert main(["predict", str(tmp_path / "videos" / "one.mp4"), "--model", str(ckpt), "--box",
+                 "10,10,200,300", "--max-frames", "3", "--out-dir", str(single),
+                 "--device", "cpu"]) == 0
+    for name in ("one", "two"):  # each video whole, with the tracks of a single-process run
+        frames = json.loads((tmp_path / "out" / f"{name}_frames.json").read_text())
+        assert frames == json.loads((single / "one_frames.json").read_text())
+        assert (tmp_path / "out" / f"{name}_pose.mp4").stat().st_size > 0
+
+
 def test_video_list_with_a_missing_file_is_an_error(tmp_path, capsys):
     (tmp_path / "v.txt").write_text("nope.mp4\n")
     assert main(["predict", str(tmp_path / "v.txt"), "--device", "cpu"]) == 2

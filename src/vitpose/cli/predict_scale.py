@@ -417,8 +417,9 @@ def _videos(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     path.unlink(missing_ok=True)
     n = sum(s["videos"] for s in everyone)
     n_failed = sum(s["failed"] for s in everyone)
-    print(f"{n} video(s), {n_failed} failed, in {wall:.1f} s on {world} process(es) -> "
-          f"{results_path}")
+    shares = " + ".join(str(s["videos"]) for s in everyone)
+    print(f"{n} video(s), {n_failed} failed, in {wall:.1f} s on {world} process(es), {shares} "
+          f"video(s) per process -> {results_path}")
     if n_failed:
         names = [name for s in everyone for name in s["failed_names"]]
         print(f"{n_failed} of {plan['total']} video(s) could not be processed: "
