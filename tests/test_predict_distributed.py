@@ -94,6 +94,7 @@ def test_two_processes_equal_one_on_sample_images_with_det_file(data_dir, ckpt, 
     assert proc.stdout.count("image(s)/s") == 1
     assert "4 image(s), 118 instance(s), 0 failed" in proc.stdout
     assert "on 2 process(es), 2 + 2 image(s) per process" in proc.stdout
+    assert proc.stderr.count("listed 4 image(s), 4 to do") == 1  # by rank 0 alone
     one = json.loads((tmp_path / "one" / "results.json").read_text())
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     assert len(two) == 118 and two == one  # same instances, ids and even order

@@ -155,6 +155,7 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
             for p in spec.image_paths)
     path = sharding.plan_path(results_path)
     counts = sharding.write_plan(path, rows, {"input": source})
+    log.info("listed %d image(s), %d to do, into %s", counts["total"], counts["todo"], path)
     return {"kind": "images", "results": str(results_path), "plan": str(path),
             "settings": settings, "journals": [str(j) for j in journals],
             "run_id": uuid.uuid4().hex, **counts}
