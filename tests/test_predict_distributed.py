@@ -183,6 +183,22 @@ def test_jsonl_output_and_complete_run(ckpt, tmp_path, capsys):
     assert (tmp_path / "r.jsonl").read_text().splitlines() == lines  # read-ahead: same
 
 
+def test_journals_of_another_run_need_the_same_options_or_overwrite(ckpt, tmp_path, capsys):
+    _write_images(tmp_path / "in", 2)
+    out = tmp_path / "r.jsonl"
+    stale = tmp_path / "r.jsonl.rank00003.partial.jsonl"  # left by a run on 4+ processes
+    stale.write_text(json.dumps({"vitpose_journal": 1, "settings": {"model": "other"}}) + "\n"
+                     + json.dumps({"key": "img0.png", "value": []}) + "\n")
+    args = ["predict", str(tmp_path / "in"), "--model", str(ckpt), "--box", "4,4,40,56",
+            "--no-draw", "--device", "cpu", "--out", str(out)]
+    assert main(args) == 2  # a plain command continues a sharded run: its journals are checked
+    err = capsys.readouterr().err
+    assert "r.jsonl.rank00003.partial.jsonl holds an interrupted run with other settings" in err
+    assert "--overwrite" in err and not out.exists()
+    assert main([*args, "--overwrite"]) == 0
+    assert len(out.read_text().splitlines()) == 2 and not stale.exists()
+
+
 def test_video_list_each_video_whole(data_dir, ckpt, tmp_path, capsys):
     (tmp_path / "a").mkdir()
     shutil.copy(data_dir / "video" / "demo.mp4", tmp_path / "a" / "clip.mp4")
