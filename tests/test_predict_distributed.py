@@ -199,6 +199,43 @@ def test_journals_of_another_run_need_the_same_options_or_overwrite(ckpt, tmp_pa
     assert len(out.read_text().splitlines()) == 2 and not stale.exists()
 
 
+def test_single_process_journal_is_continued_under_torchrun(ckpt, tmp_path, monkeypatch,
+                                                            capsys):
+    from vitpose.inference.pipeline import PoseEstimator
+    _write_images(tmp_path / "in", 5)
+    args = ["predict", str(tmp_path / "in"), "--model", str(ckpt), "--box", "4,4,40,56",
+            "--batch-size", "1", "--device", "cpu"]
+    assert main([*args, "--out-dir", str(tmp_path / "ref")]) == 0
+    calls = {"n": 0}
+    real_crops = PoseEstimator.crops
+
+    def crops(self, image, boxes):  # Ctrl-C while the 3rd image is being prepared
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_crops(self, image, boxes)
+
+    monkeypatch.setattr(PoseEstimator, "crops", crops)
+    out = tmp_path / "out"
+    assert main([*args, "--out-dir", str(out)]) == 130  # a plain run, interrupted
+    assert (out / "results.json.partial.jsonl").exists()
+    # the same command as a (one-process) torchrun job: the plain run's journal is read
+    for name, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                            MASTER_PORT=str(_free_port())).items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    calls["n"] = -100
+    assert main([*args, "--out-dir", str(out)]) == 0
+    assert calls["n"] == -100 + 3 and not distributed.is_enabled()
+    captured = capsys.readouterr()
+    assert "resuming: 2 of 5 image(s) already done" in captured.err
+    assert "3 image(s), 3 instance(s), 0 failed" in captured.out
+    assert (out / "results.json").read_text() == (tmp_path / "ref" / "results.json").read_text()
+    assert sharding.journal_paths(out / "results.json") == []
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        p.name for p in (tmp_path / "ref").iterdir())
+
+
 def test_video_list_each_video_whole(data_dir, ckpt, tmp_path, capsys):
     (tmp_path / "a").mkdir()
     shutil.copy(data_dir / "video" / "demo.mp4", tmp_path / "a" / "clip.mp4")
