@@ -283,6 +283,19 @@ def test_video_list_with_a_missing_file_is_an_error(tmp_path, capsys):
 # The pieces
 # ---------------------------------------------------------------------------------------------
 
+def test_output_names_of_a_large_folder_take_linear_time(tmp_path):
+    from vitpose.cli.predict import _drawn_paths
+    keys = {tmp_path / f"d{i % 7}" / f"img{i}.jpg": f"d{i % 7}/img{i}.jpg" for i in range(20000)}
+    keys[tmp_path / "d0" / "img0.JPG"] = "d0/img0.JPG"  # meets d0/img0.jpg
+    start = time.perf_counter()
+    drawn = _drawn_paths(tmp_path / "out", keys)
+    took = time.perf_counter() - start
+    assert len(set(drawn.values())) == len(keys)
+    assert drawn[tmp_path / "d0" / "img0.JPG"].name == "img0.JPG_pose.jpg"
+    # a list of len(keys) candidate names per image made this quadratic: minutes for 20k
+    assert took < 15, f"{took:.1f} s for {len(keys)} names"
+
+
 def test_round_robin_over_the_missing_inputs(tmp_path):
     rows = [(f"/x/{i}.jpg", f"{i}.jpg", None, i % 3 != 0) for i in range(10)]
     counts = sharding.write_plan(tmp_path / "p.jsonl", iter(rows), {"input": "/x"})

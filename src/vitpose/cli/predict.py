@@ -10,6 +10,7 @@ run keeps what it had, and rerunning the same command continues where it stopped
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import math
 import os
@@ -218,8 +219,9 @@ def _drawn_paths(out_dir: Path, keys: dict[Path, str]) -> dict[Path, Path]:
         suffix = rel.suffix.lower()
         if not suffix or not cv2.haveImageWriter(f"x{suffix}"):
             suffix = ".jpg"
-        candidates = [f"{rel.stem}_pose{suffix}", f"{rel.name}_pose{suffix}"]
-        candidates += [f"{rel.name}_pose{n}{suffix}" for n in range(2, len(keys) + 2)]
+        # lazily numbered: a list of len(keys) names per image made large folders quadratic
+        candidates = itertools.chain([f"{rel.stem}_pose{suffix}", f"{rel.name}_pose{suffix}"],
+                                     (f"{rel.name}_pose{n}{suffix}" for n in itertools.count(2)))
         for name in candidates:
             target = out_dir / rel.parent / name
             if str(target).casefold() not in taken:
