@@ -11,6 +11,7 @@ This module is a leaf: it imports nothing else from ``vitpose``. It never patche
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from typing import Any
 
@@ -32,6 +33,9 @@ __all__ = [
     "all_reduce_sum",
     "all_gather_object",
     "broadcast_object",
+    "counter_add",
+    "shared_set",
+    "shared_get",
 ]
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -221,3 +225,50 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj if get_rank() == src else None]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared counters (progress of work that is not in lock-step)
+# ---------------------------------------------------------------------------------------------
+
+_LOCAL_COUNTERS: dict[str, int] = {}
+_LOCAL_SHARED: dict[str, Any] = {}
+
+
+def counter_add(name: str, amount: int = 1) -> int:
+    """Add `amount` to the job-wide counter `name` and return its new value.
+
+    Unlike a collective, this never waits for the other processes: it goes through the key-value
+    store of the process group (the one torchrun's rendezvous set up), so ranks with different
+    amounts of work can count into one total (``amount=0`` reads it). Without a process group
+    the counter is local to this process.
+    """
+    if not is_enabled():
+        _LOCAL_COUNTERS[name] = _LOCAL_COUNTERS.get(name, 0) + amount
+        return _LOCAL_COUNTERS[name]
+    return int(_store().add(f"vitpose/{name}", amount))
+
+
+def shared_set(name: str, value: Any) -> None:
+    """Publish a JSON-serialisable `value` under `name` for any process to read with
+    :func:`shared_get` (no waiting: the writer goes on at once)."""
+    if not is_enabled():
+        _LOCAL_SHARED[name] = json.loads(json.dumps(value))
+        return
+    _store().set(f"vitpose/{name}", json.dumps(value))
+
+
+def shared_get(name: str) -> Any:
+    """The value published under `name` by :func:`shared_set` (waits until it is set, up to the
+    process group's timeout; KeyError without a process group when it was never set)."""
+    if not is_enabled():
+        return _LOCAL_SHARED[name]
+    return json.loads(_store().get(f"vitpose/{name}"))
+
+
+def _store() -> dist.Store:
+    from torch.distributed import distributed_c10d
+
+    # NOTE: the default group's store (torchrun's rendezvous store) has no public accessor in
+    # torch 2.x; this private one exists since 1.x.
+    return distributed_c10d._get_default_store()

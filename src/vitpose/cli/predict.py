@@ -10,6 +10,7 @@ run keeps what it had, and rerunning the same command continues where it stopped
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import math
 import os
@@ -38,6 +39,7 @@ from ..inference.io import (
 )
 from ..inference.pipeline import DECODE_CHOICES, PoseEstimator, PoseInstance, PoseResult
 from ..inference.results import ResumableResults
+from . import predict_scale
 
 log = logging.getLogger("vitpose.predict")
 
@@ -121,6 +123,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     vid.add_argument("--smooth", action="store_true", help="One-Euro temporal smoothing")
     vid.add_argument("--max-frames", type=int, default=None, metavar="N",
                      help="stop after N frames")
+    predict_scale.add_arguments(p)
 
 
 def build_estimator(args: argparse.Namespace) -> PoseEstimator:
@@ -226,8 +229,9 @@ def _drawn_paths(out_dir: Path, keys: dict[Path, str]) -> dict[Path, Path]:
         suffix = rel.suffix.lower()
         if not suffix or not cv2.haveImageWriter(f"x{suffix}"):
             suffix = ".jpg"
-        candidates = [f"{rel.stem}_pose{suffix}", f"{rel.name}_pose{suffix}"]
-        candidates += [f"{rel.name}_pose{n}{suffix}" for n in range(2, len(keys) + 2)]
+        # lazily numbered: a list of len(keys) names per image made large folders quadratic
+        candidates = itertools.chain([f"{rel.stem}_pose{suffix}", f"{rel.name}_pose{suffix}"],
+                                     (f"{rel.name}_pose{n}{suffix}" for n in itertools.count(2)))
         for name in candidates:
             target = out_dir / rel.parent / name
             if str(target).casefold() not in taken:
@@ -280,6 +284,8 @@ def run(args: argparse.Namespace) -> int:
     finite; a single unreadable input is an error (`InputError`, exit 2) raised before any model
     is loaded or any output written. A rerun of an interrupted run continues it."""
     max_pixels = _validate(args)
+    if predict_scale.wanted(args):  # torchrun, --out *.jsonl, video lists: docs/SCALE_OUT.md
+        return predict_scale.run(args, max_pixels)
     spec = iter_inputs(args.input)
     out_dir = Path(args.out_dir)
     if spec.is_video:
