@@ -19,7 +19,7 @@ from .engines import AutoChoice, Engine, TorchEngine, build_engine, select_engin
 from .engines.precision import optimize_for_inference, resolve_dtype
 from .pipeline import PoseEstimator, TestSettings
 
-__all__ = ["BoxSource", "build_estimator", "read_image_ids"]
+__all__ = ["BoxSource", "build_estimator", "estimator_from_file", "read_image_ids"]
 
 log = logging.getLogger("vitpose.inference")
 
@@ -62,6 +62,39 @@ def build_estimator(model: str = "vitpose-b-simple", *, weights: str | None = No
                         batch_size=batch_size, engine=engine)
     est.engine_choice = choice
     return est
+
+
+def estimator_from_file(path: str | Path, backend: str = "onnxruntime", *,
+                        dtype: str = "float32", settings: TestSettings | None = None,
+                        meta: Any = None, batch_size: int = 32, device: str = "cpu",
+                        threads: int | None = None) -> PoseEstimator:
+    """A `PoseEstimator` running an exported file (``vitpose export --onnx``) with ONNX Runtime
+    or OpenVINO: the same crops, flip test, decoding and rescoring as the PyTorch model.
+
+    Args:
+        path: the ``.onnx`` file.
+        backend: ``'onnxruntime'`` or ``'openvino'``.
+        dtype: ``'float32'``; OpenVINO also ``'bfloat16'``.
+        settings: test-time settings; default the baked-in dataset's official regime.
+        meta: keypoint metadata; default from the registry by dataset name.
+        batch_size: crops per model call (a flip test doubles the rows of a call).
+    """
+    import torch
+
+    from ..models.vitpose import ViTPose
+    from .engines import OnnxRuntimeEngine, OpenVinoEngine
+    if backend == "onnxruntime":
+        if resolve_dtype(dtype, device) != torch.float32:
+            raise InputError("the ONNX Runtime engine computes in float32: use dtype float32")
+        engine: Engine = OnnxRuntimeEngine(path, device=device, threads=threads)
+    elif backend == "openvino":
+        engine = OpenVinoEngine(path, dtype, threads=threads)
+    else:
+        raise InputError(f"an exported file runs with onnxruntime or openvino, not '{backend}'")
+    with torch.device("meta"):  # facts only (head width, input size); no weights allocated
+        skeleton = ViTPose(engine.cfg)
+    return PoseEstimator(skeleton, settings=settings, meta=meta, batch_size=batch_size,
+                         engine=engine)
 
 
 def _engine_for(net: Any, dataset: str, dtype: str, compute_dtype: Any, device: str,

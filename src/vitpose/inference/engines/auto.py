@@ -11,7 +11,8 @@
    `MIN_ARGMAX_SAME` (99%) of the keypoints. Engines that fail are never chosen.
 3. Speed: each engine that passes runs a crop and its mirror (the model call of a one-person
    `predict` with the flip test) in interleaved rounds; the median counts.
-4. The fastest lower-precision engine wins; when none passes the gate, the fastest exact one.
+4. The fastest engine that passed wins (an exact engine when no lower-precision one passed,
+   or when an exact one is faster).
 
 The choice, with every measurement and the reason, is written to
 ``<cache folder>/engines/auto-<key>.json``; the key covers the CPU (model name and flags), the
@@ -354,7 +355,7 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
     for k, s in speed.items():
         measures[k].seconds_per_crop = s
     lowp = [k for k in speed if measures[k].dtype != "float32"]
-    pool = lowp or list(speed)
+    pool = list(speed)
     if not pool:
         raise EngineError("no engine passed the accuracy gate (not even the float32 ones): "
                           + "; ".join(f"{m.engine}: {m.note}" for m in measures.values()))

@@ -138,7 +138,8 @@ def model_key(model: ViTPose, dataset: int | str | None = None) -> str:
         if t.device.type != "cpu":
             t = t.cpu()
         h.update(str(t.dtype).encode())
-        h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():
+            h.update(t.reshape(-1).contiguous().view(torch.uint8).numpy())  # no copy
     return h.hexdigest()[:20]
 
 
