@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,11 +221,11 @@ def test_auto_remembers_its_choice_per_machine_model_and_policy(monkeypatch):
         return {k: 0.1 for k in engines}
 
     monkeypatch.setattr(E.auto, "_time_engines", fake_time)
-    e1, c1 = select_engine(model, dtype="float32", backends=["torch"], inputs=_inputs())
+    _, c1 = select_engine(model, dtype="float32", backends=["torch"], inputs=_inputs())
     assert not c1.cached and c1.cache_file and len(measured) == 1
-    saved = json.loads(open(c1.cache_file).read())
+    saved = json.loads(Path(c1.cache_file).read_text())
     assert saved["engine"] == "torch/float32" and saved["machine"]["cpu"]
-    e2, c2 = select_engine(model, dtype="float32", backends=["torch"], inputs=_inputs())
+    _, c2 = select_engine(model, dtype="float32", backends=["torch"], inputs=_inputs())
     assert c2.cached and c2.engine == c1.engine and len(measured) == 1  # no new calibration
     select_engine(_tiny(seed=5), dtype="float32", backends=["torch"], inputs=_inputs())
     assert len(measured) == 2  # other weights: another key
