@@ -1,9 +1,11 @@
-"""Does the bf16 fast path keep the heatmap arg-max when heatmaps have real peaks?
+"""Do the fast paths (every engine and precision) keep the heatmap arg-max when heatmaps have
+real peaks?
 
 With random weights (all `vitpose bench` can use offline) heatmaps are nearly flat noise, so
 their arg-max flips under any rounding and the bench's "argmax" column says little. This
-script compares our fp32 path with the bf16 path (`optimize_for_inference` + autocast, the
-path of `vitpose predict --dtype auto`) on the ground-truth crops and on all detection crops
+script compares our fp32 path with each engine of `vitpose.inference.engines` (default: torch
+bf16, the `optimize_for_inference` + autocast path; OpenVINO bf16; and the exact ONNX Runtime
+and OpenVINO fp32 engines, where installed) on the ground-truth crops and on all detection crops
 of the COCO sample images, with the flip test: relative L2 of the heatmaps, arg-max
 agreement (all keypoints, and keypoints whose fp32 peak is >= 0.3), keypoint distance after
 decoding. The model is either
@@ -15,12 +17,15 @@ decoding. The model is either
   on fp32 features: peaked but weak heatmaps.
 
     python scripts/bf16_agreement.py [--weights PATH] [--data ../shared/data/coco] [--steps 300]
+        [--engines torch/bfloat16 openvino/bfloat16 ...] [--save fitted.pth]
+
+``--save`` writes the model (with its fitted head) as a checkpoint, e.g. for
+``vitpose bench --weights``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
@@ -30,8 +35,8 @@ import torch
 
 import vitpose
 from vitpose.codecs.udp import UDPHeatmap
-from vitpose.export import optimize_for_inference, rel_l2
 from vitpose.inference.detectors import load_coco_detections
+from vitpose.inference.engines import available_backends, build_engine, rel_l2
 from vitpose.inference.io import read_image
 from vitpose.inference.pipeline import PoseEstimator, TestSettings
 from vitpose.transforms import affine_joints, crop_matrix
@@ -46,6 +51,11 @@ def main() -> None:
     p.add_argument("--weights", help="trained weights (path or hub id); no head fitting")
     p.add_argument("--model", default="vitpose-b-simple", help="variant (default: %(default)s)")
     p.add_argument("--json", help="also write the report here")
+    p.add_argument("--engines", nargs="+", default=None, metavar="BACKEND/DTYPE",
+                   help="engines to compare with our fp32 (default: torch/bfloat16, "
+                        "openvino/bfloat16, onnxruntime/float32, openvino/float32, where "
+                        "installed)")
+    p.add_argument("--save", help="write the model (fitted head included) as a checkpoint")
     args = p.parse_args()
     data = Path(args.data)
     torch.manual_seed(args.seed)
@@ -93,8 +103,19 @@ def main() -> None:
                 print(f"step {step:4d}  loss {loss.item():.3e}  ({time.perf_counter() - t0:.0f} s)")
         model.eval()
 
-    fast = optimize_for_inference(copy.deepcopy(model), torch.bfloat16)
-    est16 = PoseEstimator(fast, settings=est32.settings, dtype=torch.bfloat16)
+    if args.save:
+        vitpose.save_checkpoint(model, args.save)
+    have = available_backends()
+    wanted = args.engines or ["torch/bfloat16", "openvino/bfloat16", "onnxruntime/float32",
+                              "openvino/float32"]
+    estimators = {}
+    for label in wanted:
+        backend, dtype = label.split("/")
+        if backend not in have:
+            print(f"{label}: {backend} is not installed, skipped")
+            continue
+        engine = build_engine(backend, model, None, dtype)
+        estimators[label] = PoseEstimator(model, settings=est32.settings, engine=engine)
 
     dets = load_coco_detections(data / "test_coco_det_AP_H_56.json", data / "test_coco.json")
     det_crops, centers, scales = [], [], []
@@ -108,9 +129,22 @@ def main() -> None:
     c_det, s_det = np.concatenate(centers), np.concatenate(scales)
 
     report = {"weights": args.weights or "random backbone, fitted head", "model": args.model}
+    refs = {"ground-truth crops": est32.forward_heatmaps(x_gt),
+            "detection crops": est32.forward_heatmaps(x_det)}
+    for engine_label, est16 in estimators.items():
+        report[engine_label] = _compare(est32, est16, refs, x_gt, x_det, c_det, s_det)
+        print(engine_label, json.dumps(report[engine_label]), flush=True)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+def _compare(est32, est16, refs, x_gt, x_det, c_det, s_det):
+    out = {}
     for label, x, c, s in (("ground-truth crops", x_gt, None, None),
                            ("detection crops", x_det, c_det, s_det)):
-        a = est32.forward_heatmaps(x)
+        a = refs[label]
         b = est16.forward_heatmaps(x)
         am_a, am_b = a.flatten(2).argmax(-1), b.flatten(2).argmax(-1)
         peak = a.flatten(2).amax(-1)
@@ -129,11 +163,8 @@ def main() -> None:
             row["keypoint_px_median"] = float(np.median(d))
             row["keypoint_px_p99"] = float(np.percentile(d, 99))
             row["keypoint_px_max"] = float(d.max())
-        report[label] = row
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+        out[label] = row
+    return out
 
 if __name__ == "__main__":
     main()

@@ -35,6 +35,8 @@ from vitpose.inference.pipeline import PoseEstimator
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and \
     importlib.util.find_spec("onnx") is not None
 HAS_HF = importlib.util.find_spec("transformers") is not None
+HAS_OV = importlib.util.find_spec("openvino") is not None and \
+    importlib.util.find_spec("onnx") is not None
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,8 @@ def tiny_ckpt(tmp_path_factory):
     return vitpose.save_checkpoint(model.eval(), tmp_path_factory.mktemp("bench") / "tiny.pth")
 
 
-def test_bench_smoke(tmp_path, tiny_ckpt, data_dir, capsys):
+def test_bench_smoke(tmp_path, tiny_ckpt, data_dir, capsys, monkeypatch):
+    monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
     coco = data_dir / "coco"
     out = tmp_path / "bench"
     args = ["bench", "--model", str(tiny_ckpt), "--device", "cpu",
@@ -53,11 +56,13 @@ def test_bench_smoke(tmp_path, tiny_ckpt, data_dir, capsys):
             "--det-file", str(coco / "test_coco_det_AP_H_56.json"),
             "--images-file", str(coco / "test_coco.json"), "--det-thr", "0.5",
             "--out-dir", str(out)]
-    if HAS_ORT:
-        args += ["--backend", "torch", "onnxruntime"]
+    backends = ["auto", "torch"] + (["onnxruntime"] if HAS_ORT else []) + \
+        (["openvino"] if HAS_OV else [])
+    args += ["--backend", *backends]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "crops/s" in printed and "end to end" in printed
+    assert "auto (float32):" in printed and "fastest engine that passes" in printed
     report = json.loads((out / "bench.json").read_text())
     (entry,) = report["models"]
     assert entry["gflop_per_crop"] > 0 and entry["coco_ap_readme"] is None
@@ -69,6 +74,19 @@ def test_bench_smoke(tmp_path, tiny_ckpt, data_dir, capsys):
             assert ("vitpose", "onnxruntime", "float32", b) in labels
         if HAS_HF:
             assert ("transformers", "torch", "float32", b) in labels
+        if HAS_OV:
+            assert ("vitpose", "openvino", "bfloat16", b) in labels
+            assert ("peer", "openvino", "bfloat16", b) in labels  # OpenVINO's defaults
+        autos = {r["policy"]: r for r in entry["runs"] if r["backend"] == "auto"
+                 and r["batch_size"] == b}
+        assert set(autos) == {"float32", "bfloat16"}
+        assert autos["float32"]["dtype"] == "float32"
+        assert autos["float32"]["rel_l2_vs_fp32"] <= 1e-5  # the exact path stays exact
+    choices = {c["policy"]: c for c in entry["auto_choices"]}
+    assert choices["float32"]["engine"] == autos["float32"]["engine"]
+    assert all(m["accepted"] == (m["note"] == "") for m in choices["bfloat16"]["measurements"])
+    if HAS_OV or HAS_HF:
+        assert all(r["vs_fastest_peer"] > 0 for r in entry["runs"])
     for r in entry["runs"]:
         assert r["items_per_s"] > 0 and r["calls"] == 1
         if r["dtype"] == "float32":
@@ -82,6 +100,11 @@ def test_bench_smoke(tmp_path, tiny_ckpt, data_dir, capsys):
     mem = entry["predict_memory"]
     assert [m["dtype"] for m in mem] == ["float32", "bfloat16"]
     assert all(m["exit_code"] == 0 and m["peak_rss_mb"] > 0 for m in mem)
+    first = entry["first_result"]
+    assert [f["run"] for f in first] == ["torch", "auto, cold cache", "auto, warm cache"]
+    assert all(f["exit_code"] == 0 and f["seconds"] > 0 for f in first)
+    assert entry["summary"]["first_result_warm_vs_torch"] > 0
+    assert entry["summary"]["batch_1"]["exact_rel_l2_vs_fp32"] <= 1e-5
     chart = cv2.imread(str(out / "throughput_vs_ap.png"))
     assert chart is not None and chart.shape[2] == 3
 

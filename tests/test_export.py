@@ -16,14 +16,14 @@ import vitpose
 from vitpose.cli.main import main
 from vitpose.export import (
     ExportError,
-    OnnxPoseEstimator,
-    OnnxPoseModel,
     export_onnx,
     optimize_for_inference,
     plain_model_for,
     rel_l2,
     resolve_dtype,
 )
+from vitpose.inference.builder import estimator_from_file
+from vitpose.inference.engines import EngineError, OnnxRuntimeEngine
 from vitpose.inference.pipeline import PoseEstimator, TestSettings
 
 
@@ -113,7 +113,7 @@ def test_export_dynamic_batch_matches_torch(tmp_path, name, dataset):
     want = dataset or model.datasets[0]
     assert res.path.is_file() and res.dataset == want
     assert res.max_rel_error is not None and res.max_rel_error < 1e-4
-    runner = OnnxPoseModel(res.path)
+    runner = OnnxRuntimeEngine(res.path)
     assert runner.dataset == want and runner.input_hw == (256, 192)
     for batch in (1, 2, 5):  # the batch dimension is dynamic
         x = torch.randn(batch, 3, 256, 192)
@@ -134,14 +134,14 @@ def test_onnx_estimator_equals_torch_estimator(tmp_path, data_dir):
     for flip in (True, False):
         settings = TestSettings.for_dataset("coco", flip_test=flip)
         est = PoseEstimator(model, settings=settings)
-        oest = OnnxPoseEstimator(path, settings=settings, batch_size=2)
+        oest = estimator_from_file(path, settings=settings, batch_size=2)
         x, _, _ = est.crops(image, dets)
         assert rel_l2(oest.forward_heatmaps(x), est.forward_heatmaps(x)) < 1e-4
         a, b = est(image, dets), oest(image, dets)
         assert len(a.instances) == len(b.instances) == 3
         np.testing.assert_allclose(b.keypoints[..., 2], a.keypoints[..., 2], rtol=1e-3,
                                    atol=1e-5)
-    assert isinstance(oest.with_settings(flip_test=True), OnnxPoseEstimator)
+    assert oest.with_settings(flip_test=True).engine is oest.engine
 
 
 @needs_onnx
@@ -152,15 +152,15 @@ def test_export_validation_failure_is_an_error(tmp_path):
 
 @needs_onnx
 def test_onnx_model_rejects_foreign_files(tmp_path):
-    with pytest.raises(ExportError, match="does not exist"):
-        OnnxPoseModel(tmp_path / "missing.onnx")
+    with pytest.raises(EngineError, match="does not exist"):
+        OnnxRuntimeEngine(tmp_path / "missing.onnx")
     path = tmp_path / "plain.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
         torch.onnx.export(torch.nn.Linear(3, 2), (torch.randn(1, 3),), str(path), dynamo=False,
                           input_names=["images"], output_names=["heatmaps"])
-    with pytest.raises(ExportError, match="not written by `vitpose export`"):
-        OnnxPoseModel(path)
+    with pytest.raises(EngineError, match="not written by `vitpose export`"):
+        OnnxRuntimeEngine(path)
 
 
 @needs_onnx
@@ -174,7 +174,7 @@ def test_cli_export_onnx_and_hf(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "dataset ap10k" in printed and "matches PyTorch" in printed
-    assert OnnxPoseModel(out).dataset == "ap10k"
+    assert OnnxRuntimeEngine(out).dataset == "ap10k"
     assert (hf / "config.json").is_file() and (hf / "model.safetensors").is_file()
     x = torch.randn(1, 3, 256, 192)
     back = vitpose.load_model(str(hf))  # the transformers layout reads back (main head)

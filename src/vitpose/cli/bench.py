@@ -1,5 +1,7 @@
-"""`vitpose bench`: model and end-to-end throughput, accuracy of the fast paths, peak memory, the
-comparison with the ``transformers`` VitPose on the same weights, and the throughput-vs-AP chart.
+"""`vitpose bench`: model and end-to-end throughput of every engine, accuracy of the fast paths,
+what ``--backend auto`` chooses and why, time to first result and peak memory of ``predict``, the
+comparison with the peers on the same weights (``transformers``; OpenVINO and ONNX Runtime on our
+ONNX export with their default settings), and the throughput-vs-AP chart.
 
 Variant names get random weights (speed does not depend on them; pass ``--weights`` for real
 ones); a checkpoint path is loaded as usual. Writes ``OUT_DIR/bench.json`` and
@@ -35,9 +37,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "GPUs, else fp16 on GPUs, fp32 on CPUs) (default: %(default)s)")
     p.add_argument("--batch-size", nargs="+", type=int, default=[1],
                    help="batch sizes of the model-throughput runs (default: %(default)s)")
-    p.add_argument("--backend", nargs="+", default=["torch"], choices=["torch", "onnxruntime"],
-                   help="backends of our model (onnxruntime: exported with `vitpose export`, "
-                        "fp32) (default: %(default)s)")
+    p.add_argument("--backend", nargs="+", default=["auto", "torch"],
+                   choices=["auto", "torch", "onnxruntime", "openvino"],
+                   help="engines of our model; auto = what `predict --backend auto` chooses for "
+                        "each --dtype policy (calibrated afresh) (default: %(default)s)")
+    p.add_argument("--peers", nargs="*", default=["transformers", "openvino", "onnxruntime"],
+                   choices=["transformers", "openvino", "onnxruntime"],
+                   help="peer engines on the same weights: transformers (fp32 and autocast), "
+                        "OpenVINO and ONNX Runtime on our ONNX export with their default "
+                        "settings (default: %(default)s)")
     p.add_argument("--compile", action="store_true",
                    help="also measure torch.compile variants (slow to start)")
     p.add_argument("--no-transformers", action="store_true",
@@ -59,13 +67,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="end-to-end passes per variant; the median is reported")
     e2e.add_argument("--no-memory", action="store_true",
                      help="skip the peak-memory runs of `vitpose predict`")
+    e2e.add_argument("--no-first-result", action="store_true",
+                     help="skip the time-to-first-result runs of `vitpose predict` (one image: "
+                          "torch path, auto with a cold and a warm cache)")
     tm = p.add_argument_group("timing")
     tm.add_argument("--rounds", type=int, default=5,
                     help="interleaved timing rounds per batch size (default: %(default)s)")
     tm.add_argument("--warmup", type=int, default=1)
     tm.add_argument("--min-seconds", type=float, default=0.0,
                     help="keep timing rounds going for at least this long")
-    tm.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads")
+    tm.add_argument("--threads", type=int, default=None,
+                    help="torch / onnxruntime / openvino threads")
     tm.add_argument("--no-peak", action="store_true", help="skip the matmul peak measurement")
     tm.add_argument("--accuracy-crops", type=int, default=16,
                     help="crops of the accuracy comparison (default: %(default)s)")
@@ -87,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig(
         models=list(args.model), weights=args.weights, dataset=args.dataset, device=args.device,
         dtypes=list(args.dtype), batch_sizes=list(args.batch_size), backends=list(args.backend),
+        peers=list(args.peers), first_result=not args.no_first_result,
         compile=args.compile, transformers=not args.no_transformers, images=args.images,
         det_file=args.det_file, images_file=args.images_file, det_thr=args.det_thr,
         max_images=args.max_images, flip=not args.no_flip, e2e_batch_size=args.e2e_batch_size,

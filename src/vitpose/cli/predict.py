@@ -71,6 +71,13 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "the official numbers (default: %(default)s)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the backbone (each new batch size compiles for seconds)")
+    p.add_argument("--backend", default="auto",
+                   choices=["auto", "torch", "onnxruntime", "openvino"],
+                   help="inference engine: auto = the fastest installed engine of this machine "
+                        "whose output passes the accuracy gate, chosen by a short calibration on "
+                        "first use and remembered in the cache folder (see docs/PERFORMANCE.md); "
+                        "onnxruntime needs vitpose[onnx], openvino vitpose[openvino] "
+                        "(default: %(default)s)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -133,7 +140,7 @@ def build_estimator(args: argparse.Namespace) -> PoseEstimator:
         dataset_meta=getattr(args, "dataset_meta", None), device=args.device, dtype=args.dtype,
         compile=getattr(args, "compile", False), flip_test=not getattr(args, "no_flip", False),
         decode=getattr(args, "decode", None), oks_nms=getattr(args, "oks_nms", None),
-        batch_size=getattr(args, "batch_size", 16))
+        batch_size=getattr(args, "batch_size", 16), backend=getattr(args, "backend", "auto"))
 
 
 def box_source(args: argparse.Namespace) -> BoxSource:

@@ -15,10 +15,11 @@ import numpy as np
 
 from ..errors import InputError
 from .detectors import build_detector, find_boxes, load_box_mapping, load_coco_detections
+from .engines import AutoChoice, Engine, TorchEngine, build_engine, select_engine
+from .engines.precision import optimize_for_inference, resolve_dtype
 from .pipeline import PoseEstimator, TestSettings
-from .precision import optimize_for_inference, resolve_dtype
 
-__all__ = ["BoxSource", "build_estimator", "read_image_ids"]
+__all__ = ["BoxSource", "build_estimator", "estimator_from_file", "read_image_ids"]
 
 log = logging.getLogger("vitpose.inference")
 
@@ -27,10 +28,16 @@ def build_estimator(model: str = "vitpose-b-simple", *, weights: str | None = No
                     dataset: str | None = None, dataset_meta: str | None = None,
                     device: str = "cpu", dtype: str = "auto", compile: bool = False,
                     flip_test: bool = True, decode: str | None = None,
-                    oks_nms: float | None = None, batch_size: int = 16) -> PoseEstimator:
+                    oks_nms: float | None = None, batch_size: int = 16,
+                    backend: str = "auto", threads: int | None = None) -> PoseEstimator:
     """A `PoseEstimator` for a variant name, checkpoint path or hub id (`vitpose.load_model`),
-    prepared for `dtype` (``'auto'``: see `resolve_dtype`), with the dataset's official
-    test-time settings unless `flip_test`, `decode` or `oks_nms` override them."""
+    run by the engine `backend` in `dtype` (``'auto'``: see `resolve_dtype`), with the dataset's
+    official test-time settings unless `flip_test`, `decode` or `oks_nms` override them.
+
+    `backend` is ``'auto'`` (the fastest engine of this machine that passes the accuracy gate,
+    chosen by a calibration on first use and remembered; see `select_engine`; with `compile`
+    the torch engine), ``'torch'``, ``'onnxruntime'`` or ``'openvino'``. The estimator's
+    ``engine_choice`` says what ``auto`` chose and why (None for a named backend)."""
     from ..hub import load_model
     try:
         net = load_model(model, weights=weights, device=device, dataset=dataset)
@@ -39,9 +46,9 @@ def build_estimator(model: str = "vitpose-b-simple", *, weights: str | None = No
             raise
         raise InputError(str(e)) from None
     compute_dtype = resolve_dtype(dtype, device)
-    # weights cast once to the compute dtype (not on every call by autocast); optional compile
-    optimize_for_inference(net, compute_dtype, compile=compile)
     dataset = dataset if dataset is not None else net.datasets[0]
+    engine, choice = _engine_for(net, dataset, dtype, compute_dtype, device, backend, compile,
+                                 threads)
     overrides: dict[str, Any] = {"flip_test": flip_test}
     if decode:
         overrides["decode"] = decode
@@ -56,8 +63,60 @@ def build_estimator(model: str = "vitpose-b-simple", *, weights: str | None = No
             meta = load_dataset_meta(dataset_meta)
         except ValueError as e:
             raise InputError(str(e)) from None
-    return PoseEstimator(net, dataset=dataset, settings=settings, meta=meta, device=device,
-                         batch_size=batch_size, dtype=compute_dtype)
+    est = PoseEstimator(net, dataset=dataset, settings=settings, meta=meta,
+                        batch_size=batch_size, engine=engine)
+    est.engine_choice = choice
+    return est
+
+
+def estimator_from_file(path: str | Path, backend: str = "onnxruntime", *,
+                        dtype: str = "float32", settings: TestSettings | None = None,
+                        meta: Any = None, batch_size: int = 32, device: str = "cpu",
+                        threads: int | None = None) -> PoseEstimator:
+    """A `PoseEstimator` running an exported file (``vitpose export --onnx``) with ONNX Runtime
+    or OpenVINO: the same crops, flip test, decoding and rescoring as the PyTorch model.
+
+    Args:
+        path: the ``.onnx`` file.
+        backend: ``'onnxruntime'`` or ``'openvino'``.
+        dtype: ``'float32'``; OpenVINO also ``'bfloat16'``.
+        settings: test-time settings; default the baked-in dataset's official regime.
+        meta: keypoint metadata; default from the registry by dataset name.
+        batch_size: crops per model call (a flip test doubles the rows of a call).
+    """
+    import torch
+
+    from ..models.vitpose import ViTPose
+    from .engines import OnnxRuntimeEngine, OpenVinoEngine
+    if backend == "onnxruntime":
+        if resolve_dtype(dtype, device) != torch.float32:
+            raise InputError("the ONNX Runtime engine computes in float32: use dtype float32")
+        engine: Engine = OnnxRuntimeEngine(path, device=device, threads=threads)
+    elif backend == "openvino":
+        engine = OpenVinoEngine(path, dtype, threads=threads)
+    else:
+        raise InputError(f"an exported file runs with onnxruntime or openvino, not '{backend}'")
+    with torch.device("meta"):  # facts only (head width, input size); no weights allocated
+        skeleton = ViTPose(engine.cfg)
+    return PoseEstimator(skeleton, settings=settings, meta=meta, batch_size=batch_size,
+                         engine=engine)
+
+
+def _engine_for(net: Any, dataset: str, dtype: str, compute_dtype: Any, device: str,
+                backend: str, compile: bool, threads: int | None
+                ) -> tuple[Engine, AutoChoice | None]:
+    if backend == "torch" or (backend == "auto" and compile):
+        # weights cast once to the compute dtype (not on every call by autocast); optional compile
+        optimize_for_inference(net, compute_dtype, compile=compile)
+        return TorchEngine(net, dataset, compute_dtype), None
+    choice = None
+    if backend == "auto":
+        engine, choice = select_engine(net, dataset, dtype, device, threads=threads)
+    else:
+        engine = build_engine(backend, net, dataset, compute_dtype, device, threads=threads)
+    if getattr(engine, "model", None) is not net:
+        net.to("meta")  # the engine holds its own weights: free ours (the facts stay)
+    return engine, choice
 
 
 class BoxSource:

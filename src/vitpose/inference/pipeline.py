@@ -34,6 +34,7 @@ from ..models.vitpose import ViTPose
 from ..transforms import box_xywh_to_center_scale, crop_boxes, flip_back_heatmaps_torch
 from .detectors import sanitize_boxes
 from .draw import draw_poses
+from .engines import Engine, TorchEngine
 from .io import HARD_MAX_PIXELS, read_image
 from .postprocess import oks_nms, rescore_instances
 
@@ -190,18 +191,24 @@ class PoseEstimator:
         meta: keypoint metadata (flip pairs, sigmas); default from the registry by dataset name.
         device: where to run; default the model's device.
         batch_size: crops per model call (a flip test doubles the work, not the batch).
-        dtype: ``torch.float32`` (default), ``torch.bfloat16`` or ``torch.float16`` autocast.
+        dtype: ``torch.float32`` (default), ``torch.bfloat16`` or ``torch.float16`` autocast
+            (of the default torch engine).
+        engine: what runs the model call (crops -> heatmaps): a `vitpose.inference.engines`
+            engine for `model` and `dataset` (ONNX Runtime, OpenVINO, compiled torch, ...);
+            default eager PyTorch in `dtype`. With an engine, `model` only supplies the facts
+            (input size, head, datasets) and may live on the meta device.
     """
 
     def __init__(self, model: ViTPose, dataset: str | int | None = None,
                  settings: TestSettings | None = None, meta: DatasetMeta | None = None,
                  device: str | torch.device | None = None, batch_size: int = 32,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, engine: Engine | None = None) -> None:
         self.model = model.eval()
-        if device is not None:
+        if device is not None and engine is None:
             self.model.to(device)
-        self.device = next(model.parameters()).device
         index = model.dataset_index_of(dataset if dataset is not None else 0)
+        self.engine = engine if engine is not None else TorchEngine(model, index, dtype)
+        self.device = self.engine.device
         self.dataset_index = index
         self.dataset = model.datasets[index]
         self.head = model.head_for(index)
@@ -220,7 +227,7 @@ class PoseEstimator:
                              "right dataset or metadata")
         self.settings = settings or TestSettings.for_dataset(self.dataset)
         self.batch_size = int(batch_size)
-        self.dtype = dtype
+        self.dtype = self.engine.dtype
         h, w = model.input_size
         self.input_size_wh = (w, h)
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
@@ -266,7 +273,6 @@ class PoseEstimator:
     def forward_heatmaps(self, inputs: torch.Tensor) -> torch.Tensor:
         """Model heatmaps ``[N, K, h, w]`` (float32) with the flip test if enabled, in chunks."""
         outs = []
-        autocast = self.dtype != torch.float32
         for start in range(0, len(inputs), self.batch_size):
             x = inputs[start:start + self.batch_size].to(self.device)
             n = len(x)
@@ -274,8 +280,7 @@ class PoseEstimator:
                 # the crops and their mirrors in one model call: twice the rows per matrix
                 # product, which is faster than two calls at small batch sizes
                 x = torch.cat([x, x.flip(3)])
-            with torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
-                hm = self.head(self.model.forward_features(x, self.dataset_index)).float()
+            hm = self.engine(x)
             if self.settings.flip_test:
                 hm = (hm[:n] + self.flip_back(hm[n:])) * 0.5
             outs.append(hm)

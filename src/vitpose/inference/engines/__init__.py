@@ -1,0 +1,46 @@
+"""Inference engines: one small interface, normalised crops ``[N, 3, H, W]`` -> heatmaps
+``[N, K, h, w]``, with several implementations.
+
+| engine | module | precisions | needs |
+| --- | --- | --- | --- |
+| `TorchEngine` | `torch_engine` | float32, bfloat16, float16 (autocast); eager or compiled | torch |
+| `OnnxRuntimeEngine` | `onnxruntime_engine` | float32 (fp16 with TensorRT); CPU, CUDA, TensorRT providers | ``vitpose[onnx]`` |
+| `OpenVinoEngine` | `openvino_engine` | float32, bfloat16; compiled-model cache on disk | ``vitpose[openvino]`` |
+
+`build_engine` builds one by name; `select_engine` is ``--backend auto`` (calibration, accuracy
+gate, choice remembered in the cache folder). `PoseEstimator` runs any engine; the flip test,
+decoding and rescoring are the same for all. `precision` prepares PyTorch models (the compute
+dtype of ``auto``, weights cast once); `graph` writes and caches the ONNX graph the other
+runtimes load.
+"""
+
+from .auto import (
+    BACKENDS,
+    EXACT_REL_L2,
+    MIN_ARGMAX_SAME,
+    AutoChoice,
+    Candidate,
+    Measurement,
+    available_backends,
+    build_engine,
+    calibration_inputs,
+    candidates_for,
+    machine_fingerprint,
+    select_engine,
+)
+from .base import DTYPE_NAMES, Engine, EngineError, argmax_agreement, cache_dir, rel_l2
+from .graph import model_key, onnx_file_for, plain_config, plain_model_for, write_onnx
+from .onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_available
+from .openvino_engine import OpenVinoEngine, openvino_available, openvino_config
+from .precision import DTYPES, cpu_supports_bf16, optimize_for_inference, resolve_dtype
+from .torch_engine import TorchEngine
+
+__all__ = [
+    "BACKENDS", "DTYPES", "DTYPE_NAMES", "EXACT_REL_L2", "MIN_ARGMAX_SAME", "AutoChoice",
+    "Candidate", "Engine", "EngineError", "Measurement", "OnnxRuntimeEngine", "OpenVinoEngine",
+    "TorchEngine", "argmax_agreement", "available_backends", "build_engine", "cache_dir",
+    "calibration_inputs", "candidates_for", "cpu_supports_bf16", "machine_fingerprint",
+    "model_key", "onnx_file_for", "onnxruntime_available", "openvino_available",
+    "openvino_config", "optimize_for_inference", "plain_config", "plain_model_for", "rel_l2",
+    "resolve_dtype", "select_engine", "write_onnx",
+]

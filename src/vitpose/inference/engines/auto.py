@@ -1,0 +1,397 @@
+"""Choosing and building an engine: `build_engine` (one named backend) and `select_engine`
+(``--backend auto``: the fastest engine of this machine that passes the accuracy gate).
+
+``auto`` decides once per machine, software, model and dtype policy, by a short calibration:
+
+1. The candidates are the installed engines for the policy's dtype (on a bf16 CPU: torch bf16 and
+   OpenVINO bf16) and the exact engines (torch, ONNX Runtime and OpenVINO in float32).
+2. Accuracy gate, on the model's own weights, against our eager float32 on crops of the bundled
+   sample image and their mirrors: float32 engines must be within `EXACT_REL_L2` (1e-5)
+   relative L2; lower-precision engines must keep the heatmap arg-max of at least
+   `MIN_ARGMAX_SAME` (99%) of the keypoints. Engines that fail are never chosen.
+3. Speed: each engine that passes runs a crop and its mirror (the model call of a one-person
+   `predict` with the flip test) in 5 interleaved rounds; the fastest round counts.
+4. The fastest engine that passed wins (an exact engine when no lower-precision one passed,
+   or when an exact one is faster).
+
+The choice, with every measurement and the reason, is written to
+``<cache folder>/engines/auto-<key>.json``; the key covers the CPU (model name and flags), the
+versions of torch / onnxruntime / openvino, the model's config and weights, the dataset, the
+dtype policy and the device. The next start reads it and builds only the chosen engine.
+Calibration of ViTPose-B takes about 10-20 s on a 2-core CPU (most of it the first ONNX export
+and the OpenVINO compilation, which are cached too).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...models.vitpose import ViTPose
+from .base import DTYPE_NAMES, Engine, EngineError, argmax_agreement, cache_dir, rel_l2
+from .graph import model_key, onnx_file_for
+from .onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_available
+from .openvino_engine import OpenVinoEngine, openvino_available
+from .precision import DTYPES, optimize_for_inference, resolve_dtype
+from .torch_engine import TorchEngine
+
+__all__ = ["BACKENDS", "EXACT_REL_L2", "MIN_ARGMAX_SAME", "AutoChoice", "Candidate",
+           "Measurement", "available_backends", "build_engine", "calibration_inputs",
+           "candidates_for", "machine_fingerprint", "select_engine"]
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+#: The exact path: largest relative L2 error of a float32 engine against our eager float32.
+EXACT_REL_L2 = 1e-5
+#: Lower-precision engines must keep the heatmap arg-max of at least this share of keypoints.
+MIN_ARGMAX_SAME = 0.99
+
+
+def available_backends() -> list[str]:
+    """The engines whose runtime is installed (torch always)."""
+    out = ["torch"]
+    if onnxruntime_available():
+        out.append("onnxruntime")
+    if openvino_available():
+        out.append("openvino")
+    return out
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An engine to build: backend and compute dtype."""
+
+    backend: str
+    dtype: torch.dtype
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/{DTYPE_NAMES[self.dtype]}"
+
+
+def build_engine(backend: str, model: ViTPose, dataset: int | str | None = None,
+                 dtype: str | torch.dtype = "auto", device: str | torch.device | None = None,
+                 *, compile: bool = False, prepared: bool = False, threads: int | None = None,
+                 onnx_path: str | os.PathLike | None = None, key: str | None = None,
+                 tensorrt: bool = False) -> Engine:
+    """One engine of a named backend for `model` (``'auto'`` is `select_engine`'s job).
+
+    Args:
+        backend: ``'torch'``, ``'onnxruntime'`` or ``'openvino'``.
+        model: a float32 `ViTPose` (for torch, `prepared` says it went through
+            `optimize_for_inference` for `dtype` already).
+        dataset: dataset name or index baked into the engine.
+        dtype: compute dtype (``'auto'`` allowed, resolved for `device`).
+        device: default the model's device.
+        compile: torch only: `torch.compile` the backbone.
+        onnx_path: for ONNX Runtime / OpenVINO, an exported file (default: the cached export of
+            `model`, see `onnx_file_for`).
+        key: the model's cache key when already computed (`model_key`).
+        tensorrt: ONNX Runtime on CUDA: the TensorRT provider first.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    dt = resolve_dtype(dtype, device)
+    if backend == "torch":
+        if prepared:
+            return TorchEngine(model, dataset, dt)
+        if dt == torch.float32 and not compile:
+            return TorchEngine(model, dataset, dt)
+        return TorchEngine(model, dataset, dt, prepare=True, compile=compile)
+    if compile:
+        raise EngineError(f"--compile applies to the torch engine, not {backend}")
+    if backend == "onnxruntime":
+        if not onnxruntime_available():
+            raise EngineError("the ONNX Runtime engine needs onnxruntime: "
+                              "pip install 'vitpose[onnx]'")
+        fp16 = dt == torch.float16 and tensorrt
+        if dt != torch.float32 and not fp16:
+            raise EngineError(f"the ONNX Runtime engine computes in float32 (fp16 only with "
+                              f"TensorRT), not {DTYPE_NAMES[dt]}: use --dtype float32")
+        path = onnx_path or onnx_file_for(model, dataset, key=key)
+        return OnnxRuntimeEngine(path, device=device, threads=threads, tensorrt=tensorrt,
+                                 fp16=fp16)
+    if backend == "openvino":
+        if not openvino_available():
+            raise EngineError("the OpenVINO engine needs openvino: pip install 'vitpose[openvino]'")
+        if device.type != "cpu":
+            raise EngineError("the OpenVINO engine runs on the CPU here (--device cpu)")
+        if dt == torch.float16:
+            raise EngineError("the OpenVINO CPU engine computes in float32 or bfloat16")
+        path = onnx_path or onnx_file_for(model, dataset, key=key)
+        index = model.dataset_index_of(dataset if dataset is not None else 0)
+        from .graph import plain_config
+        return OpenVinoEngine(path, dt, threads=threads, cfg=plain_config(model.cfg, index))
+    raise EngineError(f"unknown backend '{backend}'; choose one of {list(BACKENDS)}")
+
+
+def candidates_for(dtype: torch.dtype, device: str | torch.device,
+                   backends: Sequence[str] | None = None) -> list[Candidate]:
+    """The engines ``auto`` considers for a compute dtype on `device`: those of `dtype`, then
+    the exact float32 ones (torch first: it is the reference)."""
+    device = torch.device(device)
+    backends = list(backends) if backends is not None else available_backends()
+    out: list[Candidate] = []
+    if dtype != torch.float32:
+        if "torch" in backends:
+            out.append(Candidate("torch", dtype))
+        if "openvino" in backends and device.type == "cpu" and dtype == torch.bfloat16:
+            out.append(Candidate("openvino", dtype))
+    for b in ("torch", "onnxruntime", "openvino"):
+        if b in backends and (b != "openvino" or device.type == "cpu"):
+            out.append(Candidate(b, torch.float32))
+    return out
+
+
+@dataclass
+class Measurement:
+    """What the calibration measured for one candidate."""
+
+    engine: str
+    dtype: str
+    seconds_per_crop: float | None = None
+    rel_l2: float | None = None
+    argmax_same: float | None = None
+    accepted: bool = False
+    note: str = ""
+
+
+@dataclass
+class AutoChoice:
+    """The engine ``auto`` chose and why."""
+
+    engine: str
+    policy: str
+    reason: str
+    measurements: list[Measurement] = field(default_factory=list)
+    cached: bool = False
+    cache_file: str | None = None
+    calibration_seconds: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AutoChoice:
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        d["measurements"] = [Measurement(**m) for m in d.get("measurements", [])]
+        return cls(**d)
+
+
+def machine_fingerprint() -> dict[str, Any]:
+    """What makes timings differ between machines: CPU model and relevant flags, core count,
+    threads, and the versions of the runtimes."""
+    name, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    keep = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))
+    versions = {"torch": torch.__version__}
+    for mod in ("onnxruntime", "openvino"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            versions[mod] = None
+    return {"cpu": name, "flags": keep, "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), **versions}
+
+
+def _choice_key(fingerprint: Mapping[str, Any], mkey: str, policy: str, device: torch.device,
+                backends: Sequence[str]) -> str:
+    text = json.dumps({"machine": fingerprint, "model": mkey, "policy": policy,
+                       "device": str(device), "backends": sorted(backends)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def calibration_inputs(model: ViTPose, count: int = 4) -> torch.Tensor:
+    """Normalised crops of the bundled sample image (a person; `count` boxes around them at
+    several scales) and their mirrors: ``[2 * count, 3, H, W]`` float32 on the CPU."""
+    from ...transforms import box_xywh_to_center_scale, crop_boxes
+    from ..io import read_image
+    image = read_image(Path(__file__).resolve().parents[2] / "assets" / "000000000785.jpg")
+    ih, iw = image.shape[:2]
+    h, w = model.input_size
+    boxes = []
+    for i in range(count):  # from the whole image down to its central part
+        f = 1.0 - 0.15 * i
+        bw, bh = iw * f, ih * f
+        boxes.append([(iw - bw) / 2, (ih - bh) / 2, bw, bh])
+    center, scale = box_xywh_to_center_scale(np.asarray(boxes, np.float32), (w, h), 1.25)
+    crops, _ = crop_boxes(image, center, scale, (w, h), True)
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1) * 255
+    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1) * 255
+    x = (x - mean) / std
+    return torch.cat([x, x.flip(3)]).contiguous()
+
+
+def _time_engines(engines: Mapping[str, Engine], x: torch.Tensor, rounds: int
+                  ) -> dict[str, float]:
+    """Seconds per crop of each engine on `x`: the fastest of interleaved rounds (on a shared
+    machine the fastest call is the one least disturbed by other processes)."""
+    names = list(engines)
+    for n in names:
+        engines[n](x)  # warm-up (allocations, lazy compilation)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for n in names[k:] + names[:k]:
+            t0 = time.perf_counter()
+            engines[n](x)
+            times[n].append(time.perf_counter() - t0)
+    return {n: min(v) / len(x) for n, v in times.items()}
+
+
+def select_engine(model: ViTPose, dataset: int | str | None = None,
+                  dtype: str | torch.dtype = "auto", device: str | torch.device | None = None,
+                  *, backends: Sequence[str] | None = None, use_cache: bool = True,
+                  rounds: int = 5, timings: Mapping[str, float] | None = None,
+                  inputs: torch.Tensor | None = None, threads: int | None = None
+                  ) -> tuple[Engine, AutoChoice]:
+    """``--backend auto``: the fastest engine for this machine, model and dtype policy.
+
+    Args:
+        model: a float32 `ViTPose` (weights loaded; not modified).
+        dataset: dataset name or index.
+        dtype: the dtype policy (``'auto'``, ``'float32'`` = exact path, ``'bfloat16'``, ...).
+        device: default the model's device.
+        backends: the engines to consider (default: all installed).
+        use_cache: read and write the remembered choice in the cache folder.
+        rounds: timing rounds of the calibration.
+        timings: seconds per crop by candidate label (``'openvino/bfloat16'``), instead of
+            timing (tests inject them; candidates missing from it are not considered).
+        inputs: calibration crops (default `calibration_inputs`).
+        threads: threads of the ONNX Runtime / OpenVINO engines.
+
+    Returns:
+        the chosen engine and an `AutoChoice` (what was measured, why this engine).
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    target = resolve_dtype(dtype, device)
+    policy = dtype if isinstance(dtype, str) else DTYPE_NAMES[dtype]
+    backends = [b for b in (backends or available_backends()) if b in available_backends()]
+    mkey = model_key(model, dataset)
+    fingerprint = machine_fingerprint()
+    key = _choice_key(fingerprint, mkey, f"{policy}->{DTYPE_NAMES[target]}", device, backends)
+    path = cache_dir() / "engines" / f"auto-{key}.json"
+    if use_cache and timings is None and path.is_file():
+        try:
+            choice = AutoChoice.from_dict(json.loads(path.read_text()))
+            backend, dname = choice.engine.split("/")
+            engine = build_engine(backend, model, dataset, DTYPES[dname], device, key=mkey,
+                                  threads=threads)
+            choice.cached, choice.cache_file = True, str(path)
+            log.info("engine %s (remembered in %s)", choice.engine, path)
+            return engine, choice
+        except (OSError, ValueError, KeyError, TypeError, EngineError) as e:
+            log.warning("ignoring the remembered engine choice %s: %s", path, e)
+    t0 = time.perf_counter()
+    cands = candidates_for(target, device, backends)
+    if timings is not None:
+        cands = [c for c in cands if c.label in timings]
+    if not cands:
+        raise EngineError(f"no engine to choose from for dtype {policy} on {device}")
+    x = (inputs if inputs is not None else calibration_inputs(model)).to(device)
+    reference = TorchEngine(model, dataset, torch.float32)
+    ref = reference(x).float().cpu()
+    engines: dict[str, Engine] = {}
+    measures: dict[str, Measurement] = {}
+    prepared: dict[torch.dtype, ViTPose] = {}
+    for c in cands:
+        m = Measurement(c.label, DTYPE_NAMES[c.dtype])
+        measures[c.label] = m
+        try:
+            if c.backend == "torch" and c.dtype == torch.float32:
+                engine: Engine = reference
+            elif c.backend == "torch":
+                if c.dtype not in prepared:
+                    prepared[c.dtype] = optimize_for_inference(copy.deepcopy(model), c.dtype)
+                engine = TorchEngine(prepared[c.dtype], dataset, c.dtype)
+            else:
+                engine = build_engine(c.backend, model, dataset, c.dtype, device, key=mkey,
+                                      threads=threads)
+            out = engine(x).float().cpu()
+        except EngineError as e:
+            m.note = f"unavailable: {e}"
+            continue
+        m.rel_l2 = rel_l2(out, ref)
+        m.argmax_same = argmax_agreement(out, ref)[0]
+        if c.dtype == torch.float32:
+            m.accepted = m.rel_l2 <= EXACT_REL_L2
+            if not m.accepted:
+                m.note = f"relative error {m.rel_l2:.1e} > {EXACT_REL_L2:.0e}"
+        else:
+            m.accepted = m.argmax_same >= MIN_ARGMAX_SAME
+            if not m.accepted:
+                m.note = (f"same arg-max {100 * m.argmax_same:.1f}% < "
+                          f"{100 * MIN_ARGMAX_SAME:.0f}% on these weights")
+        if m.accepted:
+            engines[c.label] = engine
+    if timings is not None:
+        speed = {k: float(timings[k]) for k in engines}
+    else:
+        pair = x[[0, len(x) // 2]] if len(x) > 1 else x  # a crop and its mirror
+        speed = _time_engines(engines, pair, rounds) if engines else {}
+    for k, s in speed.items():
+        measures[k].seconds_per_crop = s
+    lowp = [k for k in speed if measures[k].dtype != "float32"]
+    pool = list(speed)
+    if not pool:
+        raise EngineError("no engine passed the accuracy gate (not even the float32 ones): "
+                          + "; ".join(f"{m.engine}: {m.note}" for m in measures.values()))
+    best = min(pool, key=lambda k: speed[k])
+    reason = _reason(best, speed, measures, target, bool(lowp))
+    choice = AutoChoice(best, policy, reason, list(measures.values()),
+                        calibration_seconds=round(time.perf_counter() - t0, 2))
+    if use_cache and timings is None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({**choice.as_dict(), "machine": fingerprint,
+                                       "model_key": mkey}, indent=2))
+            os.replace(tmp, path)
+            choice.cache_file = str(path)
+        except OSError as e:
+            log.warning("could not remember the engine choice in %s: %s", path, e)
+    log.info("engine %s: %s", best, reason)
+    engine = engines[best]
+    for k in list(engines):  # release the others (and their weight copies)
+        if k != best:
+            del engines[k]
+    return engine, choice
+
+
+def _reason(best: str, speed: Mapping[str, float], measures: Mapping[str, Measurement],
+            target: torch.dtype, lowp_passed: bool) -> str:
+    ms = {k: 1e3 * v for k, v in speed.items()}
+    others = sorted((k for k in ms if k != best), key=lambda k: ms[k])
+    parts = [f"{best} is the fastest engine that passes the accuracy gate "
+             f"({ms[best]:.1f} ms/crop"
+             + (f"; next {others[0]} {ms[others[0]]:.1f} ms/crop" if others else "") + ")"]
+    if target != torch.float32 and not lowp_passed:
+        parts.append(f"no {DTYPE_NAMES[target]} engine kept {100 * MIN_ARGMAX_SAME:.0f}% of the "
+                     "arg-max on these weights, so the exact float32 path runs")
+    rejected = [f"{m.engine} ({m.note})" for m in measures.values() if not m.accepted]
+    if rejected:
+        parts.append("not chosen: " + ", ".join(rejected))
+    return "; ".join(parts)

@@ -1,0 +1,158 @@
+"""The inference graph of one dataset and its ONNX file, as the ONNX Runtime and OpenVINO
+engines (and `vitpose export`) need it.
+
+* `plain_model_for` gives the single-dataset plain ViTPose that computes a model's heatmaps for
+  one dataset: ViTPose+ experts folded into ``fc2`` (`densify_moe`), only that dataset's head.
+* `write_onnx` writes ``images [B, 3, H, W] -> heatmaps [B, K, H/4, W/4]`` with a dynamic batch
+  dimension and the model facts (config, dataset, input size) as ONNX metadata.
+* `onnx_file_for` keeps one such file per (weights, dataset) in the cache folder, so that an
+  engine built a second time for the same weights starts without exporting again.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ...checkpoints import densify_moe
+from ...models.vitpose import ViTPose, ViTPoseConfig
+from .base import EngineError, cache_dir
+
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "HeatmapGraph", "model_key", "onnx_file_for",
+           "plain_config", "plain_model_for", "write_onnx"]
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "heatmaps"
+
+
+def plain_config(cfg: ViTPoseConfig, dataset_index: int = 0) -> ViTPoseConfig:
+    """Config of the plain single-head model of one dataset (see `plain_model_for`)."""
+    name = cfg.datasets[dataset_index]
+    head = next((h for h in cfg.heads if h.dataset == name), None)
+    if head is None:
+        raise EngineError(f"the model has no head for dataset '{name}'")
+    return dataclasses.replace(cfg, num_experts=1, part_features=0, datasets=(name,),
+                               heads=(head,), use_checkpoint=False, drop_path_rate=0.0)
+
+
+def plain_model_for(model: ViTPose, dataset: int | str | None = None) -> ViTPose:
+    """The single-dataset plain ViTPose computing `model`'s heatmaps for `dataset`.
+
+    ViTPose+ experts of that dataset are folded into ``fc2`` and only its head is kept; for a
+    single-dataset model the model itself is returned.
+    """
+    index = model.dataset_index_of(dataset if dataset is not None else 0)
+    head = model.head_for(index)
+    if not model.cfg.is_moe and len(model.heads) == 1:
+        return model
+    cfg = plain_config(model.cfg, index)
+    sd = model.state_dict()
+    if model.cfg.is_moe:
+        # densify_moe picks the head by its slot in the checkpoint, which for ViTPose+ equals the
+        # dataset index (one head per dataset).
+        slot = model.heads.index(head)
+        sd = densify_moe(sd, index)
+        if slot != index:  # pragma: no cover - heads never skip datasets in released files
+            raise EngineError("cannot bake a dataset whose head slot differs from its expert")
+    else:
+        prefix = "keypoint_head." if head is model.keypoint_head else \
+            f"associate_keypoint_heads.{model.heads.index(head) - 1}."
+        sd = {**{k: v for k, v in sd.items() if k.startswith("backbone.")},
+              **{"keypoint_head." + k[len(prefix):]: v for k, v in sd.items()
+                 if k.startswith(prefix)}}
+    plain = ViTPose(cfg).to(next(model.parameters()).device)
+    plain.load_state_dict(sd, strict=True)
+    return plain.eval()
+
+
+class HeatmapGraph(nn.Module):
+    """images -> heatmaps of one plain model (no dataset routing left in the graph)."""
+
+    def __init__(self, model: ViTPose) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+        self.head = model.keypoint_head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+
+def _is_cpu_f32(model: nn.Module) -> bool:
+    return all(p.dtype == torch.float32 and p.device.type == "cpu" for p in model.parameters())
+
+
+def write_onnx(model: ViTPose, path: str | os.PathLike, dataset: int | str | None = None,
+               opset: int = 17) -> ViTPose:
+    """Write the ONNX graph of `model` for `dataset` (atomically) and return the plain model
+    it was traced from (float32, CPU). Needs the ``onnx`` package."""
+    try:
+        import onnx
+    except ImportError:
+        raise EngineError("ONNX graphs need the onnx package: pip install 'vitpose[onnx]'") \
+            from None
+    index = model.dataset_index_of(dataset if dataset is not None else 0)
+    plain = plain_model_for(model, index)
+    if not _is_cpu_f32(plain):
+        plain = copy.deepcopy(plain).float().cpu()  # never move or upcast the caller's model
+    graph = HeatmapGraph(plain).eval()
+    h, w = plain.input_size
+    example = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TracerWarnings on shape checks, legacy-exporter notice
+        torch.onnx.export(graph, (example,), str(tmp), dynamo=False, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                          do_constant_folding=True)
+    proto = onnx.load(str(tmp))
+    meta = {"vitpose_config": json.dumps(plain.cfg.to_dict()), "dataset": model.datasets[index],
+            "source_dataset_index": str(index), "input_hw": json.dumps([h, w]),
+            "num_keypoints": str(plain.cfg.num_keypoints), "producer": "vitpose"}
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, path)
+    return plain
+
+
+def model_key(model: ViTPose, dataset: int | str | None = None) -> str:
+    """A short hash of the model's config, weights and dataset: the cache key of its graphs."""
+    index = model.dataset_index_of(dataset if dataset is not None else 0)
+    h = hashlib.sha256(json.dumps(model.cfg.to_dict(), sort_keys=True).encode())
+    h.update(f"dataset={index}".encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        t = t.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        h.update(str(t.dtype).encode())
+        if t.numel():
+            h.update(t.reshape(-1).contiguous().view(torch.uint8).numpy())  # no copy
+    return h.hexdigest()[:20]
+
+
+def onnx_file_for(model: ViTPose, dataset: int | str | None = None,
+                  folder: str | os.PathLike | None = None, key: str | None = None) -> Path:
+    """The cached ONNX file of `model` for `dataset` (exported on first use).
+
+    The graph is float32 whatever the model's compute dtype: weights cast by
+    `optimize_for_inference` are exported as float32 again (which is exact: bf16 and fp16
+    values are float32 values)."""
+    folder = Path(folder) if folder is not None else cache_dir() / "graphs"
+    key = key or model_key(model, dataset)
+    path = folder / f"vitpose-{key}.onnx"
+    if not path.is_file():
+        write_onnx(model, path, dataset)
+    return path

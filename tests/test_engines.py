@@ -1,0 +1,306 @@
+"""Inference engines: parity of every engine with our eager float32, the `PoseEstimator` hook,
+``--backend auto`` (choice with injected timings, accuracy gate, cache) and the pieces that
+need a GPU or a missing runtime, tested without them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vitpose
+from vitpose.inference import engines as E
+from vitpose.inference.builder import build_estimator, estimator_from_file
+from vitpose.inference.engines import (
+    EngineError,
+    OnnxRuntimeEngine,
+    OpenVinoEngine,
+    TorchEngine,
+    argmax_agreement,
+    build_engine,
+    cache_dir,
+    candidates_for,
+    rel_l2,
+    select_engine,
+)
+from vitpose.inference.engines.onnxruntime_engine import providers_for
+from vitpose.inference.pipeline import PoseEstimator, TestSettings
+
+HAS_ORT = importlib.util.find_spec("onnx") is not None and \
+    importlib.util.find_spec("onnxruntime") is not None
+HAS_OV = importlib.util.find_spec("onnx") is not None and \
+    importlib.util.find_spec("openvino") is not None
+needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnx / onnxruntime are not installed "
+                                                   "(pip install 'vitpose[onnx]')")
+needs_ov = pytest.mark.skipif(not HAS_OV, reason="onnx / openvino are not installed "
+                                                 "(pip install 'vitpose[openvino]')")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
+
+
+def _tiny(name: str = "vitpose-b-simple", seed: int = 0) -> vitpose.ViTPose:
+    model = vitpose.build_model(name, embed_dim=32, depth=2, num_heads=2)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():  # non-trivial weights (the default head init is ~0)
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05 + (1.0 if p.ndim == 1 and
+                                                                 p.shape[0] == 32 else 0.0))
+    return model.eval()
+
+
+def _x(n: int = 3, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 3, 256, 192, generator=torch.Generator().manual_seed(seed))
+
+
+def _ref(model: vitpose.ViTPose, x: torch.Tensor, dataset: int | str = 0) -> torch.Tensor:
+    with torch.no_grad():
+        return model.head_for(dataset)(model.forward_features(x, dataset))
+
+
+# ---------------------------------------------------------------------------------------------
+# parity of each engine
+# ---------------------------------------------------------------------------------------------
+
+def test_torch_engine_float32_is_the_model_and_bf16_is_close():
+    model = _tiny()
+    x = _x()
+    fp32 = TorchEngine(model)
+    assert fp32.label == "torch/float32" and fp32.exact and fp32.model is model
+    assert torch.equal(fp32(x), _ref(model, x))
+    bf16 = TorchEngine(model, dtype=torch.bfloat16, prepare=True)
+    assert bf16.label == "torch/bfloat16" and bf16.model is not model  # prepared on a copy
+    assert next(model.parameters()).dtype == torch.float32
+    assert rel_l2(bf16(x), _ref(model, x)) < 2e-2
+    with pytest.raises(EngineError, match="prepare"):
+        TorchEngine(model, compile=True)
+
+
+@needs_ort
+@pytest.mark.parametrize("name,dataset", [("vitpose-b-simple", None), ("vitpose-plus-b", "ap10k")])
+def test_onnxruntime_engine_is_exact(name, dataset):
+    model = _tiny(name)
+    engine = build_engine("onnxruntime", model, dataset, "float32")
+    assert isinstance(engine, OnnxRuntimeEngine) and engine.label == "onnxruntime/float32"
+    assert engine.providers == ["CPUExecutionProvider"]
+    for n in (1, 4):  # dynamic batch
+        x = _x(n)
+        assert rel_l2(engine(x), _ref(model, x, dataset or 0)) <= E.EXACT_REL_L2
+    with pytest.raises(EngineError, match="float32"):
+        build_engine("onnxruntime", model, dataset, "bfloat16")
+
+
+@needs_ov
+def test_openvino_engine_float32_is_exact_and_bf16_close(tmp_path):
+    model = _tiny()
+    x = _x()
+    fp32 = build_engine("openvino", model, None, "float32")
+    assert isinstance(fp32, OpenVinoEngine) and fp32.label == "openvino/float32"
+    assert rel_l2(fp32(x), _ref(model, x)) <= E.EXACT_REL_L2
+    assert fp32.properties["PERFORMANCE_HINT"] == "LATENCY"
+    assert (cache_dir() / "openvino").is_dir()  # the compiled-model cache
+    assert any((cache_dir() / "graphs").glob("*.onnx"))  # the export is cached too
+    bf16 = build_engine("openvino", model, None, "bfloat16")
+    assert bf16.label == "openvino/bfloat16"
+    assert rel_l2(bf16(x), _ref(model, x)) < 5e-2
+    peer = OpenVinoEngine(fp32.path, "float32", tuned=False)  # OpenVINO's defaults (bench peer)
+    assert peer.properties == {"INFERENCE_PRECISION_HINT": "f32"}
+    assert rel_l2(peer(x), _ref(model, x)) <= E.EXACT_REL_L2
+    with pytest.raises(EngineError, match="does not exist"):
+        OpenVinoEngine(tmp_path / "missing.onnx")
+
+
+@needs_ov
+def test_openvino_reads_facts_from_the_file():
+    model = _tiny("vitpose-plus-b")
+    path = E.onnx_file_for(model, "ap10k")
+    engine = OpenVinoEngine(path)
+    assert engine.cfg.datasets == ("ap10k",) and engine.cfg.num_keypoints == 17
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_estimator_from_file_equals_torch_estimator(backend, data_dir):
+    if not (HAS_ORT if backend == "onnxruntime" else HAS_OV):
+        pytest.skip(f"{backend} is not installed")
+    from vitpose.inference.detectors import load_coco_detections
+    from vitpose.inference.io import read_image
+    model = _tiny(seed=1)
+    path = E.onnx_file_for(model)
+    image = read_image(data_dir / "coco" / "000000000785.jpg")
+    dets = load_coco_detections(data_dir / "coco" / "test_coco_det_AP_H_56.json")[785][:3]
+    settings = TestSettings.for_dataset("coco", flip_test=True)
+    est = PoseEstimator(model, settings=settings)
+    other = estimator_from_file(path, backend, settings=settings, batch_size=2)
+    assert other.engine.backend == backend and other.model.backbone.pos_embed.is_meta
+    x, _, _ = est.crops(image, dets)
+    assert rel_l2(other.forward_heatmaps(x), est.forward_heatmaps(x)) <= 1e-5
+    a, b = est(image, dets), other(image, dets)
+    np.testing.assert_allclose(b.keypoints, a.keypoints, rtol=1e-4, atol=1e-3)
+
+
+def test_pose_estimator_runs_any_engine():
+    model = _tiny()
+    calls = []
+
+    class Recording(TorchEngine):
+        def __call__(self, images):
+            calls.append(len(images))
+            return super().__call__(images)
+
+    settings = TestSettings.for_dataset("coco", flip_test=True)
+    est = PoseEstimator(model, settings=settings, batch_size=2, engine=Recording(model))
+    ref = PoseEstimator(model, settings=settings, batch_size=2)
+    x = _x(3)
+    assert torch.equal(est.forward_heatmaps(x), ref.forward_heatmaps(x))
+    assert calls == [4, 2]  # the crops and their mirrors in one call, per chunk of 2 crops
+    assert est.dtype == torch.float32 and est.device == torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# auto: choice, accuracy gate, cache (timings injected: no test depends on speed)
+# ---------------------------------------------------------------------------------------------
+
+def _inputs():
+    return _x(4, seed=3)
+
+
+def test_auto_picks_the_fastest_exact_engine():
+    model = _tiny()
+    timings = {"torch/float32": 3.0, "onnxruntime/float32": 1.0, "openvino/float32": 2.0}
+    backends = ["torch"] + (["onnxruntime"] if HAS_ORT else []) + (["openvino"] if HAS_OV else [])
+    engine, choice = select_engine(model, dtype="float32", timings=timings, inputs=_inputs(),
+                                   backends=backends)
+    want = "onnxruntime/float32" if HAS_ORT else "openvino/float32" if HAS_OV \
+        else "torch/float32"
+    assert engine.label == choice.engine == want
+    assert "fastest engine that passes the accuracy gate" in choice.reason
+    by = {m.engine: m for m in choice.measurements}
+    assert all(m.accepted and m.rel_l2 <= E.EXACT_REL_L2 for m in by.values())
+    assert by[want].seconds_per_crop == timings[want]
+
+
+def test_auto_never_picks_an_engine_below_the_gate(monkeypatch):
+    model = _tiny()
+    timings = {"torch/bfloat16": 0.5, "torch/float32": 3.0}
+    monkeypatch.setattr(E.auto, "MIN_ARGMAX_SAME", 1.01)  # no low-precision engine passes
+    engine, choice = select_engine(model, dtype="bfloat16", timings=timings, inputs=_inputs(),
+                                   backends=["torch"])
+    assert engine.label == "torch/float32"
+    assert "so the exact float32 path runs" in choice.reason
+    assert "torch/bfloat16 (same arg-max" in choice.reason
+    monkeypatch.setattr(E.auto, "MIN_ARGMAX_SAME", 0.0)  # every one passes: the fastest wins
+    engine, choice = select_engine(model, dtype="bfloat16", timings=timings, inputs=_inputs(),
+                                   backends=["torch"])
+    assert engine.label == "torch/bfloat16" and engine.dtype == torch.bfloat16
+    # a faster exact engine beats a slower low-precision one
+    engine, _ = select_engine(model, dtype="bfloat16", inputs=_inputs(), backends=["torch"],
+                              timings={"torch/bfloat16": 5.0, "torch/float32": 1.0})
+    assert engine.label == "torch/float32"
+
+
+def test_auto_exact_gate(monkeypatch):
+    monkeypatch.setattr(E.auto, "EXACT_REL_L2", -1.0)  # nothing is exact enough: an error
+    with pytest.raises(EngineError, match="no engine passed the accuracy gate"):
+        select_engine(_tiny(), dtype="float32", timings={"torch/float32": 1.0},
+                      inputs=_inputs(), backends=["torch"])
+
+
+def test_auto_remembers_its_choice_per_machine_model_and_policy(monkeypatch):
+    model = _tiny()
+    measured = []
+
+    def fake_time(engines, x, rounds):
+        measured.append(sorted(engines))
+        return {k: 0.1 for k in engines}
+
+    monkeypatch.setattr(E.auto, "_time_engines", fake_time)
+    _, c1 = select_engine(model, dtype="float32", backends=["torch"], inputs=_inputs())
+    assert not c1.cached and c1.cache_file and len(measured) == 1
+    saved = json.loads(Path(c1.cache_file).read_text())
+    assert saved["engine"] == "torch/float32" and saved["machine"]["cpu"]
+    _, c2 = select_engine(model, dtype="float32", backends=["torch"], inputs=_inputs())
+    assert c2.cached and c2.engine == c1.engine and len(measured) == 1  # no new calibration
+    select_engine(_tiny(seed=5), dtype="float32", backends=["torch"], inputs=_inputs())
+    assert len(measured) == 2  # other weights: another key
+    select_engine(model, dtype="bfloat16", backends=["torch"], inputs=_inputs())
+    assert len(measured) == 3  # another policy: another key
+
+
+def test_candidates_and_cache_folder(monkeypatch, tmp_path):
+    labels = [c.label for c in candidates_for(torch.bfloat16, "cpu",
+                                              ["torch", "onnxruntime", "openvino"])]
+    assert labels == ["torch/bfloat16", "openvino/bfloat16", "torch/float32",
+                      "onnxruntime/float32", "openvino/float32"]
+    assert [c.label for c in candidates_for(torch.float16, "cuda", ["torch", "onnxruntime",
+                                                                    "openvino"])] == \
+        ["torch/float16", "torch/float32", "onnxruntime/float32"]
+    monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "v"))
+    assert cache_dir() == tmp_path / "v"
+    monkeypatch.delenv("VITPOSE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert cache_dir() == tmp_path / "x" / "vitpose"
+
+
+def test_argmax_agreement():
+    ref = torch.zeros(2, 3, 4, 5)
+    ref[..., 1, 1] = 1
+    out = ref.clone()
+    out[0, 0, 1, 2] = 2  # one keypoint moves by one pixel
+    same, near = argmax_agreement(out, ref)
+    assert same == pytest.approx(5 / 6) and near == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# builder, missing runtimes, GPU providers (no GPU needed)
+# ---------------------------------------------------------------------------------------------
+
+def test_build_estimator_backends_agree(tmp_path, data_dir):
+    ckpt = vitpose.save_checkpoint(_tiny(seed=2), tmp_path / "m.pth")
+    image = str(data_dir / "coco" / "000000000785.jpg")
+    boxes = np.array([[100, 50, 200, 350, 1.0]], np.float32)
+    torch_est = build_estimator(str(ckpt), dtype="float32", backend="torch")
+    assert torch_est.engine.label == "torch/float32" and torch_est.engine_choice is None
+    want = torch_est(image, boxes).keypoints
+    backends = (["onnxruntime"] if HAS_ORT else []) + (["openvino"] if HAS_OV else []) + ["auto"]
+    for backend in backends:
+        est = build_estimator(str(ckpt), dtype="float32", backend=backend)
+        assert est.engine.exact
+        if backend == "auto":
+            assert est.engine_choice is not None and est.engine_choice.engine == est.engine.label
+        np.testing.assert_allclose(est(image, boxes).keypoints, want, rtol=1e-4, atol=1e-3)
+
+
+def test_missing_runtimes_name_their_extra(monkeypatch):
+    model = _tiny()
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert E.available_backends() == ["torch"]
+    with pytest.raises(EngineError, match=r"vitpose\[openvino\]"):
+        build_engine("openvino", model, None, "float32")
+    with pytest.raises(EngineError, match=r"vitpose\[onnx\]"):
+        build_engine("onnxruntime", model, None, "float32")
+    with pytest.raises(EngineError, match=r"vitpose\[openvino\]"):
+        OpenVinoEngine("any.onnx")
+    with pytest.raises(EngineError, match="unknown backend"):
+        build_engine("tensorflow", model)
+
+
+def test_cuda_and_tensorrt_providers_without_a_gpu(tmp_path):
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert providers_for("cpu", gpu) == ["CPUExecutionProvider"]
+    assert providers_for("cuda:1", gpu) == [("CUDAExecutionProvider", {"device_id": 1}),
+                                             "CPUExecutionProvider"]
+    trt = providers_for("cuda", gpu, tensorrt=True, fp16=True, cache=tmp_path)
+    assert trt[0] == ("TensorrtExecutionProvider",
+                      {"device_id": 0, "trt_fp16_enable": True, "trt_engine_cache_enable": True,
+                       "trt_engine_cache_path": str(tmp_path)})
+    assert [p if isinstance(p, str) else p[0] for p in trt] == gpu
+    with pytest.raises(EngineError, match="onnxruntime-gpu"):
+        providers_for("cuda", ["CPUExecutionProvider"])
