@@ -617,16 +617,18 @@ def _predict_memory(model: ViTPose, index: int, ckpt: Path, dtypes: Sequence[tor
 def _first_result(model: ViTPose, index: int, ckpt: Path, sample: Sample, cfg: BenchConfig,
                   device: torch.device, tmp: Path, echo: Callable[[str], None]
                   ) -> list[dict[str, Any]]:
-    """Time to first result of `vitpose predict` on one image (process start to exit, default
-    dtype): the torch path (what `predict` ran before engines), then ``--backend auto`` with an
-    empty cache folder (calibration, export, compilation) and again with the cache it left."""
+    """Time to first result of `vitpose predict` on one image (process start to exit) in the
+    exact path (``--dtype float32``, so that every run computes in the same precision whatever
+    the accuracy gate decides on these weights): the torch path (what `predict` ran before
+    engines), then ``--backend auto`` with an empty cache folder (calibration, export,
+    compilation) and again with the cache it left."""
     cache = tmp / "cache-first-result"
     env = {**os.environ, "VITPOSE_CACHE": str(cache)}
     rows = []
     for label, backend in (("torch", "torch"), ("auto, cold cache", "auto"),
                            ("auto, warm cache", "auto")):
         cmd = _predict_args(cfg, str(sample.path), ckpt, tmp / "first.json", device,
-                            model.datasets[index]) + ["--backend", backend]
+                            model.datasets[index]) + ["--backend", backend, "--dtype", "float32"]
         rec = {"run": label, **_run_predict(cmd, env)}
         rows.append(rec)
         echo(f"  first result, {label}: {rec['seconds']:.2f} s, peak RSS {rec['peak_rss_mb']} "
