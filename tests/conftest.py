@@ -24,3 +24,17 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"official fixtures folder {FIXTURES} is absent")
     return FIXTURES
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_vitpose_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Engine choices and exported graphs go to a fresh cache folder for the test session,
+    never to the user's (``$VITPOSE_CACHE`` is read by `vitpose.inference.engines`)."""
+    import os
+    old = os.environ.get("VITPOSE_CACHE")
+    os.environ["VITPOSE_CACHE"] = str(tmp_path_factory.mktemp("vitpose-cache"))
+    yield
+    if old is None:
+        os.environ.pop("VITPOSE_CACHE", None)
+    else:
+        os.environ["VITPOSE_CACHE"] = old
