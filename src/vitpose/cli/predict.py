@@ -42,7 +42,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="checkpoint path or hub id (default: the variant's released weights)")
     p.add_argument("--dataset", default=None,
                    help="keypoint set / ViTPose+ expert: coco, aic, mpii, ap10k, apt36k, "
-                        "wholebody, ... (default: the model's first)")
+                        "wholebody, ..., or auto (ViTPose+: each box's detector class picks "
+                        "the head, persons -> COCO, animals -> AP-10K) (default: the model's "
+                        "first)")
     p.add_argument("--dataset-meta", default=None, metavar="FILE",
                    help="keypoint metadata (.yaml/.json) of a custom dataset, for models "
                         "fine-tuned on your own keypoints (see docs/FINETUNE.md)")
@@ -61,10 +63,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="image, folder, glob ('imgs/*.jpg'), video file or webcam index")
     add_model_arguments(p)
     boxes = p.add_argument_group("person boxes (default: --detector)")
-    boxes.add_argument("--detector", default="hog",
-                       help="hog (offline, OpenCV, low quality), rtdetr (RT-DETR from the "
-                            "Hugging Face hub, downloaded on first use) or whole-image "
-                            "(default: %(default)s)")
+    boxes.add_argument("--detector", default="auto",
+                       help="auto (D-FINE-N, fast, downloaded on first use; offline it says "
+                            "so and uses hog), dfine-s, rtdetr (RT-DETR-R50, larger and "
+                            "slower), a Hugging Face id or folder of a transformers detector, "
+                            "hog (offline, OpenCV, low quality) or whole-image "
+                            "(default: %(default)s; see docs/DETECTORS.md)")
+    boxes.add_argument("--det-classes", default=None, metavar="NAMES",
+                       help="comma-separated detector classes to keep (default: person; with "
+                            "--dataset auto: person and the animals)")
+    boxes.add_argument("--det-engine", choices=("auto", "onnxruntime", "torch"), default="auto",
+                       help="how a learned detector runs: auto = ONNX Runtime on the CPU "
+                            "(exported once, cached), else PyTorch (default: %(default)s)")
+    boxes.add_argument("--wholebody", action="store_true",
+                       help="with --dataset auto: persons get COCO-WholeBody keypoints")
     boxes.add_argument("--det-file", help="detections in COCO results format")
     boxes.add_argument("--images-file",
                        help="COCO annotation/images file mapping image_id -> file name "
@@ -98,6 +110,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     vid.add_argument("--no-track", action="store_true", help="no track ids across frames")
     vid.add_argument("--smooth", action="store_true", help="One-Euro temporal smoothing")
     vid.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    vid.add_argument("--det-interval", type=int, default=1, metavar="N",
+                     help="run the detector every N frames; in between, each tracked person's "
+                          "box comes from their previous keypoints (a lost track triggers a "
+                          "new detection) (default: %(default)s)")
 
 
 def build_estimator(args: argparse.Namespace) -> PoseEstimator:
@@ -107,14 +123,22 @@ def build_estimator(args: argparse.Namespace) -> PoseEstimator:
         dataset_meta=getattr(args, "dataset_meta", None), device=args.device, dtype=args.dtype,
         compile=getattr(args, "compile", False), flip_test=not getattr(args, "no_flip", False),
         decode=getattr(args, "decode", None), oks_nms=getattr(args, "oks_nms", None),
-        batch_size=getattr(args, "batch_size", 16))
+        batch_size=getattr(args, "batch_size", 16), wholebody=getattr(args, "wholebody", False))
 
 
 def box_source(args: argparse.Namespace) -> BoxSource:
     """The box source of the box options."""
+    classes = getattr(args, "det_classes", None)
+    strict = bool(classes)
+    if classes:
+        classes = [c.strip() for c in classes.split(",") if c.strip()]
+    elif (getattr(args, "dataset", None) or "").lower() == "auto":
+        classes = list(inference_builder.AUTO_CLASSES)
     return BoxSource(detector=args.detector, det_file=args.det_file,
                      images_file=args.images_file, boxes_json=args.boxes_json, boxes=args.box,
-                     det_thr=args.det_thr, fallback=args.fallback, device=args.device)
+                     det_thr=args.det_thr, fallback=args.fallback, device=args.device,
+                     classes=classes, strict_classes=strict,
+                     engine=getattr(args, "det_engine", "auto"))
 
 
 class ResultsWriter:
@@ -182,11 +206,13 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     queued: deque[tuple[Path, np.ndarray]] = deque()  # results come back in input order
 
+    routed = hasattr(estimator, "routes")
+
     def items():
         for path in spec.image_paths:
             try:
                 image = first if single else read_image(path)
-                b = boxes(str(path), image)
+                b, labels = boxes.labeled(str(path), image)
             except VitPoseError as e:
                 if single:
                     raise
@@ -194,7 +220,10 @@ def run(args: argparse.Namespace) -> int:
                 failed.append(str(path))
                 continue
             queued.append((path, image))
-            yield image, b, boxes.image_id(path)
+            if routed:  # the class of each box picks its keypoint set
+                yield image, b, boxes.image_id(path), labels
+            else:
+                yield image, b, boxes.image_id(path)
 
     bar = tqdm(total=len(spec.image_paths), unit="img", disable=len(spec.image_paths) < 4,
                file=sys.stderr)

@@ -14,11 +14,37 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .detectors import build_detector, find_boxes, load_box_mapping, load_coco_detections
-from .pipeline import PoseEstimator, TestSettings
+from .detectors import (ANIMAL_CLASSES, build_detector, find_boxes, load_box_mapping,
+                        load_coco_detections)
+from .pipeline import PoseEstimator, RoutedPoseEstimator, TestSettings
 from .precision import optimize_for_inference, resolve_dtype
 
-__all__ = ["BoxSource", "build_estimator", "read_image_ids"]
+__all__ = ["AUTO_CLASSES", "BoxSource", "build_estimator", "read_image_ids", "routes_for"]
+
+#: Detector classes asked for with ``dataset="auto"``: people and the animals of `routes_for`.
+AUTO_CLASSES: tuple[str, ...] = ("person", *ANIMAL_CLASSES)
+_HUMAN_SETS = ("coco", "aic", "mpii", "crowdpose", "ochuman")
+_ANIMAL_SETS = ("ap10k", "apt36k")
+
+
+def routes_for(datasets: Sequence[str], wholebody: bool = False) -> dict[str, str]:
+    """Detector class -> keypoint set for a model with these heads: persons to COCO (or
+    COCO-WholeBody with ``wholebody``, or the first human set it has), the `ANIMAL_CLASSES` to
+    AP-10K (or APT-36K). Raises `InputError` when ``wholebody`` is asked of a model without
+    that head."""
+    have = list(datasets)
+    if wholebody:
+        if "wholebody" not in have:
+            raise InputError(f"this model has no whole-body head (its keypoint sets: "
+                             f"{', '.join(have)})")
+        person = "wholebody"
+    else:
+        person = next((d for d in _HUMAN_SETS if d in have), have[0])
+    routes = {"person": person}
+    animal = next((d for d in _ANIMAL_SETS if d in have), None)
+    if animal is not None:
+        routes.update({c: animal for c in ANIMAL_CLASSES})
+    return routes
 
 log = logging.getLogger("vitpose.inference")
 
@@ -27,15 +53,36 @@ def build_estimator(model: str = "vitpose-b-simple", *, weights: str | None = No
                     dataset: str | None = None, dataset_meta: str | None = None,
                     device: str = "cpu", dtype: str = "auto", compile: bool = False,
                     flip_test: bool = True, decode: str | None = None,
-                    oks_nms: float | None = None, batch_size: int = 16) -> PoseEstimator:
+                    oks_nms: float | None = None, batch_size: int = 16,
+                    wholebody: bool = False) -> PoseEstimator | RoutedPoseEstimator:
     """A `PoseEstimator` for a variant name, checkpoint path or hub id (`vitpose.load_model`),
     prepared for `dtype` (``'auto'``: see `resolve_dtype`), with the dataset's official
-    test-time settings unless `flip_test`, `decode` or `oks_nms` override them."""
+    test-time settings unless `flip_test`, `decode` or `oks_nms` override them.
+
+    ``dataset="auto"``: with a multi-dataset (ViTPose+) model, a `RoutedPoseEstimator` whose
+    detector classes pick the head and expert per box (`routes_for`; ``wholebody`` sends
+    persons to COCO-WholeBody); with a one-dataset model, that dataset."""
     from ..hub import load_model
-    net = load_model(model, weights=weights, device=device, dataset=dataset)
+    auto = dataset is not None and dataset.lower() == "auto"
+    net = load_model(model, weights=weights, device=device, dataset=None if auto else dataset)
     compute_dtype = resolve_dtype(dtype, device)
     # weights cast once to the compute dtype (not on every call by autocast); optional compile
     optimize_for_inference(net, compute_dtype, compile=compile)
+    if auto:
+        heads = [h.dataset for h in net.cfg.heads]
+        routes = routes_for(heads, wholebody)
+        if len(set(routes.values())) > 1 or wholebody:
+            overrides_auto: dict[str, Any] = {"flip_test": flip_test}
+            if decode:
+                overrides_auto["decode"] = decode
+            if oks_nms is not None:
+                overrides_auto["nms_thr"] = oks_nms
+            return RoutedPoseEstimator(net, routes, settings_overrides=overrides_auto,
+                                       device=device, batch_size=batch_size, dtype=compute_dtype)
+        dataset = routes["person"]
+    elif wholebody:
+        raise InputError("whole-body keypoints for persons go with --dataset auto "
+                         "(or --dataset wholebody)")
     dataset = dataset if dataset is not None else net.datasets[0]
     overrides: dict[str, Any] = {"flip_test": flip_test}
     if decode:
@@ -58,12 +105,15 @@ def build_estimator(model: str = "vitpose-b-simple", *, weights: str | None = No
 class BoxSource:
     """Boxes for an image from one source: a detections file (COCO results format), a JSON
     mapping of file names to boxes, fixed boxes, or a detector (with an optional whole-image
-    fallback when it finds nobody)."""
+    fallback when it finds nobody). ``classes``: the detector classes to keep (default
+    persons; `labeled` says the class of each box)."""
 
     def __init__(self, *, detector: str = "hog", det_file: str | None = None,
                  images_file: str | None = None, boxes_json: str | None = None,
                  boxes: Sequence[str] | np.ndarray | None = None, det_thr: float | None = None,
-                 fallback: str = "none", device: str = "cpu") -> None:
+                 fallback: str = "none", device: str = "cpu",
+                 classes: Sequence[str] | None = None, strict_classes: bool = False,
+                 engine: str = "auto") -> None:
         self.mapping = None
         self.fixed = None
         self.detector = None
@@ -80,29 +130,47 @@ class BoxSource:
         elif boxes is not None and len(boxes):
             self.fixed = _fixed_boxes(boxes)
         else:
-            self.detector = build_detector(detector, device=device)
+            kw: dict[str, Any] = {}
+            if str(detector).lower() not in ("hog", "none", "whole-image", "whole"):
+                kw["engine"] = engine
+                if classes:
+                    # classes asked for by name must exist; those of dataset="auto" are optional
+                    # (a person-only detector still gives the persons)
+                    kw.update(labels=tuple(classes), strict_labels=strict_classes)
+            self.detector = build_detector(detector, device=device, **kw)
             self.detector_name = detector
             self.det_thr = det_thr
             self.fallback = fallback
 
     def __call__(self, path: str | None, image: np.ndarray) -> np.ndarray | None:
+        return self.labeled(path, image)[0]
+
+    def labeled(self, path: str | None, image: np.ndarray
+                ) -> tuple[np.ndarray | None, list[str] | None]:
+        """The boxes and, from a learned detector, the class name of each (else None)."""
         if self.fixed is not None:
-            return self.fixed
+            return self.fixed, None
         if self.mapping is not None:
             boxes = find_boxes(self.mapping, path) if path else None
             if boxes is None:
                 log.warning("no detections for %s in the detections file", path)
-                return np.zeros((0, 5), np.float32)
-            return boxes
-        boxes = self.detector(image)
+                return np.zeros((0, 5), np.float32), None
+            return boxes, None
+        labels: list[str] | None = None
+        if hasattr(self.detector, "detect_labeled"):
+            boxes, labels = self.detector.detect_labeled(image)
+        else:
+            boxes = self.detector(image)
         if self.det_thr is not None:
-            boxes = boxes[boxes[:, 4] >= self.det_thr]
+            keep = boxes[:, 4] >= self.det_thr
+            boxes = boxes[keep]
+            labels = None if labels is None else [c for c, k in zip(labels, keep) if k]
         if len(boxes) == 0 and self.fallback == "whole-image":
             log.warning("the %s detector found nobody in %s: using the whole image",
                         self.detector_name, path or "the frame")
             h, w = image.shape[:2]
-            boxes = np.array([[0, 0, w, h, 1.0]], np.float32)
-        return boxes
+            boxes, labels = np.array([[0, 0, w, h, 1.0]], np.float32), None
+        return boxes, labels
 
     def image_id(self, path: Path) -> Any:
         """The results' ``image_id``: from the images file; else, for a COCO detections file

@@ -822,9 +822,21 @@ def _load_transformers_detector(model_id: str, revision: str | None,
     kwargs: dict[str, Any] = {"revision": revision}
     if cache_dir is not None:
         kwargs["cache_dir"] = os.fspath(cache_dir)
+    def load(**extra: Any) -> tuple[Any, dict[str, Any]]:
+        model = AutoModelForObjectDetection.from_pretrained(model_id, **kwargs, **extra)
+        proc_cfg, _ = ImageProcessingMixin.get_image_processor_dict(model_id, **kwargs, **extra)
+        return model, proc_cfg
+
     try:
-        model = AutoModelForObjectDetection.from_pretrained(model_id, **kwargs)
-        proc_cfg, _ = ImageProcessingMixin.get_image_processor_dict(model_id, **kwargs)
+        if not local.is_dir():
+            try:  # the cached copy first: no network round trip, no retries when offline
+                return load(local_files_only=True)
+            except (OSError, ValueError):
+                pass
+            reason = _hub_unreachable()
+            if reason:
+                raise OSError(reason)
+        return load()
     except ImportError as exc:  # e.g. a model whose backbone needs timm
         raise DownloadError(
             f"the detector {model_id!r} needs a package that is not installed: {exc}. "
@@ -836,7 +848,29 @@ def _load_transformers_detector(model_id: str, revision: str | None,
         if type(exc).__module__.split(".")[0] in {"httpx", "requests", "huggingface_hub"}:
             raise _detector_source_error(model_id, exc) from exc
         raise
-    return model, proc_cfg
+
+
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached (offline mode, no DNS, no route), or None.
+
+    Checked before a download so that an offline machine fails at once instead of after the
+    hub client's retries (tens of seconds)."""
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    if getattr(constants, "HF_HUB_OFFLINE", False):
+        return "offline mode (HF_HUB_OFFLINE=1) and not in the local cache"
+    url = urlparse(getattr(constants, "ENDPOINT", "https://huggingface.co"))
+    host = url.hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, url.port or 443), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"not in the local cache, and {host} cannot be reached: {exc}"
 
 
 class TransformersDetector:
@@ -1119,7 +1153,10 @@ def build_detector(name: str, device: str | None = None, **kwargs: Any) -> Detec
                 _AUTO_WARNED = True
                 logger.warning(
                     "the default detector (auto) is D-FINE-N (%s), which is not available: %s "
-                    "Using OpenCV's HOG person detector instead (offline, lower quality).",
+                    "If this machine is offline, download it on another machine and pass its "
+                    "folder with --detector PATH (files already in the Hugging Face cache are "
+                    "used with HF_HUB_OFFLINE=1). Using OpenCV's HOG person detector instead "
+                    "(offline, lower quality).",
                     kwargs["model_id"], str(exc).replace(_OFFLINE_HINT, "").strip(),
                 )
             return _build(HOGPersonDetector, "hog", device, {})
