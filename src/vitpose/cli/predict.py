@@ -263,48 +263,61 @@ def _write_image(path: Path, image_rgb: np.ndarray) -> None:
 
 
 def _run_video(args: argparse.Namespace, spec, out_dir: Path) -> int:
-    from ..inference.video import PoseSmoother, PoseTracker, VideoReader, VideoWriter
+    from ..inference.video import (BackgroundWriter, IntervalBoxes, PoseSmoother, PoseTracker,
+                                   VideoReader, VideoWriter, estimate_video, prefetch)
     stem = Path(str(spec.video_source)).stem if spec.kind == "video" \
         else f"webcam{spec.video_source}"
     video_path = out_dir / f"{stem}_pose.mp4"
     json_path = Path(args.out) if args.out else out_dir / f"{stem}_frames.json"
     _check_outputs([json_path] + ([] if args.no_draw else [video_path]), args.overwrite)
+    if getattr(args, "det_interval", 1) < 1:
+        raise InputError(f"--det-interval must be at least 1, got {args.det_interval}")
     boxes = box_source(args)
     estimator = build_estimator(args)
     reader = VideoReader(spec.video_source)
-    tracker = None if args.no_track else PoseTracker(metric="oks", sigmas=estimator.meta.sigmas)
-    smoother = PoseSmoother(reader.fps) if args.smooth else None
+    routed = hasattr(estimator, "routes")  # several keypoint sets: tracks matched by box IoU
+    tracker = None if args.no_track else (
+        PoseTracker(metric="iou") if routed else
+        PoseTracker(metric="oks", sigmas=estimator.meta.sigmas))
+    smoother = PoseSmoother(reader.fps) if args.smooth and tracker is not None else None
     writer = ResultsWriter(json_path)
     video = None if args.no_draw else VideoWriter(video_path, reader.fps)
     total = reader.frame_count if args.max_frames is None else \
         min(args.max_frames, reader.frame_count or args.max_frames)
+    interval = IntervalBoxes(lambda frame: boxes.labeled(None, frame),
+                             getattr(args, "det_interval", 1))
+
+    def frames():
+        for index, frame in enumerate(reader):
+            if args.max_frames is not None and index >= args.max_frames:
+                break
+            yield frame
+
+    drawing = None if video is None else BackgroundWriter()
+    kpt_thr = args.kpt_thr
+
+    def draw_and_write(frame, result):
+        video.write(estimator.draw(frame, result, kpt_thr))
+
     n = 0
     try:
         with tqdm(total=total, unit="frame", file=sys.stderr) as bar:
-            for index, frame in enumerate(reader):
-                if args.max_frames is not None and index >= args.max_frames:
-                    break
-                result = estimator(frame, boxes(None, frame), image_id=index)
-                if tracker is not None:
-                    # Called on empty frames too, so that tracks (and filters) age and expire.
-                    # The person boxes give the OKS scale (as the COCO area does).
-                    kp = result.keypoints
-                    ids = tracker.update(kp[..., :2], kp[..., 2], result.boxes_xyxy)
-                    for inst, tid in zip(result.instances, ids):
-                        inst.track_id = int(tid)
-                    if smoother is not None:
-                        smooth = smoother(ids, kp[..., :2], index)
-                        for inst, xy in zip(result.instances, smooth):
-                            inst.keypoints[:, :2] = xy
+            for index, frame, result in estimate_video(prefetch(frames()), estimator, interval,
+                                                       tracker, smoother):
                 writer.add([{"frame": index, "instances": result.to_coco()}])
-                if video is not None:
-                    video.write(estimator.draw(frame, result, args.kpt_thr))
+                if drawing is not None:
+                    drawing.submit(draw_and_write, frame, result)
                 n += 1
                 bar.update(1)
     finally:
-        reader.close()
-        writer.finish()
-        if video is not None:
-            video.close()
-    print(f"{n} frame(s) -> {json_path}" + ("" if video is None else f", {video_path}"))
+        try:
+            if drawing is not None:
+                drawing.close()
+        finally:
+            reader.close()
+            writer.finish()
+            if video is not None:
+                video.close()
+    extra = f" ({interval.detections} detector pass(es))" if args.det_interval > 1 else ""
+    print(f"{n} frame(s){extra} -> {json_path}" + ("" if video is None else f", {video_path}"))
     return 0
