@@ -346,6 +346,7 @@ class PoseDemo:
         self._lock = threading.Lock()
         self._example_video: Path | None = None
         self.webcam_det_interval = max(1, int(webcam_det_interval))
+        self.webcam_time_limit = 600  # seconds of streaming per start of the camera
         self._webcam: dict[str, Any] = {}
 
     # -- settings -----------------------------------------------------------------------------
@@ -629,7 +630,7 @@ class PoseDemo:
 
         The detector runs every `webcam_det_interval` frames; in between, each tracked person's
         box comes from their previous keypoints (`IntervalBoxes`), with track ids. A new stream
-        (or one after a pause of 2 s, or other settings) starts a new tracking state.
+        (or one after a pause of 10 s, or other settings) starts a new tracking state.
 
         Args:
             frame: ``(H, W, 3)`` uint8 RGB frame (None when the camera stopped).
@@ -654,7 +655,7 @@ class PoseDemo:
             detector = self._detector(box_source, estimator)
             key = (model, box_source, bool(flip))
             state = self._webcam
-            if state.get("key") != key or now - state.get("last", now) > 2.0:
+            if state.get("key") != key or now - state.get("last", now) > 10.0:
                 state.clear()
                 state.update(key=key, times=[], frames=0,
                              tracker=PoseTracker(metric="iou") if hasattr(estimator, "routes")
@@ -899,8 +900,9 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
                                            **no_share)
         settings = [model, box, flip, thr]
         cam.stream(webcam_handler, [cam, *settings], [cam_out, cam_status],
-                   api_name="predict_frame", stream_every=0.05, time_limit=None,
-                   concurrency_limit=1, show_progress="hidden", trigger_mode="always_last")
+                   api_name="predict_frame", stream_every=0.04,  # at most 25 frames/s
+                   time_limit=demo.webcam_time_limit, concurrency_limit=1,
+                   show_progress="hidden")
         image_run.click(image_handler, [image_in, *settings],
                         [image_out, image_table, image_json, image_status],
                         api_name="predict_image", concurrency_limit=1)
