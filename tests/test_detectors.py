@@ -485,3 +485,15 @@ def test_named_detectors_map_to_hub_ids(monkeypatch: pytest.MonkeyPatch) -> None
                     "PekingU/rtdetr_r50vd_coco_o365"]
     with pytest.raises(InputError, match="unknown detector engine"):
         build_detector("dfine-n", engine="tensorrt")
+
+
+@pytest.mark.parametrize("name, params_m", [("dfine-n", 3.8), ("dfine-s", 10.3)])
+def test_detector_configs_match_the_published_models(name: str, params_m: float) -> None:
+    """The random-weight stand-ins used for speed measurements have the published size
+    (D-FINE-N ~4 M, D-FINE-S ~10 M parameters), 80 COCO classes and a 640x640 input."""
+    pytest.importorskip("transformers")
+    d = det.random_detector(name, engine="torch")
+    n = sum(p.numel() for p in d.model.parameters()) / 1e6
+    assert n == pytest.approx(params_m, abs=0.1)
+    assert d.label_ids == [0] and d.preprocess.output_hw(480, 640) == (640, 640)
+    assert len(det.COCO_CLASSES) == 80 and set(det.ANIMAL_CLASSES) <= set(det.COCO_CLASSES)

@@ -40,6 +40,7 @@ from vitpose.errors import DownloadError, InputError, VitPoseError
 __all__ = [
     "ANIMAL_CLASSES",
     "AUTO_DETECTOR",
+    "COCO_CLASSES",
     "DEFAULT_TRANSFORMERS_DETECTOR",
     "DETECTOR_ENGINES",
     "DETECTOR_MODELS",
@@ -51,11 +52,13 @@ __all__ = [
     "WholeImageDetector",
     "build_detector",
     "decode_detr_detections",
+    "detector_config",
     "decode_detr_outputs",
     "find_boxes",
     "load_box_mapping",
     "load_coco_detections",
     "nms_boxes",
+    "random_detector",
     "sanitize_boxes",
     "whole_image_box",
 ]
@@ -782,8 +785,13 @@ def _onnx_cache_path(model_id: str, model: Any, input_hw: tuple[int, int],
     elif parts[1] == "None":
         return None  # neither a hub snapshot nor a folder: no stable key
     key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-    base = Path(onnx_dir) if onnx_dir is not None else Path(
-        os.environ.get("VITPOSE_CACHE", Path.home() / ".cache" / "vitpose")) / "detectors"
+    if onnx_dir is not None:
+        base = Path(onnx_dir)
+    elif os.environ.get("VITPOSE_CACHE"):
+        base = Path(os.environ["VITPOSE_CACHE"]).expanduser() / "detectors"
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = Path(cache) / "vitpose" / "detectors"
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", local.name if local.is_dir() else model_id)
     return base / f"{safe}-{input_hw[0]}x{input_hw[1]}-{key}.onnx"
 
@@ -1177,3 +1185,73 @@ def _build(cls: type, name: str, device: str | None, kwargs: dict[str, Any]) -> 
     except TypeError as exc:
         raise InputError(f"invalid options for detector {name!r}: {exc}") from exc
     return cls(**kwargs)
+
+
+#: The 80 COCO detection classes in the order of the ``id2label`` of the COCO detectors.
+COCO_CLASSES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich",
+    "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
+    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book",
+    "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+)
+
+#: The image processor settings of the `DETECTOR_MODELS` (all resize to 640x640, scale to 0..1).
+DETR_640_PREPROCESS: dict[str, Any] = {
+    "do_resize": True, "size": {"height": 640, "width": 640}, "resample": 2, "do_rescale": True,
+    "rescale_factor": 1 / 255, "do_normalize": False,
+}
+
+
+def detector_config(name: str) -> Any:
+    """The ``transformers`` config of a `DETECTOR_MODELS` entry (the architecture of the hub
+    checkpoint, COCO classes), to build it with random weights for tests and speed
+    measurements (speed does not depend on the weights). D-FINE settings follow transformers'
+    conversion script of the original checkpoints."""
+    import transformers
+
+    labels = dict(enumerate(COCO_CLASSES))
+    common = {"id2label": labels, "label2id": {v: k for k, v in labels.items()}}
+    hgnet = {"model_type": "hgnet_v2", "layer_type": "basic", "embedding_size": 32,
+             "hidden_sizes": [128, 256, 512, 1024], "stem_channels": [3, 16, 16],
+             "stage_in_channels": [16, 64, 256, 512], "stage_mid_channels": [16, 32, 64, 128],
+             "stage_out_channels": [64, 256, 512, 1024], "stage_num_blocks": [1, 1, 2, 1],
+             "stage_downsample": [False, True, True, True],
+             "stage_light_block": [False, False, True, True], "stage_kernel_size": [3, 3, 5, 5],
+             "stage_numb_of_layers": [3, 3, 3, 3], "use_learnable_affine_block": True}
+    if name == "dfine-n":
+        return transformers.DFineConfig(
+            backbone_config={**hgnet, "out_indices": [3, 4]}, num_feature_levels=2,
+            encoder_ffn_dim=512, encode_proj_layers=[1], d_model=128, encoder_hidden_dim=128,
+            decoder_ffn_dim=512, encoder_in_channels=[512, 1024], decoder_n_points=[6, 6],
+            decoder_in_channels=[128, 128], feat_strides=[16, 32], depth_mult=0.5,
+            decoder_layers=3, hidden_expansion=0.34, **common)
+    if name == "dfine-s":
+        return transformers.DFineConfig(
+            backbone_config={**hgnet, "out_indices": [2, 3, 4]}, decoder_layers=3,
+            hidden_expansion=0.5, depth_mult=0.34, decoder_n_points=[3, 6, 3],
+            encoder_in_channels=[256, 512, 1024], **common)
+    if name == "rtdetr":
+        return transformers.RTDetrConfig(**common)
+    raise InputError(f"no built-in config for detector {name!r}; choose one of "
+                     f"{', '.join(DETECTOR_MODELS)}")
+
+
+def random_detector(name: str = AUTO_DETECTOR, **kwargs: Any) -> TransformersDetector:
+    """A `TransformersDetector` with the architecture of a `DETECTOR_MODELS` entry and random
+    weights (seeded), for tests and speed measurements without the hub."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = detector_config(name)
+    cls = (transformers.DFineForObjectDetection if name.startswith("dfine")
+           else transformers.RTDetrForObjectDetection)
+    model = cls(config).eval()
+    return TransformersDetector.from_model(model, DETR_640_PREPROCESS, name=f"{name} (random)",
+                                           **kwargs)
