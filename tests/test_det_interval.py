@@ -78,6 +78,12 @@ def test_pose_box_is_padded_keypoint_box_clipped():
     assert pose_box_xywh(kp, np.array([0.9, 0.1, 0.1]), (100, 100)) is None
     edge = pose_box_xywh(np.array([[0, 0], [50, 90]]), np.ones(2), (80, 40))
     assert edge[0] == 0 and edge[1] == 0 and edge[2] == 40 and edge[3] == 80
+    # never past the image after float32 rounding (else a "clipped" warning every frame)
+    from vitpose.inference.detectors import sanitize_boxes
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        b = pose_box_xywh(rng.uniform(-50, 1000, (17, 2)), np.ones(17), (540, 960))
+        assert b is None or sanitize_boxes(np.append(b, 1.0)[None], (540, 960))[1] == []
 
 
 def test_moving_person_keeps_one_track_with_detector_every_fifth_frame():

@@ -706,7 +706,12 @@ def pose_box_xywh(keypoints: np.ndarray, scores: np.ndarray, image_hw: tuple[int
     x2, y2 = min(float(w), center[0] + half[0]), min(float(h), center[1] + half[1])
     if x2 - x1 < 2 or y2 - y1 < 2:
         return None
-    return np.array([x1, y1, x2 - x1, y2 - y1], np.float32)
+    box = np.array([x1, y1, x2 - x1, y2 - y1], np.float32)
+    # float32 rounding must not put the far edge past the image (a "clipped" warning a frame)
+    for i, limit in ((2, float(w)), (3, float(h))):
+        while float(box[i - 2]) + float(box[i]) > limit:
+            box[i] = np.nextafter(box[i], np.float32(0))
+    return box
 
 
 class IntervalBoxes:
