@@ -155,3 +155,9 @@ def test_predict_dataset_auto_cli(tmp_path, plus, data_dir, monkeypatch):
     import json
     entries = json.loads((out / "results.json").read_text())
     assert [e["dataset"] for e in entries] == ["coco"]
+
+
+def test_hog_cannot_find_the_classes_asked_for():
+    with pytest.raises(InputError, match="HOG detector finds people only, not dog"):
+        BoxSource(detector="hog", classes=["person", "dog"], strict_classes=True)
+    BoxSource(detector="hog", classes=list(AUTO_CLASSES))  # dataset=auto: persons only, fine

@@ -131,6 +131,10 @@ class BoxSource:
             self.fixed = _fixed_boxes(boxes)
         else:
             kw: dict[str, Any] = {}
+            others = sorted({c.lower() for c in classes or ()} - {"person"})
+            if strict_classes and others and str(detector).lower() == "hog":
+                raise InputError(f"the HOG detector finds people only, not {', '.join(others)}; "
+                                 "use a learned detector (auto, dfine-s, rtdetr)")
             if str(detector).lower() not in ("hog", "none", "whole-image", "whole"):
                 kw["engine"] = engine
                 if classes:
