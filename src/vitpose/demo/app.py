@@ -7,9 +7,10 @@ Two layers, so that everything but the page itself is testable without a server:
   (not an image, a corrupt video, a missing head for the chosen keypoint set, no network for
   released weights) becomes a message in the result, never an exception. Models are loaded on
   first use and cached per ``(model, weights, dataset)``. The estimation itself is the one
-  test-time path of `vitpose.inference.pipeline` (built by `vitpose.inference.builder.build_estimator`,
-  drawn by ``PoseEstimator.draw``), tracking is `vitpose.inference.video.PoseTracker`.
-* `build_app` wraps a `PoseDemo` in a Gradio ``Blocks`` page with an image tab and a video tab
+  test-time path of `vitpose.inference.pipeline` (built by
+  `vitpose.inference.builder.build_estimator`, drawn by ``PoseEstimator.draw``), tracking is
+  `vitpose.inference.video.PoseTracker`; `predict_frame` serves the webcam stream.
+* `build_app` wraps a `PoseDemo` in a Gradio ``Blocks`` page with image, video and webcam tabs
   (Gradio is the optional extra ``vitpose[demo]``, imported only there); `launch_app` serves it,
   on 127.0.0.1 by default, with an upload size limit.
 """
