@@ -100,6 +100,9 @@ def build_estimator(model: str | None = None, *, weights: str | None = None,
         heads = [h.dataset for h in net.cfg.heads]
         routes = routes_for(heads, wholebody)
         if len(set(routes.values())) > 1 or wholebody:
+            if backend not in ("auto", "torch"):
+                log.warning("keypoint sets chosen per box (dataset auto) run on PyTorch, not %s",
+                            backend)
             # weights cast once to the compute dtype (not on every call by autocast)
             optimize_for_inference(net, compute_dtype, compile=compile)
             return RoutedPoseEstimator(net, routes, settings_overrides=overrides,
