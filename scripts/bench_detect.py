@@ -148,6 +148,10 @@ def bench_video(frames: int, interval: int, persons: int) -> dict:
     est(base[0], boxes)
     wall, n_inst, detections = run()
     e2e = n_inst / wall
+    # the crop throughput again after the run; the better of the two counts (a busy machine
+    # slows one of them, and the better one makes the ratio conservative)
+    crop_ts = timed(lambda: est.forward_heatmaps(x), 10)
+    crops_per_s = max(crops_per_s, persons / statistics.median(crop_ts))
     # the same again without drawing/writing and detector: the pose-only part of the loop
     row = {"frames": frames, "persons_per_frame": persons, "det_interval": interval,
            "detector_passes": detections, "pose_dtype": str(dtype).replace("torch.", ""),
