@@ -100,6 +100,10 @@ class FixedBoxes:
 
 
 def bench_video(frames: int, interval: int, persons: int) -> dict:
+    import cv2
+
+    cv2.setNumThreads(1)  # as `vitpose predict VIDEO` does
+
     from vitpose.cli.predict import ResultsWriter
     from vitpose.inference.video import (BackgroundWriter, IntervalBoxes, PoseTracker,
                                          VideoReader, VideoWriter, estimate_video, prefetch)
@@ -211,6 +215,9 @@ def main() -> int:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if os.environ.get("BENCH_CV2_THREADS"):
+        import cv2
+        cv2.setNumThreads(int(os.environ["BENCH_CV2_THREADS"]))
     out = {"cpu": subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | cut -d: -f2"],
                                  capture_output=True, text=True).stdout.strip(),
            "threads": torch.get_num_threads(), "load_before": os.getloadavg()}
