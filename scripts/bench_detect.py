@@ -100,6 +100,10 @@ class FixedBoxes:
 
 
 def bench_video(frames: int, interval: int, persons: int) -> dict:
+    import cv2
+
+    cv2.setNumThreads(1)  # as `vitpose predict VIDEO` does
+
     from vitpose.cli.predict import ResultsWriter
     from vitpose.inference.video import (BackgroundWriter, IntervalBoxes, PoseTracker,
                                          VideoReader, VideoWriter, estimate_video, prefetch)
@@ -148,6 +152,10 @@ def bench_video(frames: int, interval: int, persons: int) -> dict:
     est(base[0], boxes)
     wall, n_inst, detections = run()
     e2e = n_inst / wall
+    # the crop throughput again after the run; the better of the two counts (a busy machine
+    # slows one of them, and the better one makes the ratio conservative)
+    crop_ts = timed(lambda: est.forward_heatmaps(x), 10)
+    crops_per_s = max(crops_per_s, persons / statistics.median(crop_ts))
     # the same again without drawing/writing and detector: the pose-only part of the loop
     row = {"frames": frames, "persons_per_frame": persons, "det_interval": interval,
            "detector_passes": detections, "pose_dtype": str(dtype).replace("torch.", ""),
@@ -158,7 +166,15 @@ def bench_video(frames: int, interval: int, persons: int) -> dict:
 
 
 def bench_webcam(sizes: list[str], frames: int) -> dict:
+    import functools
+
+    from vitpose.demo import app
     from vitpose.demo.app import ModelChoice, PoseDemo
+    from vitpose.inference.video import IntervalBoxes
+
+    # random weights: every keypoint counts as found, so the person is followed between
+    # detector passes (as with real weights and a visible person)
+    app.IntervalBoxes = functools.partial(IntervalBoxes, kpt_thr=-1.0, min_keypoints=0)
 
     rows = {}
     frame = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
@@ -178,7 +194,9 @@ def bench_webcam(sizes: list[str], frames: int) -> dict:
             for _ in range(frames):
                 _, text = demo.predict_frame(frame, None, None, flip, 0.3)
             fps = frames / (time.perf_counter() - t0)
-            rows[f"vitpose-{size}/flip={'on' if flip else 'off'}"] = {"fps": fps}
+            rows[f"vitpose-{size}/flip={'on' if flip else 'off'}"] = {
+                "fps": fps, "detector_passes": det.calls}
+            det.calls = 0
             print(size, "flip", flip, f"{fps:.1f} frames/s", "|", text, flush=True)
     return rows
 
@@ -190,21 +208,30 @@ def main() -> int:
     p.add_argument("--parts", default="ABC", help="which measurements (default: %(default)s)")
     p.add_argument("--frames", type=int, default=None, help="video frames (B)")
     p.add_argument("--sizes", default=None, help="ViTPose sizes for the webcam (C), e.g. s,b")
+    p.add_argument("--detectors", default=None, help="detectors (A), e.g. dfine-n,rtdetr")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch (and detector ONNX Runtime) threads; 1 is steadier on a busy "
+                        "machine (default: torch's)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if os.environ.get("BENCH_CV2_THREADS"):
+        import cv2
+        cv2.setNumThreads(int(os.environ["BENCH_CV2_THREADS"]))
     out = {"cpu": subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | cut -d: -f2"],
                                  capture_output=True, text=True).stdout.strip(),
            "threads": torch.get_num_threads(), "load_before": os.getloadavg()}
     if "A" in args.parts:
-        out["detectors"] = bench_detectors(5 if args.quick else 15,
-                                           ["dfine-n"] if args.quick else
-                                           ["dfine-n", "dfine-s", "rtdetr"])
+        names = args.detectors.split(",") if args.detectors else (
+            ["dfine-n"] if args.quick else ["dfine-n", "dfine-s", "rtdetr"])
+        out["detectors"] = bench_detectors(5 if args.quick else 15, names)
     if "B" in args.parts:
         out["video"] = bench_video(args.frames or (20 if args.quick else 60), 5, 6)
     if "C" in args.parts:
         sizes = args.sizes.split(",") if args.sizes else (["s"] if args.quick else
                                                            ["s", "b", "l", "h"])
         out["webcam"] = bench_webcam(sizes,
-                                     10 if args.quick else 30)
+                                     args.frames or (10 if args.quick else 30))
     out["load_after"] = os.getloadavg()
     print(json.dumps(out, indent=1))
     if args.json:

@@ -559,6 +559,10 @@ def _run_video(args: argparse.Namespace, spec: InputSpec, out_dir: Path) -> int:
             exact[index] = _exact_row(result, detected)
 
     drawing = None if video is None else BackgroundWriter()
+    import cv2
+    # decoding, drawing and encoding run in threads beside the model: OpenCV's own thread pool
+    # would compete with the model's threads (5x slower end to end on 2 cores, measured)
+    cv2.setNumThreads(1)
     kpt_thr = args.kpt_thr
 
     def draw_and_write(frame: np.ndarray, result: PoseResult) -> None:

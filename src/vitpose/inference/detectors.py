@@ -758,6 +758,8 @@ class _OrtRunner:
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, torch.get_num_threads())
         options.log_severity_level = 3
+        # no busy-waiting between runs: the pose model needs the cores in between
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self.session = ort.InferenceSession(source, options,
                                             providers=["CPUExecutionProvider"])
