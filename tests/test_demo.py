@@ -30,10 +30,11 @@ def tiny_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def demo(tiny_path, tmp_path_factory):
-    # float32 (the default is auto: bf16 where the CPU has it) so that the numbers can be
-    # compared exactly with a float32 `PoseEstimator`
+    # float32 (the default is auto: bf16 where the CPU has it) and the torch engine (auto may
+    # pick another one, equal within its accuracy gate) so that the numbers can be compared
+    # exactly with a float32 `PoseEstimator`
     return PoseDemo(tiny_path, work_dir=tmp_path_factory.mktemp("demo"), max_frames=3,
-                    dtype="float32")
+                    dtype="float32", backend="torch")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,8 @@ def _read_json(path):
 
 # -- image handler ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("box_source", list(BOX_SOURCES)[::2])  # HOG and whole image (offline)
+@pytest.mark.parametrize("box_source", [  # offline ones
+    next(k for k, v in BOX_SOURCES.items() if v == "hog"), WHOLE])
 def test_image_handler_on_sample_images(demo, coco_images, box_source):
     for path in coco_images:
         out = demo.predict_image(str(path), demo.model_labels[0], box_source, True, 0.3)
@@ -124,9 +126,15 @@ def test_missing_and_oversized_uploads(tiny_path, tmp_path, coco_images):
     assert "upload a video" in small.predict_video(None).message
 
 
-def test_missing_head_is_a_message(demo, coco_images):
-    whole_body = next(c.label for c in demo.choices if c.dataset == "wholebody")
-    out = demo.predict_image(coco_images[0], whole_body, WHOLE)
+def test_only_what_the_model_can_do_is_offered(demo, tiny_path, coco_images, tmp_path):
+    # a checkpoint with a COCO head only: no whole-body, animal or people-and-animals entry
+    assert [c.dataset for c in demo.choices] == [None]
+    assert len(default_model_choices(tiny_path)) == 1
+    # a choice forced on it anyway still gives one message, not a crash
+    from vitpose.demo.app import ModelChoice
+    forced = PoseDemo(choices=[ModelChoice("whole body", tiny_path, None, "wholebody")],
+                      work_dir=tmp_path)
+    out = forced.predict_image(coco_images[0], None, WHOLE)
     assert out.error and "wholebody" in out.message
 
 
@@ -189,11 +197,11 @@ def test_example_clip(tmp_path, demo):
 
 def test_model_menu():
     labels = [c.dataset for c in default_model_choices()]
-    assert labels == [None, "coco", "wholebody", "ap10k", "apt36k"]
+    assert labels == [None, "auto", "coco", "wholebody", "ap10k", "apt36k"]
     assert [c.dataset for c in default_model_choices("vitpose-b-simple")] == [None]
     plus = default_model_choices("vitpose-plus-b", dataset="ap10k")
     assert plus[0].dataset == "ap10k" and plus[0].label.startswith("Animal")
-    assert {c.dataset for c in plus[1:]} == {"coco", "wholebody", "apt36k"}
+    assert {c.dataset for c in plus[1:]} == {"auto", "coco", "wholebody", "apt36k"}
 
 
 def test_build_app_without_launching(demo):
@@ -203,9 +211,11 @@ def test_build_app_without_launching(demo):
     config = json.dumps(app.get_config_file())
     for elem in ("image-input", "image-run", "image-output", "image-json", "image-status",
                  "video-input", "video-run", "video-output", "video-mp4", "model-choice",
-                 "box-source", "flip-test", "kpt-thr"):
+                 "box-source", "flip-test", "kpt-thr", "webcam-input", "webcam-output",
+                 "webcam-status"):
         assert f'"{elem}"' in config
     assert "predict_image" in config and "predict_video" in config
+    assert "predict_frame" in config  # the webcam stream
     assert not getattr(app, "is_running", False)
 
 
@@ -224,3 +234,74 @@ def test_command_without_gradio(monkeypatch, capsys, tiny_path):
     assert main(["demo", "--model", tiny_path]) == 2
     err = capsys.readouterr().err
     assert 'pip install "vitpose[demo]"' in err and "Traceback" not in err
+
+
+# -- people and animals, page language, webcam ----------------------------------------------------
+
+def test_people_and_animals_choice(tmp_path, data_dir):
+    path = tmp_path / "tiny_plus.pt"
+    vitpose.save_checkpoint(vitpose.build_model("vitpose-plus-s", embed_dim=32, depth=2,
+                                                num_heads=2), path)
+    demo = PoseDemo(str(path), work_dir=tmp_path / "work", dtype="float32")
+    auto = next(c.label for c in demo.choices if c.dataset == "auto")
+    assert auto.startswith("People and animals")
+    out = demo.predict_image(data_dir / "coco" / "000000000785.jpg", auto, WHOLE)
+    assert not out.error, out.message
+    assert [(e["dataset"], len(e["keypoints"])) for e in out.results] == [("coco", 51)]
+
+
+@pytest.mark.parametrize("message", [
+    "could not download the detector 'x/y' from the Hugging Face hub (offline). If this "
+    "machine is offline, download the detector on another machine and pass its folder "
+    "(--detector PATH; files already in the Hugging Face cache are used with "
+    "HF_HUB_OFFLINE=1), or use '--detector hog' (weaker, offline), '--detector none' (whole "
+    "image) or a detections file.",
+    "could not download 'a/b' from the Hugging Face hub (no network.). If this machine is "
+    "offline, download the checkpoint on another machine and pass its path with --weights PATH "
+    "(Python: weights=PATH); files already in the Hugging Face cache are used with "
+    "HF_HUB_OFFLINE=1.",
+    "no built-in keypoint metadata for dataset 'x' (a custom dataset?): pass its metadata file "
+    "(--dataset-meta FILE, or meta=load_dataset_meta(FILE) in Python)",
+])
+def test_messages_speak_the_page_language(message):
+    from vitpose.demo.app import page_text
+    text = page_text(message)
+    assert "--" not in text and ".." not in text.replace("...", ""), text
+    assert text.split()[0] in ("could", "no")  # the reason itself is kept
+
+
+def test_webcam_frames_stream_with_fps_and_tracking(demo, data_dir):
+    clip = data_dir / "video" / "demo.mp4"
+    frames = list(VideoReader(clip))
+    demo.webcam_det_interval = 2
+    texts = []
+    for f in frames:
+        drawn, text = demo.predict_frame(f, None, WHOLE, False, 0.0)
+        assert drawn is not None and drawn.shape == f.shape, text
+        texts.append(text)
+    assert "measuring" in texts[0] and all("frames/s" in t for t in texts[1:])
+    assert demo._webcam["fps"] > 0 and demo._webcam["frames"] == len(frames)
+    # the camera disappears: one message, and the next frame starts again
+    drawn, text = demo.predict_frame(None, None, WHOLE)
+    assert drawn is None and text.startswith("**Error:**") and "camera" in text
+    drawn, text = demo.predict_frame(frames[0], None, WHOLE)
+    assert drawn is not None and "instance(s)" in text
+
+
+def test_weights_alone_take_the_files_architecture(tmp_path, coco_images):
+    """``--weights FILE`` without ``--model`` (demo) and ``from_pretrained(weights=FILE)``: the
+    file's own architecture (a ViT-S-like checkpoint), not the default variant's, which would
+    contradict the file."""
+    path = tmp_path / "small.pt"
+    vitpose.save_checkpoint(vitpose.build_model("vitpose-b-simple", embed_dim=48, depth=2,
+                                                num_heads=3), path)
+    choices = default_model_choices(weights=str(path))
+    assert choices[0].model is None and choices[0].weights == str(path)
+    assert "small.pt" in choices[0].label
+    demo = PoseDemo(weights=str(path), work_dir=tmp_path / "work", dtype="float32",
+                    backend="torch")
+    out = demo.predict_image(coco_images[0], None, WHOLE)
+    assert not out.error, out.message
+    assert [len(e["keypoints"]) for e in out.results] == [51]
+    est = PoseEstimator.from_pretrained(weights=str(path))
+    assert est.model.cfg.embed_dim == 48 and est.dataset == "coco"

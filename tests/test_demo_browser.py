@@ -3,7 +3,9 @@
 The command is started on loopback with a tiny random model; the browser uploads the sample
 image, waits for the result and checks the drawn image and the JSON (17 keypoints per instance);
 a corrupt upload must show the error message in the page, an oversized one the size limit; a
-video upload must give a playable video and per-frame JSON. Screenshots are saved in
+video upload must give a playable video and per-frame JSON; the webcam tab, with Chromium's fake
+camera playing the sample video, must show poses and the measured frames per second. Screenshots
+are saved in
 ``test-artifacts/`` (or ``$VITPOSE_TEST_ARTIFACTS``). Every wait is bounded. The test skips,
 saying why, only where Chromium or its driver is not installed (``.ci/install-browser``).
 """
@@ -239,3 +241,82 @@ def test_video_upload_gives_video_and_json(server, browser, data_dir):
     assert all(len(i["keypoints"]) == 51 for f in frames for i in f["instances"])
     mp4 = _get(_link(browser, "video-mp4"))
     assert mp4[4:8] == b"ftyp"
+
+
+def _y4m(video: Path, out: Path, size_wh: tuple[int, int] = (640, 360)) -> Path:
+    """The frames of `video` as a Y4M file (I420), what Chromium's fake camera plays (looped)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    w, h = size_wh
+    with out.open("wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n".encode())
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+            f.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+    cap.release()
+    return out
+
+
+@pytest.fixture(scope="module")
+def camera_browser(tmp_path_factory, data_dir):
+    """Chromium whose camera is a fake device playing the sample video, permission granted."""
+    clip = data_dir / "video" / "demo.mp4"
+    if not clip.is_file():
+        pytest.skip(f"{clip} is absent")
+    tmp = tmp_path_factory.mktemp("camera")
+    feed = _y4m(clip, tmp / "camera.y4m")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,1300", "--no-first-run", "--disable-extensions",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={feed}",
+                f"--user-data-dir={tmp / 'profile'}"):
+        options.add_argument(arg)
+    try:
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    except WebDriverException as e:
+        pytest.fail(f"chromium ({CHROMIUM}) with {CHROMEDRIVER} does not start: {e.msg}")
+    driver.set_page_load_timeout(30)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def _click_button(driver, root, text: str, timeout: float = 20) -> None:
+    def find(d):
+        for b in root.find_elements(By.TAG_NAME, "button"):
+            if b.is_displayed() and text in b.text:
+                return b
+        return None
+
+    WebDriverWait(driver, timeout).until(find).click()
+
+
+def test_webcam_tab_shows_poses_live_with_fps(server, camera_browser):
+    driver = camera_browser
+    _open(driver, server)
+    driver.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Webcam')]").click()
+    cam = WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "webcam-input"))
+    _click_button(driver, cam, "Click to Access Webcam")
+    _click_button(driver, cam, "Record")  # starts streaming frames to the server
+    status = driver.find_element(By.ID, "webcam-status")
+    # a few frames went through the pipeline: the page shows the measured rate
+    WebDriverWait(driver, RESULT_S).until(
+        lambda d: re.search(r"\d+\.\d frames/s", status.text))
+    text = status.text
+    # the drawn frames replace each other: look up the current one until it has loaded
+    width = WebDriverWait(driver, 20).until(lambda d: d.execute_script(
+        "const i = document.querySelector('#webcam-output img');"
+        "return i && i.complete ? i.naturalWidth : 0;"))
+    driver.save_screenshot(str(ARTIFACTS / "demo-webcam.png"))
+    assert "Error" not in text and "instance(s)" in text, text
+    fps = float(re.search(r"(\d+\.\d) frames/s", text).group(1))
+    assert fps > 0, text
+    assert width == 640  # the camera frame (the sample video at 640x360), drawn
+    _click_button(driver, cam, "Stop")
+    assert _get(server, timeout=5)  # the server is still there

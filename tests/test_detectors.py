@@ -343,3 +343,158 @@ def test_transformers_missing_gives_download_error(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(DownloadError, match="pip install transformers"):
         build_detector("transformers")
+
+
+# ------------------------------------------------------------------ D-FINE (the auto detector)
+
+
+def _tiny_dfine(labels: dict[int, str], queries: int = 30):
+    """A D-FINE-N-shaped model (smaller input and query count) with seeded random weights, the
+    weights perturbed so that the encoder's query selection has no exact ties (transformers'
+    init gives every anchor the same class score)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    backbone = dict(
+        model_type="hgnet_v2", hidden_sizes=[16, 32, 64, 128], stem_channels=[3, 8, 8],
+        stage_in_channels=[8, 16, 32, 64], stage_mid_channels=[8, 8, 16, 16],
+        stage_out_channels=[16, 32, 64, 128], stage_num_blocks=[1, 1, 1, 1],
+        stage_downsample=[False, True, True, True], stage_light_block=[False, False, True, True],
+        stage_kernel_size=[3, 3, 5, 5], stage_numb_of_layers=[2, 2, 2, 2], out_indices=[3, 4],
+        use_learnable_affine_block=True, layer_type="basic", embedding_size=8)
+    config = transformers.DFineConfig(
+        backbone_config=backbone, num_labels=len(labels), num_feature_levels=2,
+        encoder_ffn_dim=32, encode_proj_layers=[1], d_model=32, encoder_hidden_dim=32,
+        decoder_ffn_dim=32, encoder_in_channels=[64, 128], decoder_n_points=[2, 2],
+        decoder_in_channels=[32, 32], feat_strides=[16, 32], depth_mult=0.5, decoder_layers=2,
+        hidden_expansion=0.34, num_queries=queries, encoder_attention_heads=2,
+        decoder_attention_heads=2, id2label=labels, label2id={v: k for k, v in labels.items()})
+    model = transformers.DFineForObjectDetection(config).eval()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    return model
+
+
+_DFINE_PRE = {"do_resize": True, "size": {"height": 128, "width": 128}, "do_rescale": True,
+              "rescale_factor": 1 / 255, "do_normalize": False}
+_LABELS = {0: "person", 1: "bicycle", 2: "dog", 3: "horse"}
+
+
+def test_dfine_random_weights_decoding_is_engine_independent() -> None:
+    pytest.importorskip("onnxruntime")
+    model = _tiny_dfine(_LABELS)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (96, 160, 3), dtype=np.uint8),
+              rng.integers(0, 255, (200, 90, 3), dtype=np.uint8)]
+    runs = {}
+    for engine in ("torch", "onnxruntime"):
+        d = det.TransformersDetector.from_model(model, _DFINE_PRE, labels=("person", "dog"),
+                                                threshold=0.0, engine=engine)
+        assert d.engine == engine
+        runs[engine] = d.detect_labeled_batch(images)
+    for (b_t, l_t), (b_o, l_o), img in zip(runs["torch"], runs["onnxruntime"], images):
+        assert len(b_t) == 30 and set(l_t) <= {"person", "dog"}  # wanted classes only
+        h, w = img.shape[:2]
+        assert np.all(b_t[:, 0] >= 0) and np.all(b_t[:, 0] + b_t[:, 2] <= w + 1e-3)
+        assert np.all(b_t[:, 1] >= 0) and np.all(b_t[:, 1] + b_t[:, 3] <= h + 1e-3)
+        assert np.all(np.diff(b_t[:, 4]) <= 0)
+        np.testing.assert_allclose(b_o, b_t, rtol=1e-3, atol=1e-2)
+        assert l_o == l_t
+    # the person-only detector keeps the person boxes of the two-class one
+    persons = det.TransformersDetector.from_model(model, _DFINE_PRE, threshold=0.0,
+                                                  engine="torch")(images[0])
+    boxes, names = runs["torch"][0]
+    mine = boxes[np.array([n == "person" for n in names], bool)]
+    for row in mine:  # same query, same person score
+        assert np.abs(persons - row).max(axis=1).min() < 1e-4
+
+
+def test_decode_detr_detections_returns_each_box_class() -> None:
+    logits = np.full((4, 4), -9.0)
+    logits[0, 0] = 3.0  # person
+    logits[1, 2] = 2.0  # dog
+    logits[2, 1] = 5.0  # bicycle: not wanted
+    logits[3, 3] = 1.0  # horse
+    boxes = np.tile([[0.5, 0.5, 0.2, 0.4]], (4, 1))
+    out, ids = det.decode_detr_detections(logits, boxes, (100, 200), [0, 2, 3], 0.5, True)
+    assert ids.tolist() == [0, 2, 3] and np.all(np.diff(out[:, 4]) <= 0)
+    np.testing.assert_allclose(out[0, :4], [80, 30, 40, 40], atol=1e-4)
+
+
+def test_missing_classes_are_named() -> None:
+    model = _tiny_dfine(_LABELS)
+    with pytest.raises(InputError, match=r"no class named 'unicorn'.*person"):
+        det.TransformersDetector.from_model(model, _DFINE_PRE, labels=("person", "unicorn"))
+    lenient = det.TransformersDetector.from_model(
+        model, _DFINE_PRE, labels=("person", "giraffe"), strict_labels=False, engine="torch")
+    assert lenient.label_ids == [0]
+
+
+def test_a_folder_or_file_that_is_not_a_detector(tmp_path: Path, tiny_rtdetr_dir: Path) -> None:
+    bert = tmp_path / "not_a_detector"
+    bert.mkdir()
+    (bert / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 10}))
+    with pytest.raises(InputError, match="not a transformers object-detection model"):
+        build_detector(str(bert))
+    weights = tmp_path / "detector.pth"
+    weights.write_bytes(b"\0" * 16)
+    with pytest.raises(InputError, match="not a transformers object-detection model"):
+        build_detector(str(weights))
+    # a real detector folder is accepted by path, without a name
+    d = build_detector(str(tiny_rtdetr_dir), threshold=0.0, engine="torch", device="cpu")
+    assert isinstance(d, det.TransformersDetector) and d.engine == "torch"
+
+
+def test_auto_offline_says_which_detector_once_and_falls_back_to_hog(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = []
+
+    def offline(model_id, revision, cache_dir):
+        calls.append(model_id)
+        raise DownloadError(f"could not download the detector {model_id!r} (offline). "
+                            f"{det._OFFLINE_HINT}")
+
+    monkeypatch.setattr(det, "_load_transformers_detector", offline)
+    monkeypatch.setattr(det, "_AUTO_WARNED", False)
+    with caplog.at_level("WARNING", logger=det.logger.name):
+        first = build_detector("auto", device="cpu")
+        second = build_detector("auto", device="cpu")
+    assert isinstance(first, det.HOGPersonDetector) and isinstance(second, det.HOGPersonDetector)
+    assert calls == ["ustc-community/dfine-nano-coco"] * 2
+    warnings = [r.getMessage() for r in caplog.records if "D-FINE-N" in r.getMessage()]
+    assert len(warnings) == 1 and "ustc-community/dfine-nano-coco" in warnings[0]
+    assert "HOG" in warnings[0]
+    # a named learned detector does not fall back
+    with pytest.raises(DownloadError):
+        build_detector("rtdetr")
+
+
+def test_named_detectors_map_to_hub_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+
+    def fake(model_id, revision, cache_dir):
+        seen.append(model_id)
+        raise DownloadError("offline")
+
+    monkeypatch.setattr(det, "_load_transformers_detector", fake)
+    for name in ("dfine-n", "dfine-s", "rtdetr"):
+        with pytest.raises(DownloadError):
+            build_detector(name)
+    assert seen == ["ustc-community/dfine-nano-coco", "ustc-community/dfine-small-coco",
+                    "PekingU/rtdetr_r50vd_coco_o365"]
+    with pytest.raises(InputError, match="unknown detector engine"):
+        build_detector("dfine-n", engine="tensorrt")
+
+
+@pytest.mark.parametrize("name, params_m", [("dfine-n", 3.8), ("dfine-s", 10.3)])
+def test_detector_configs_match_the_published_models(name: str, params_m: float) -> None:
+    """The random-weight stand-ins used for speed measurements have the published size
+    (D-FINE-N ~4 M, D-FINE-S ~10 M parameters), 80 COCO classes and a 640x640 input."""
+    pytest.importorskip("transformers")
+    d = det.random_detector(name, engine="torch")
+    n = sum(p.numel() for p in d.model.parameters()) / 1e6
+    assert n == pytest.approx(params_m, abs=0.1)
+    assert d.label_ids == [0] and d.preprocess.output_hw(480, 640) == (640, 640)
+    assert len(det.COCO_CLASSES) == 80 and set(det.ANIMAL_CLASSES) <= set(det.COCO_CLASSES)

@@ -245,13 +245,16 @@ def test_disk_full_is_one_error_and_the_rerun_finishes(ckpt, tmp_path, monkeypat
     assert len(_strict_json(tmp_path / "out" / "results.json")) == 4
 
 
-@pytest.mark.parametrize("smooth", [False, True])
+@pytest.mark.parametrize("smooth,interval", [(False, 1), (True, 1), (True, 2)])
 def test_interrupted_video_resumes_to_the_same_result(ckpt, tmp_path, data_dir, monkeypatch,
-                                                      capsys, smooth):
+                                                      capsys, smooth, interval):
     video = data_dir / "video" / "demo.mp4"
     if not video.is_file():
         pytest.skip("no sample video")
-    args = [video, "--model", ckpt, "--box", "300,50,300,450", "--box", "0,0,200,300"]
+    # --batch-size 1: each frame's crops go through the model before the next frame's are
+    # cut (larger batches gather several frames' crops, so the interrupt would come first)
+    args = [video, "--model", ckpt, "--box", "300,50,300,450", "--box", "0,0,200,300",
+            "--batch-size", "1", "--det-interval", str(interval)]
     args += ["--smooth"] if smooth else []
     assert predict(*args, "--out-dir", tmp_path / "ref") == 0
     reference = _strict_json(tmp_path / "ref" / "demo_frames.json")

@@ -109,3 +109,25 @@ def test_video_options_and_existing_outputs(demo, ckpt, tmp_path, capsys):
     frames = json.loads((out / "f.json").read_text())
     assert len(frames) == 5
     assert all(len({i["track_id"] for i in f["instances"]}) == 2 for f in frames)
+
+
+def test_det_interval_option(demo, ckpt, tmp_path, capsys, monkeypatch):
+    """--det-interval reaches the video loop: the detector runs on fewer frames than there are
+    when the tracked poses hold (a stand-in pose keeps every keypoint confident)."""
+    from vitpose.inference import pipeline
+
+    real = pipeline.PoseEstimator._fill
+
+    def confident(self, result, boxes, coords, scores, centers, scales):
+        real(self, result, boxes, coords, np.full_like(scores, 0.9), centers, scales)
+
+    monkeypatch.setattr(pipeline.PoseEstimator, "_fill", confident)
+    out = tmp_path / "o"
+    assert predict(demo, "--model", ckpt, "--detector", "whole-image", "--det-interval", "3",
+                   "--out-dir", out, "--no-flip") == 0
+    printed = capsys.readouterr().out
+    assert "5 frame(s) (2 detector pass(es))" in printed  # frames 0 and 3
+    frames = json.loads((out / "demo_frames.json").read_text())
+    assert [len(f["instances"]) for f in frames] == [1] * 5
+    assert all("track_id" in f["instances"][0] for f in frames)
+    assert predict(demo, "--model", ckpt, "--det-interval", "0", "--out-dir", tmp_path / "z") == 2

@@ -23,9 +23,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             action.help = ("variant name (see `vitpose models`), checkpoint path or hub id "
                            "(default: a menu of ViTPose-B for people and ViTPose+-B for people, "
                            "whole bodies and animals, released weights fetched on first use)")
-    p.add_argument("--detector", default="hog", choices=["hog", "rtdetr", "whole-image"],
-                   help="default box source in the page (default: %(default)s; when it finds "
-                        "nobody the whole image is used)")
+    p.add_argument("--detector", default="auto",
+                   choices=["auto", "rtdetr", "hog", "whole-image"],
+                   help="default box source in the page: auto = D-FINE-N, downloaded on first "
+                        "use (offline: HOG) (default: %(default)s; when it finds nobody the "
+                        "whole image is used)")
+    p.add_argument("--webcam-det-interval", type=int, default=5, metavar="N",
+                   help="webcam tab: run the detector every N frames, following people from "
+                        "their poses in between (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default: %(default)s, this computer only; "
                         "0.0.0.0 opens the demo to the network)")
@@ -69,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
               "the demo and upload files to it", file=sys.stderr)
     demo = PoseDemo(args.model, args.weights, args.dataset, device=args.device,
                     dtype=args.dtype, detector=args.detector, max_frames=args.max_frames,
-                    max_upload_mb=args.max_upload_mb, batch_size=args.batch_size)
+                    max_upload_mb=args.max_upload_mb, batch_size=args.batch_size,
+                    webcam_det_interval=args.webcam_det_interval,
+                    backend=getattr(args, "backend", "auto"))
     app = build_app(demo)
     print(f"vitpose demo: models: {'; '.join(demo.model_labels)}", flush=True)
     signal.signal(signal.SIGTERM, _stop)  # `kill` stops it like Ctrl-C: server closed, files gone

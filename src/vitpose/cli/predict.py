@@ -37,7 +37,13 @@ from ..inference.io import (
     max_pixels_from_env,
     read_image,
 )
-from ..inference.pipeline import DECODE_CHOICES, PoseEstimator, PoseInstance, PoseResult
+from ..inference.pipeline import (
+    DECODE_CHOICES,
+    PoseEstimator,
+    PoseInstance,
+    PoseResult,
+    RoutedPoseEstimator,
+)
 from ..inference.results import ResumableResults
 from . import predict_scale
 
@@ -56,7 +62,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="checkpoint path or hub id (default: the variant's released weights)")
     p.add_argument("--dataset", default=None,
                    help="keypoint set / ViTPose+ expert: coco, aic, mpii, ap10k, apt36k, "
-                        "wholebody, ... (default: the model's first)")
+                        "wholebody, ..., or auto (ViTPose+: each box's detector class picks "
+                        "the head, persons -> COCO, animals -> AP-10K) (default: the model's "
+                        "first)")
     p.add_argument("--dataset-meta", default=None, metavar="FILE",
                    help="keypoint metadata (.yaml/.json) of a custom dataset, for models "
                         "fine-tuned on your own keypoints (see docs/FINETUNE.md)")
@@ -88,10 +96,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"{DEFAULT_MAX_PIXELS:,}; at most {HARD_MAX_PIXELS:,})")
     add_model_arguments(p)
     boxes = p.add_argument_group("person boxes (default: --detector)")
-    boxes.add_argument("--detector", default="hog",
-                       help="hog (offline, OpenCV, low quality), rtdetr (RT-DETR from the "
-                            "Hugging Face hub, downloaded on first use) or whole-image "
-                            "(alias: none; one box covering the image) (default: %(default)s)")
+    boxes.add_argument("--detector", default="auto",
+                       help="auto (D-FINE-N, fast, downloaded on first use; offline it says "
+                            "so and uses hog), dfine-s, rtdetr (RT-DETR-R50, larger and "
+                            "slower), a Hugging Face id or folder of a transformers detector, "
+                            "hog (offline, OpenCV, low quality) or whole-image (alias: none; "
+                            "one box covering the image) (default: %(default)s; see "
+                            "docs/DETECTORS.md)")
+    boxes.add_argument("--det-classes", default=None, metavar="NAMES",
+                       help="comma-separated detector classes to keep (default: person; with "
+                            "--dataset auto: person and the animals)")
+    boxes.add_argument("--det-engine", choices=("auto", "onnxruntime", "torch"), default="auto",
+                       help="how a learned detector runs: auto = ONNX Runtime on the CPU "
+                            "(exported once, cached), else PyTorch (default: %(default)s)")
+    boxes.add_argument("--wholebody", action="store_true",
+                       help="with --dataset auto: persons get COCO-WholeBody keypoints")
     boxes.add_argument("--det-file", help="detections in COCO results format")
     boxes.add_argument("--images-file",
                        help="COCO annotation/images file mapping image_id -> file name "
@@ -130,24 +149,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     vid.add_argument("--smooth", action="store_true", help="One-Euro temporal smoothing")
     vid.add_argument("--max-frames", type=int, default=None, metavar="N",
                      help="stop after N frames")
+    vid.add_argument("--det-interval", type=int, default=1, metavar="N",
+                     help="run the detector every N frames; in between, each tracked person's "
+                          "box comes from their previous keypoints (a lost track triggers a "
+                          "new detection) (default: %(default)s)")
     predict_scale.add_arguments(p)
 
 
-def build_estimator(args: argparse.Namespace) -> PoseEstimator:
+def build_estimator(args: argparse.Namespace) -> PoseEstimator | RoutedPoseEstimator:
     """The estimator of the model options (`add_model_arguments`, test-time settings)."""
     return inference_builder.build_estimator(
         args.model, weights=args.weights, dataset=args.dataset,
         dataset_meta=getattr(args, "dataset_meta", None), device=args.device, dtype=args.dtype,
         compile=getattr(args, "compile", False), flip_test=not getattr(args, "no_flip", False),
         decode=getattr(args, "decode", None), oks_nms=getattr(args, "oks_nms", None),
-        batch_size=getattr(args, "batch_size", 16), backend=getattr(args, "backend", "auto"))
+        batch_size=getattr(args, "batch_size", 16), backend=getattr(args, "backend", "auto"),
+        wholebody=getattr(args, "wholebody", False))
 
 
 def box_source(args: argparse.Namespace) -> BoxSource:
     """The box source of the box options."""
+    classes = getattr(args, "det_classes", None)
+    strict = bool(classes)
+    if classes:
+        classes = [c.strip() for c in classes.split(",") if c.strip()]
+    elif (getattr(args, "dataset", None) or "").lower() == "auto":
+        classes = list(inference_builder.AUTO_CLASSES)
     return BoxSource(detector=args.detector, det_file=args.det_file,
                      images_file=args.images_file, boxes_json=args.boxes_json, boxes=args.box,
-                     det_thr=args.det_thr, fallback=args.fallback, device=args.device)
+                     det_thr=args.det_thr, fallback=args.fallback, device=args.device,
+                     classes=classes, strict_classes=strict,
+                     engine=getattr(args, "det_engine", "auto"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,6 +192,8 @@ def _validate(args: argparse.Namespace) -> int:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.det_interval < 1:
+        raise InputError(f"--det-interval must be at least 1, got {args.det_interval}")
     if args.oks_nms is not None and not 0.0 < args.oks_nms <= 1.0:
         raise InputError(f"--oks-nms takes an OKS threshold in (0, 1], got {args.oks_nms}")
     for name in ("det_thr", "kpt_thr"):
@@ -196,7 +230,7 @@ def _run_settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     """What makes a rerun "the same command" for resuming: everything that changes results."""
     names = ("model", "weights", "dataset", "dataset_meta", "dtype", "detector", "det_file",
              "images_file", "boxes_json", "box", "det_thr", "fallback", "no_flip", "decode",
-             "oks_nms")
+             "oks_nms", "det_classes", "wholebody")
     settings = {n: getattr(args, n, None) for n in names}
     settings.update(extra)
     return settings
@@ -330,7 +364,7 @@ def run(args: argparse.Namespace) -> int:
         for path in todo:
             try:
                 image = first if single else read_image(path, max_pixels=max_pixels)
-                b = boxes(str(path), image)
+                b, labels = boxes.labeled(str(path), image)
             except VitPoseError as e:
                 if single:
                     raise
@@ -338,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
                 failed.append(str(path))
                 continue
             queued.append((path, image))
-            yield image, b, boxes.image_id(path, default=keys[path])
+            yield image, b, boxes.image_id(path, default=keys[path]), labels
 
     bar = tqdm(total=len(todo), unit="img", disable=len(todo) < 4, file=sys.stderr)
     try:
@@ -400,39 +434,72 @@ def _write_image(path: Path, image_rgb: np.ndarray) -> None:
 # Videos
 # ---------------------------------------------------------------------------------------------
 
+_EXACT = ("raw", "raw_boxes", "detected")
+
+
 def _video_rows(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per-frame JSON rows from the journal's values (without the exact model outputs kept for
-    replaying the tracker and smoother on resume)."""
-    return [{k: v for k, v in row.items() if k not in ("raw", "raw_boxes")} for row in values]
+    replaying the tracker, smoother and detection interval on resume)."""
+    return [{k: v for k, v in row.items() if k not in _EXACT} for row in values]
+
+
+def _exact_row(result: PoseResult, detected: bool) -> dict[str, Any]:
+    """The exact model outputs of a new frame (before tracking and smoothing), journalled for
+    replaying it on resume: per instance its keypoints and its box ``x, y, w, h, score``
+    (float32 values, exact in JSON), and ``detected: false`` when the detector did not run on
+    the frame (``--det-interval``)."""
+    row: dict[str, Any] = {} if detected else {"detected": False}
+    if result.instances:
+        row["raw"] = [i.keypoints.reshape(-1).tolist() for i in result.instances]
+        row["raw_boxes"] = [[*i.box_xywh[:4].tolist(), float(i.box_score)]
+                            for i in result.instances]
+    return row
 
 
 def _stored_result(row: dict[str, Any], index: int, image_hw: tuple[int, int], dataset: str,
-                   ) -> tuple[PoseResult, np.ndarray, np.ndarray]:
-    """A journalled frame as a `PoseResult` (for drawing), and its exact model keypoints
-    ``[N, K, 3]`` (unsmoothed, unrounded) and boxes ``[N, 4]`` xyxy for replaying the tracker
-    and the smoother."""
-    instances = []
-    for e in row["instances"]:
+                   ) -> tuple[PoseResult, PoseResult, bool]:
+    """A journalled frame as a `PoseResult` (as stored: for drawing and the outputs), its exact
+    model poses (unsmoothed, unrounded keypoints, boxes and box scores: for replaying the
+    tracker, the smoother and the detection interval) and whether the detector ran on it."""
+    instances, exact = [], []
+    raw = row.get("raw")
+    raw_boxes = row.get("raw_boxes")
+    for n, e in enumerate(row["instances"]):
         kp = np.asarray(e["keypoints"], np.float32).reshape(-1, 3)
         box = np.asarray(e["bbox"], np.float32)
         inst = PoseInstance(box, float(e["score"]), kp, float(e["score"]),
-                            box[:2] + box[2:] / 2, box[2:] / 200.0)
+                            box[:2] + box[2:] / 2, box[2:] / 200.0,
+                            dataset=e.get("dataset"), category=e.get("category"))
         inst.track_id = e.get("track_id")
         instances.append(inst)
+        exact_kp = np.asarray(raw[n], np.float32).reshape(-1, 3) if raw is not None else kp.copy()
+        exact_box = np.asarray(raw_boxes[n], np.float32) if raw_boxes is not None else \
+            np.append(box, np.float32(e["score"]))
+        exact.append(PoseInstance(exact_box[:4].copy(), float(exact_box[4]), exact_kp,
+                                  float(e["score"]), inst.center, inst.scale,
+                                  dataset=inst.dataset, category=inst.category))
     result = PoseResult(f"frame {index}", index, image_hw, dataset, instances)
-    raw = row.get("raw")
-    raw_kp = np.asarray(raw, np.float32).reshape(len(instances), -1, 3) if raw is not None \
-        else result.keypoints
-    raw_boxes = np.asarray(row.get("raw_boxes", result.boxes_xyxy), np.float64).reshape(-1, 4)
-    return result, raw_kp, raw_boxes
+    return result, PoseResult(f"frame {index}", index, image_hw, dataset, exact), \
+        bool(row.get("detected", True))
 
 
 def _run_video(args: argparse.Namespace, spec: InputSpec, out_dir: Path) -> int:
-    """A video: per-frame JSON and the annotated mp4. A rerun after an interruption keeps the
-    journalled frames (they are not estimated again: the tracker and smoother replay them) and
-    continues with the next frame; the mp4 is written afresh from the first frame, the
-    journalled frames drawn from their stored results."""
-    from ..inference.video import PoseSmoother, PoseTracker, VideoReader, VideoWriter
+    """A video: per-frame JSON and the annotated mp4. The detector runs every
+    ``--det-interval`` frames (boxes from the previous poses in between); frames are read in a
+    background thread and drawn/written in another. A rerun after an interruption keeps the
+    journalled frames (they are not estimated again: the tracker, smoother and detection
+    interval replay them) and continues with the next frame; the mp4 is written afresh from
+    the first frame, the journalled frames drawn from their stored results."""
+    from ..inference.video import (
+        BackgroundWriter,
+        IntervalBoxes,
+        PoseSmoother,
+        PoseTracker,
+        VideoReader,
+        VideoWriter,
+        estimate_video,
+        prefetch,
+    )
     stem = Path(str(spec.video_source)).stem if spec.kind == "video" \
         else f"webcam{spec.video_source}"
     video_path = out_dir / f"{stem}_pose.mp4"
@@ -441,7 +508,8 @@ def _run_video(args: argparse.Namespace, spec: InputSpec, out_dir: Path) -> int:
         else str(spec.video_source)
     results = ResumableResults(json_path, _run_settings(args, input=source,
                                                         no_track=args.no_track,
-                                                        smooth=args.smooth),
+                                                        smooth=args.smooth,
+                                                        det_interval=args.det_interval),
                                overwrite=args.overwrite, flatten=_video_rows)
     if results.resumed and spec.kind != "video":
         raise InputError(f"{results.partial} holds an interrupted run of a webcam or stream, "
@@ -453,8 +521,12 @@ def _run_video(args: argparse.Namespace, spec: InputSpec, out_dir: Path) -> int:
         _check_writable(folder)
     boxes = box_source(args)
     estimator = build_estimator(args)
-    tracker = None if args.no_track else PoseTracker(metric="oks", sigmas=estimator.meta.sigmas)
-    smoother = PoseSmoother(reader.fps) if args.smooth else None
+    routed = hasattr(estimator, "routes")  # several keypoint sets: tracks matched by box IoU
+    tracker = None if args.no_track else (
+        PoseTracker(metric="iou") if routed else
+        PoseTracker(metric="oks", sigmas=estimator.meta.sigmas))
+    smoother = PoseSmoother(reader.fps) if args.smooth and tracker is not None else None
+    interval = IntervalBoxes(lambda frame: boxes.labeled(None, frame), args.det_interval)
     results.start()
     if results.resumed:
         print(f"resuming: {len(results.done)} frame(s) already done (journal "
@@ -465,42 +537,49 @@ def _run_video(args: argparse.Namespace, spec: InputSpec, out_dir: Path) -> int:
     n = n_new = n_nonfinite = 0
     nonfinite_frames = 0
     complete = False
+    exact: dict[int, dict[str, Any]] = {}
+
+    def frames():
+        for index, frame in enumerate(reader):
+            if args.max_frames is not None and index >= args.max_frames:
+                break
+            yield frame
+
+    def stored(index: int, frame: np.ndarray) -> tuple[PoseResult, PoseResult, bool] | None:
+        row = results.done.get(index)
+        return None if row is None else \
+            _stored_result(row, index, frame.shape[:2], estimator.dataset)
+
+    def prepare(index: int, result: PoseResult, detected: bool) -> None:
+        nonlocal n_nonfinite, nonfinite_frames
+        dropped = _drop_nonfinite(result)
+        n_nonfinite += dropped
+        nonfinite_frames += dropped > 0
+        if tracker is not None or args.det_interval > 1:  # exact, for replaying on resume
+            exact[index] = _exact_row(result, detected)
+
+    drawing = None if video is None else BackgroundWriter()
+    import cv2
+    # decoding, drawing and encoding run in threads beside the model: OpenCV's own thread pool
+    # would compete with the model's threads (5x slower end to end on 2 cores, measured)
+    cv2.setNumThreads(1)
+    kpt_thr = args.kpt_thr
+
+    def draw_and_write(frame: np.ndarray, result: PoseResult) -> None:
+        video.write(estimator.draw(frame, result, kpt_thr))
+
     try:
         with tqdm(total=total, unit="frame", file=sys.stderr) as bar:
-            for index, frame in enumerate(reader):
-                if args.max_frames is not None and index >= args.max_frames:
-                    break
-                stored = results.done.get(index)
-                if stored is not None:
-                    result, raw, raw_boxes = _stored_result(stored, index, frame.shape[:2],
-                                                            estimator.dataset)
-                else:
-                    result = estimator(frame, boxes(None, frame), image_id=index)
-                    dropped = _drop_nonfinite(result)
-                    n_nonfinite += dropped
-                    nonfinite_frames += dropped > 0
-                    raw, raw_boxes = result.keypoints.copy(), result.boxes_xyxy
-                if tracker is not None:
-                    # Called on empty frames too, so that tracks (and filters) age and expire.
-                    # The person boxes give the OKS scale (as the COCO area does).
-                    ids = tracker.update(raw[..., :2], raw[..., 2], raw_boxes)
-                    if smoother is not None:
-                        smooth = smoother(ids, raw[..., :2], index)
-                    if stored is None:
-                        for inst, tid in zip(result.instances, ids):
-                            inst.track_id = int(tid)
-                        if smoother is not None:
-                            for inst, xy in zip(result.instances, smooth):
-                                inst.keypoints[:, :2] = xy
-                if stored is None:
+            for index, frame, result in estimate_video(
+                    prefetch(frames()), estimator, interval, tracker, smoother,
+                    stored=stored if results.resumed else None, prepare=prepare):
+                if index not in results.done:
                     row: dict[str, Any] = {"frame": index, "instances": result.to_coco()}
-                    if tracker is not None and len(raw):  # exact, for replaying on resume
-                        row["raw"] = raw.reshape(len(raw), -1).tolist()
-                        row["raw_boxes"] = np.asarray(raw_boxes)[:, :4].tolist()
+                    row.update(exact.pop(index, {}))
                     results.add(index, row)
                     n_new += 1
-                if video is not None:
-                    video.write(estimator.draw(frame, result, args.kpt_thr))
+                if drawing is not None:
+                    drawing.submit(draw_and_write, frame, result)
                 n += 1
                 bar.update(1)
         complete = True
@@ -509,16 +588,21 @@ def _run_video(args: argparse.Namespace, spec: InputSpec, out_dir: Path) -> int:
               "the same command to continue (--overwrite starts afresh)", file=sys.stderr)
         raise
     finally:
-        reader.close()
-        if video is not None:
-            video.close()
         try:
-            results.finish(order=sorted(results.done), complete=complete)
-        except OutputError as e:
-            if complete:
-                raise
-            log.error("%s", e)
-    print(f"{n} frame(s) -> {json_path}" + ("" if video is None else f", {video_path}")
+            if drawing is not None:
+                drawing.close()
+        finally:
+            reader.close()
+            if video is not None:
+                video.close()
+            try:
+                results.finish(order=sorted(results.done), complete=complete)
+            except OutputError as e:
+                if complete:
+                    raise
+                log.error("%s", e)
+    extra = f" ({interval.detections} detector pass(es))" if args.det_interval > 1 else ""
+    print(f"{n} frame(s){extra} -> {json_path}" + ("" if video is None else f", {video_path}")
           + (f" ({n - n_new} from the interrupted run)" if results.resumed else ""))
     rc = 0
     if n_nonfinite:

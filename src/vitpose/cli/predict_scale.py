@@ -299,12 +299,12 @@ def _images(args: argparse.Namespace, plan: dict[str, Any], max_pixels: int) -> 
                 skip(row, e)
                 continue
             try:
-                b = boxes(row.path, image)
+                b, labels = boxes.labeled(row.path, image)
             except VitPoseError as e:
                 skip(row, e)
                 continue
             queued.append((row, image))
-            yield image, b, boxes.image_id(Path(row.path), default=row.key)
+            yield image, b, boxes.image_id(Path(row.path), default=row.key), labels
 
     try:
         for result in estimator.predict_many(items()) if todo > rank else ():

@@ -7,9 +7,10 @@ Two layers, so that everything but the page itself is testable without a server:
   (not an image, a corrupt video, a missing head for the chosen keypoint set, no network for
   released weights) becomes a message in the result, never an exception. Models are loaded on
   first use and cached per ``(model, weights, dataset)``. The estimation itself is the one
-  test-time path of `vitpose.inference.pipeline` (built by `vitpose.inference.builder.build_estimator`,
-  drawn by ``PoseEstimator.draw``), tracking is `vitpose.inference.video.PoseTracker`.
-* `build_app` wraps a `PoseDemo` in a Gradio ``Blocks`` page with an image tab and a video tab
+  test-time path of `vitpose.inference.pipeline` (built by
+  `vitpose.inference.builder.build_estimator`, drawn by ``PoseEstimator.draw``), tracking is
+  `vitpose.inference.video.PoseTracker`; `predict_frame` serves the webcam stream.
+* `build_app` wraps a `PoseDemo` in a Gradio ``Blocks`` page with image, video and webcam tabs
   (Gradio is the optional extra ``vitpose[demo]``, imported only there); `launch_app` serves it,
   on 127.0.0.1 by default, with an upload size limit.
 """
@@ -38,10 +39,11 @@ import numpy as np
 
 from ..errors import InputError, VitPoseError
 from ..inference.builder import build_estimator
-from ..inference.detectors import build_detector
+from ..inference.detectors import HOGPersonDetector, build_detector
 from ..inference.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_file, read_image
 from ..inference.pipeline import PoseEstimator, PoseResult
-from ..inference.video import PoseTracker, VideoReader, VideoWriter
+from ..inference.video import (IntervalBoxes, PoseTracker, VideoReader, VideoWriter,
+                               assign_tracks)
 
 __all__ = [
     "BOX_SOURCES",
@@ -60,12 +62,17 @@ log = logging.getLogger("vitpose.demo")
 
 #: Box source label shown in the page -> `build_detector` name.
 BOX_SOURCES: dict[str, str] = {
-    "Person detector (HOG, offline)": "hog",
-    "Person detector (RT-DETR, downloaded on first use)": "rtdetr",
+    "Detector: D-FINE-N (fast; people and animals; downloaded on first use)": "auto",
+    "Detector: RT-DETR (larger, slower; downloaded on first use)": "rtdetr",
+    "Detector: HOG (people only; offline, low quality)": "hog",
     "Whole image (one box)": "whole-image",
 }
-#: Keypoint sets offered as "model variants": (task, dataset, description).
+_HOG_LABEL = "Detector: HOG (people only; offline, low quality)"
+_WHOLE_LABEL = "Whole image (one box)"
+#: Keypoint sets offered as "model variants": (task, dataset, description). ``auto``: each box's
+#: detector class picks the keypoint set (people -> COCO, animals -> AP-10K; ViTPose+ only).
 _TASKS: tuple[tuple[str, str, str], ...] = (
+    ("People and animals", "auto", "COCO or AP-10K, chosen per box by the detector"),
     ("Human body", "coco", "COCO, 17 keypoints"),
     ("Whole body", "wholebody", "COCO-WholeBody, 133 keypoints"),
     ("Animal", "ap10k", "AP-10K, 17 keypoints"),
@@ -96,40 +103,70 @@ class ModelChoice:
     """One entry of the page's model menu: what `vitpose.load_model` gets."""
 
     label: str
-    model: str
+    model: str | None  # None with weights: the file's own architecture
     weights: str | None = None
     dataset: str | None = None
 
 
+def _offered(task_dataset: str, heads: Sequence[str]) -> bool:
+    """Whether a model with these heads can do a menu entry (``auto`` needs a human and an
+    animal head)."""
+    if task_dataset == "auto":
+        return any(h in heads for h in ("ap10k", "apt36k")) and len(heads) > 1
+    return task_dataset in heads
+
+
+def model_heads(model: str | None, weights: str | None = None) -> list[str] | None:
+    """The keypoint sets (heads) a model has: from the variant table for a variant name with its
+    released weights, else read from the checkpoint (loaded on the CPU); None when it cannot be
+    loaded now (the page then offers its first keypoint set only)."""
+    from ..models import VARIANTS
+
+    known = VARIANTS.get(model)
+    if known is not None and weights is None:
+        return list(known.datasets)
+    try:
+        from ..hub import load_model
+
+        net = load_model(model, weights=weights, device="cpu")
+    except (VitPoseError, OSError, ValueError) as e:
+        log.warning("cannot list the keypoint sets of %s: %s", model or weights, e)
+        return None
+    return [h.dataset for h in net.cfg.heads]
+
+
 def default_model_choices(model: str | None = None, weights: str | None = None,
                           dataset: str | None = None) -> list[ModelChoice]:
-    """The model menu.
+    """The model menu: only what the model can do.
 
-    Without a model: ViTPose-B for people and ViTPose+-B with its COCO, COCO-WholeBody, AP-10K
-    and APT-36K heads (released weights, fetched on first use). With ``model`` / ``weights``:
-    that model with ``dataset`` (default: its first keypoint set), then the other keypoint sets
-    it may have (all of them for a checkpoint path or hub id, whose heads are known only once
-    loaded; the page says so when one is missing).
+    Without a model: ViTPose-B for people and ViTPose+-B for people and animals (chosen per box
+    by the detector), COCO, COCO-WholeBody, AP-10K and APT-36K (released weights, fetched on
+    first use). With ``model`` / ``weights``: that model with ``dataset`` (default: its first
+    keypoint set), then the other keypoint sets of the heads it has (read from the checkpoint
+    for a path or hub id).
     """
     if model is None and weights is None and dataset is None:
         return [ModelChoice("Human body · ViTPose-B (COCO, 17 keypoints)", "vitpose-b-simple")] + [
             ModelChoice(f"{task} · ViTPose+-B ({desc})", "vitpose-plus-b", None, ds)
             for task, ds, desc in _TASKS]
-    from ..models import VARIANTS
-
-    name = model or ("vitpose-b-simple" if dataset in (None, "coco") else "vitpose-plus-b")
-    shown = Path(name).name if os.sep in name or Path(name).exists() else name
-    if weights:
-        shown += f" + {Path(weights).name}"
-    known = VARIANTS.get(name)
-    first = dataset or (known.datasets[0] if known is not None else None)
+    # weights alone: the file decides the architecture (a variant name would have to match it)
+    name = model if model is not None or weights is not None else \
+        ("vitpose-b-simple" if dataset in (None, "coco") else "vitpose-plus-b")
+    if name is None:
+        shown = Path(weights).name
+    else:
+        shown = Path(name).name if os.sep in name or Path(name).exists() else name
+        if weights:
+            shown += f" + {Path(weights).name}"
+    heads = model_heads(name, weights)
+    first = dataset or (heads[0] if heads else None)
     label = f"{shown} ({first or 'its default keypoints'})"
     for task, ds, desc in _TASKS:
         if ds == first:
             label = f"{task} · {shown} ({desc})"
     choices = [ModelChoice(label, name, weights, dataset)]
     for task, ds, desc in _TASKS:
-        if ds == first or (known is not None and ds not in known.datasets):
+        if ds == first or heads is None or not _offered(ds, heads):
             continue
         choices.append(ModelChoice(f"{task} · {shown} ({desc})", name, weights, ds))
     return choices
@@ -184,12 +221,44 @@ class VideoOutput:
     frames: int = 0
 
 
+#: Command-line advice in library messages -> what to do in the page.
+_PAGE_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"If this machine is offline, download the detector.*?detections file\.", re.S),
+     f"Without internet access choose the box source \u201c{_HOG_LABEL}\u201d or "
+     f"\u201c{_WHOLE_LABEL}\u201d."),
+    (re.compile(r"If this machine is offline, download the checkpoint.*?HF_HUB_OFFLINE=1\.",
+                re.S),
+     "If this computer is offline, download the checkpoint on another one and start the demo "
+     "with that file as its model."),
+    (re.compile(r"Without internet access use '--detector hog'.*?detections file\.", re.S),
+     f"Without internet access choose the box source \u201c{_HOG_LABEL}\u201d or "
+     f"\u201c{_WHOLE_LABEL}\u201d."),
+    (re.compile(r"\(--dataset-meta FILE, or meta=load_dataset_meta\(FILE\) in Python\)"),
+     "(start the demo with the model's keypoint metadata file)"),
+    (re.compile(r"or use '--detector rtdetr', '--detector none' or a detections file"),
+     "or choose another box source"),
+)
+
+
+def page_text(text: str) -> str:
+    """A library message in the page's words: command-line flags become the page's choices,
+    sentences that still name a flag are dropped, and doubled periods are removed."""
+    for pattern, words in _PAGE_WORDS:
+        text = pattern.sub(words, text)
+    sentences = re.split(r"(?<=[.;])\s+", text)
+    kept = [x for x in sentences if not re.search(r"(?<![\w-])--[a-z][a-z-]*", x)]
+    text = " ".join(kept) if kept else re.sub(r"\s*\(?'?--[a-z][a-z-]*[^)]*\)?", "", text)
+    text = re.sub(r"(?<!\.)\.\s*\.(?!\.)", ".", text)
+    return text.strip()
+
+
 def _error_text(exc: BaseException, upload: str | None = None) -> str:
-    """``**Error:** message``, naming an upload by its file name, not its server-side path."""
+    """``**Error:** message``, naming an upload by its file name, not its server-side path,
+    in the page's words (`page_text`)."""
     text = str(exc).strip() or type(exc).__name__
     if upload:
         text = text.replace(upload, Path(upload).name)
-    return f"**Error:** {text}"
+    return f"**Error:** {page_text(text)}"
 
 
 def _safe_stem(path: str | os.PathLike[str]) -> str:
@@ -214,35 +283,60 @@ def _upload_path(upload: Any) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
+def _estimate(estimator: Any, image: np.ndarray, boxes: np.ndarray | None,
+              labels: list[str] | None, image_id: Any) -> PoseResult:
+    """One image through a plain or a routed (people and animals) estimator."""
+    if hasattr(estimator, "routes"):
+        return estimator(image, boxes, image_id=image_id, labels=labels)
+    return estimator(image, boxes, image_id=image_id)
+
+
+def _sets_text(estimator: Any, result: PoseResult | None) -> str:
+    """``coco (17 keypoints)``, or for a routed estimator the keypoint sets it used."""
+    children = getattr(estimator, "children", None)
+    if not children:
+        meta = estimator.meta
+        return f"{meta.name} ({meta.num_keypoints} keypoints)"
+    used = {i.dataset for i in result.instances} if result is not None else set(children)
+    shown = [f"{c.meta.name} ({c.meta.num_keypoints} keypoints)"
+             for name, c in children.items() if name in used] or \
+        [f"{c.meta.name} ({c.meta.num_keypoints} keypoints)" for c in children.values()]
+    return " + ".join(shown)
+
+
 class PoseDemo:
     """The demo's state and handlers (no Gradio needed).
 
     Args:
         model, weights, dataset: what `default_model_choices` builds the model menu from; or
             pass ``choices`` directly.
-        device, dtype: where and how models run (see `vitpose predict`).
-        detector: default box source, a `build_detector` name (``hog``, ``rtdetr``,
+        device, dtype, backend: where and how models run (see `vitpose predict`; a "people
+            and animals" choice runs on PyTorch whatever the backend).
+        detector: default box source, a `build_detector` name (``auto``, ``rtdetr``, ``hog``,
             ``whole-image``).
         max_frames: a video stops after this many frames (the message says so).
         max_upload_mb: larger uploads are refused (the server enforces the same limit).
         work_dir: where result files go (default: a fresh temporary folder removed at exit).
         cache_size: how many loaded models are kept.
         batch_size: crops per model call.
+        webcam_det_interval: the webcam tab's detector runs every this many frames.
     """
 
     def __init__(self, model: str | None = None, weights: str | None = None,
                  dataset: str | None = None, *, choices: Sequence[ModelChoice] | None = None,
-                 device: str = "cpu", dtype: str = "auto", detector: str = "hog",
+                 device: str = "cpu", dtype: str = "auto", detector: str = "auto",
                  max_frames: int = 300, max_upload_mb: float = 100.0,
                  work_dir: str | os.PathLike[str] | None = None, cache_size: int = 2,
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, webcam_det_interval: int = 5,
+                 backend: str = "auto") -> None:
         self.choices = list(choices) if choices else default_model_choices(model, weights,
                                                                           dataset)
         self.device = device
         self.dtype = dtype
+        self.backend = backend
         labels = {v: k for k, v in BOX_SOURCES.items()}
-        name = {"none": "whole-image", "whole": "whole-image", "rt-detr": "rtdetr"}.get(
-            detector, detector)
+        name = {"none": "whole-image", "whole": "whole-image", "rt-detr": "rtdetr",
+                "dfine-n": "auto"}.get(detector, detector)
         if name not in labels:
             raise InputError(f"unknown detector {detector!r} for the demo; choose one of "
                              f"{', '.join(labels)}")
@@ -258,9 +352,12 @@ class PoseDemo:
             self.work_dir = Path(work_dir)
             self.work_dir.mkdir(parents=True, exist_ok=True)
         self._estimators: OrderedDict[tuple[Any, ...], PoseEstimator] = OrderedDict()
-        self._detectors: dict[str, Any] = {}
+        self._detectors: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._lock = threading.Lock()
         self._example_video: Path | None = None
+        self.webcam_det_interval = max(1, int(webcam_det_interval))
+        self.webcam_time_limit = 600  # seconds of streaming per start of the camera
+        self._webcam: dict[str, Any] = {}
 
     # -- settings -----------------------------------------------------------------------------
     @property
@@ -284,11 +381,12 @@ class PoseDemo:
         with self._lock:
             est = self._estimators.get(key)
             if est is None:
-                log.info("loading %s%s%s", c.model, f" with {c.weights}" if c.weights else "",
+                log.info("loading %s%s%s", c.model or "the model",
+                         f" with {c.weights}" if c.weights else "",
                          f" ({c.dataset})" if c.dataset else "")
                 est = build_estimator(c.model, weights=c.weights, dataset=c.dataset,
                                       device=self.device, dtype=self.dtype,
-                                      batch_size=self.batch_size)
+                                      batch_size=self.batch_size, backend=self.backend)
                 self._estimators[key] = est
                 while len(self._estimators) > self.cache_size:
                     self._estimators.popitem(last=False)
@@ -296,25 +394,45 @@ class PoseDemo:
                 self._estimators.move_to_end(key)
         return est.with_settings(flip_test=bool(flip))
 
-    def _detector(self, box_source: str | None):
+    def _detector(self, box_source: str | None, estimator: Any = None):
+        """The (cached) detector of a box source, keeping the classes the estimator takes
+        (people, and animals for a "people and animals" model)."""
         label = box_source or self.default_box_source
         name = BOX_SOURCES.get(label, label)
         if name == "whole-image":
             return None
+        classes = tuple(getattr(estimator, "classes", ("person",)))
+        kw: dict[str, Any] = {}
+        if name != "hog":
+            kw = {"labels": classes, "strict_labels": False}
         with self._lock:
-            det = self._detectors.get(name)
+            det = self._detectors.get((name, classes))
             if det is None:
-                det = self._detectors[name] = build_detector(name, device=self.device)
+                det = self._detectors[(name, classes)] = build_detector(name, device=self.device,
+                                                                        **kw)
         return det
 
-    def _boxes(self, detector, image: np.ndarray) -> tuple[np.ndarray | None, bool]:
-        """Boxes for the estimator (None = whole image) and whether the detector found none."""
+    def _detector_note(self, box_source: str | None, detector: Any) -> str | None:
+        """What the page says when the default detector could not be used."""
+        name = BOX_SOURCES.get(box_source or self.default_box_source, box_source)
+        if name == "auto" and isinstance(detector, HOGPersonDetector):
+            return ("the D-FINE-N detector could not be downloaded (offline?), so the HOG "
+                    "detector was used")
+        return None
+
+    def _boxes(self, detector, image: np.ndarray
+               ) -> tuple[np.ndarray | None, list[str] | None, bool]:
+        """Boxes for the estimator (None = whole image), their classes (None: unknown) and
+        whether the detector found none."""
         if detector is None:
-            return None, False
-        boxes = detector(image)
+            return None, None, False
+        if hasattr(detector, "detect_labeled"):
+            boxes, labels = detector.detect_labeled(image)
+        else:
+            boxes, labels = detector(image), None
         if len(boxes) == 0:
-            return None, True
-        return boxes, False
+            return None, None, True
+        return boxes, labels, False
 
     # -- files --------------------------------------------------------------------------------
     def _check_upload(self, path: str | None, what: str) -> str:
@@ -361,11 +479,15 @@ class PoseDemo:
             path = self._check_upload(path, "an image")
             array = read_image(path)
             estimator = self.estimator(model, flip)
-            detector = self._detector(box_source)
-            boxes, fell_back = self._boxes(detector, array)
-            result = estimator(array, boxes, image_id=Path(path).name)
-            return self._image_output(path, array, estimator, result, float(kpt_thr), fell_back,
-                                      time.perf_counter() - t0)
+            detector = self._detector(box_source, estimator)
+            boxes, labels, fell_back = self._boxes(detector, array)
+            result = _estimate(estimator, array, boxes, labels, Path(path).name)
+            out = self._image_output(path, array, estimator, result, float(kpt_thr), fell_back,
+                                     time.perf_counter() - t0)
+            note = self._detector_note(box_source, detector)
+            if note:
+                out.message += f" · {note}"
+            return out
         except (VitPoseError, ValueError) as e:
             return ImageOutput(message=_error_text(e, path), error=True)
         except Exception as e:  # a bug or the machine (memory): say so in the page
@@ -386,12 +508,11 @@ class PoseDemo:
                   round(inst.box_score, 3), round(inst.score, 3),
                   f"{int((inst.keypoints[:, 2] >= kpt_thr).sum())}/{len(inst.keypoints)}"]
                  for i, inst in enumerate(result.instances)]
-        meta = estimator.meta
-        parts = [f"{len(result.instances)} instance(s) · {meta.name} "
-                 f"({meta.num_keypoints} keypoints) · {seconds:.2f} s"]
+        parts = [f"{len(result.instances)} instance(s) · {_sets_text(estimator, result)} · "
+                 f"{seconds:.2f} s"]
         if fell_back:
             parts.append("the detector found no person, so the whole image was used as one box")
-        parts += result.warnings
+        parts += [page_text(w) for w in result.warnings]
         return ImageOutput(drawn, table, str(json_path), " · ".join(parts), False, entries)
 
     # -- video tab ----------------------------------------------------------------------------
@@ -420,9 +541,12 @@ class PoseDemo:
                 raise InputError(f"{Path(path).name} is an image, not a video: use the Image tab")
             reader = VideoReader(path)
             estimator = self.estimator(model, flip)
-            detector = self._detector(box_source)
-            return self._run_video(path, reader, estimator, detector, float(kpt_thr), progress,
-                                   t0)
+            detector = self._detector(box_source, estimator)
+            out = self._run_video(path, reader, estimator, detector, float(kpt_thr), progress, t0)
+            note = self._detector_note(box_source, detector)
+            if note:
+                out.message += f" · {note}"
+            return out
         except (VitPoseError, ValueError) as e:
             return VideoOutput(message=_error_text(e, path), error=True)
         except Exception as e:
@@ -442,7 +566,9 @@ class PoseDemo:
         json_path = out_dir / f"{stem}_frames.json"
         total = reader.frame_count
         total = min(total, self.max_frames) if total else None
-        tracker = PoseTracker(metric="oks", sigmas=estimator.meta.sigmas)
+        routed = hasattr(estimator, "routes")
+        tracker = PoseTracker(metric="iou") if routed else \
+            PoseTracker(metric="oks", sigmas=estimator.meta.sigmas)
         writer = VideoWriter(mp4_path, reader.fps)
         preview: VideoWriter | None = None
         preview_failed = False
@@ -455,15 +581,14 @@ class PoseDemo:
                 if index >= self.max_frames:
                     truncated = True
                     break
-                boxes, fell_back = self._boxes(detector, frame)
+                boxes, labels, fell_back = self._boxes(detector, frame)
                 fallbacks += fell_back
-                result = estimator(frame, boxes, image_id=index)
-                kp = result.keypoints
+                result = _estimate(estimator, frame, boxes, labels, index)
                 if result.instances:
-                    ids = tracker.update(kp[..., :2], kp[..., 2])
-                    for inst, tid in zip(result.instances, ids, strict=True):
-                        inst.track_id = int(tid)
-                        t = tracks.setdefault(int(tid), [0, index, index, 0.0])
+                    assign_tracks(tracker, None, result, index)
+                    for inst in result.instances:
+                        tid = int(inst.track_id)
+                        t = tracks.setdefault(tid, [0, index, index, 0.0])
                         t[0] += 1
                         t[2] = index
                         t[3] += inst.score
@@ -490,10 +615,10 @@ class PoseDemo:
         n = len(frames)
         table = [[tid, int(t[0]), int(t[1]), int(t[2]), round(t[3] / max(t[0], 1), 3)]
                  for tid, t in sorted(tracks.items())]
-        parts = [f"{n} frame(s) · {len(tracks)} track(s) · {estimator.meta.name} "
-                 f"({estimator.meta.num_keypoints} keypoints) · {time.perf_counter() - t0:.1f} s"]
+        parts = [f"{n} frame(s) · {len(tracks)} track(s) · {_sets_text(estimator, None)} · "
+                 f"{time.perf_counter() - t0:.1f} s"]
         if truncated:
-            parts.append(f"stopped after the first {self.max_frames} frames (--max-frames)")
+            parts.append(f"stopped after the first {self.max_frames} frames (this demo's limit)")
         if fallbacks:
             parts.append(f"the detector found no person in {fallbacks} frame(s); the whole frame "
                          "was used there")
@@ -506,6 +631,82 @@ class PoseDemo:
                              "play: download the mp4")
         return VideoOutput(str(shown), str(mp4_path), str(json_path), table, " · ".join(parts),
                            False, n)
+
+    # -- webcam tab ---------------------------------------------------------------------------
+    def predict_frame(self, frame: Any, model: str | int | None = None,
+                      box_source: str | None = None, flip: bool = True, kpt_thr: float = 0.3
+                      ) -> tuple[np.ndarray | None, str]:
+        """Poses of one webcam frame, streamed from the page: the drawn frame and a status with
+        the measured frames per second.
+
+        The detector runs every `webcam_det_interval` frames; in between, each tracked person's
+        box comes from their previous keypoints (`IntervalBoxes`), with track ids. A new stream
+        (or one after a pause of 10 s, or other settings) starts a new tracking state.
+
+        Args:
+            frame: ``(H, W, 3)`` uint8 RGB frame (None when the camera stopped).
+            model, box_source, flip, kpt_thr: as for `predict_image`.
+
+        Returns:
+            ``(drawn frame or None, Markdown status)``; a missing camera or a bad frame is a
+            message ("Error: ..."), never an exception.
+        """
+        now = time.perf_counter()
+        if frame is None or not isinstance(frame, np.ndarray) or frame.size == 0:
+            self._webcam.clear()
+            return None, ("**Error:** no picture from the camera: it was stopped, disconnected "
+                          "or access to it was refused; start it again with the camera button")
+        try:
+            if frame.ndim == 2:
+                frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+            elif frame.shape[2] == 4:
+                frame = np.ascontiguousarray(frame[..., :3])
+            frame = np.ascontiguousarray(frame, dtype=np.uint8)
+            estimator = self.estimator(model, flip)
+            detector = self._detector(box_source, estimator)
+            key = (model, box_source, bool(flip))
+            state = self._webcam
+            if state.get("key") != key or now - state.get("last", now) > 10.0:
+                state.clear()
+                state.update(key=key, times=[], frames=0,
+                             tracker=PoseTracker(metric="iou") if hasattr(estimator, "routes")
+                             else PoseTracker(metric="oks", sigmas=estimator.meta.sigmas))
+
+                def detect(image: np.ndarray) -> tuple[Any, Any]:
+                    boxes, labels, _ = self._boxes(detector, image)
+                    if boxes is None:  # whole image, or nobody found
+                        h, w = image.shape[:2]
+                        return np.array([[0, 0, w, h, 1.0]], np.float32), None
+                    return boxes, labels
+
+                state["boxes"] = IntervalBoxes(detect, self.webcam_det_interval)
+            boxes, labels, _ = state["boxes"](frame)
+            result = _estimate(estimator, frame, boxes, labels, state["frames"])
+            state["boxes"].update(result)
+            assign_tracks(state["tracker"], None, result, state["frames"])
+            drawn = estimator.draw(frame, result, float(kpt_thr))
+        except (VitPoseError, ValueError) as e:
+            self._webcam.clear()
+            return None, _error_text(e)
+        except Exception as e:  # a bug or the machine: say so in the page
+            log.exception("webcam frame failed")
+            self._webcam.clear()
+            return None, _error_text(RuntimeError(f"internal error ({type(e).__name__}: {e})"))
+        done = time.perf_counter()
+        state["frames"] += 1
+        state["last"] = done
+        times = state["times"]
+        times.append(done)
+        del times[:-30]
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+        state["fps"] = fps
+        shown = f"{fps:.1f} frames/s" if len(times) > 1 else "measuring frames/s"
+        text = (f"{len(result.instances)} instance(s) · {_sets_text(estimator, result)} · "
+                f"{shown} · {1000 * (done - now):.0f} ms for this frame")
+        note = self._detector_note(box_source, detector)
+        if note:
+            text += f" · {note}"
+        return drawn, text
 
     # -- examples -----------------------------------------------------------------------------
     def example_image(self) -> Path | None:
@@ -571,7 +772,7 @@ def make_example_video(image_path: str | os.PathLike[str], out_path: str | os.Pa
 # --------------------------------------------------------------------------------------------
 
 _CSS = """
-#image-status, #video-status {min-height: 2em}
+#image-status, #video-status, #webcam-status {min-height: 2em}
 """
 
 
@@ -623,6 +824,9 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
         return (out.video_path, pd.DataFrame(out.table, columns=VIDEO_TABLE_HEADERS),
                 out.mp4_path, out.json_path, out.message)
 
+    def webcam_handler(frame, model, box, flip, thr):
+        return demo.predict_frame(frame, model, box, flip, thr)
+
     no_share: dict[str, Any] = {}  # the share button posts to the Hugging Face hub
     if "buttons" in inspect.signature(gr.Image).parameters:
         no_share = {"buttons": ["download", "fullscreen"]}
@@ -631,16 +835,17 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
     with gr.Blocks(**blocks_kw) as app:
         gr.Markdown(
             "# ViTPose pose estimation\n"
-            "Upload an image or a video (or pick an example), choose the model and settings, and "
-            f"run. Everything runs on this computer ({demo.device}); a model is loaded the first "
-            "time it is used. Results: the drawn poses, a table of instances and the JSON "
-            "(COCO keypoint results, as `vitpose predict` writes them).")
-        with gr.Row():
+            "Upload an image or a video (or pick an example), or turn on your camera; choose the "
+            f"model and settings, and run. Everything runs on this computer ({demo.device}); a "
+            "model is loaded the first time it is used. Results: the drawn poses, a table of "
+            "instances and the JSON (COCO keypoint results, as `vitpose predict` writes them).")
+        with gr.Row():  # full width: the model names are long
             model = gr.Dropdown(demo.model_labels, value=demo.model_labels[0], label="Model",
-                                elem_id="model-choice", scale=3)
+                                elem_id="model-choice")
+        with gr.Row():
             box = gr.Radio(list(BOX_SOURCES), value=demo.default_box_source, label="Boxes",
                            info="when the detector finds nobody, the whole image is used",
-                           elem_id="box-source", scale=3)
+                           elem_id="box-source")
         with gr.Row():
             flip = gr.Checkbox(value=True, label="Flip test", elem_id="flip-test")
             thr = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Keypoint threshold",
@@ -690,7 +895,25 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
                                                 elem_id="video-mp4")
                             video_json = gr.File(label="Results (JSON)", interactive=False,
                                                  elem_id="video-json")
+            with gr.Tab("Webcam", id="webcam-tab"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        cam = gr.Image(sources=["webcam"], streaming=True, type="numpy",
+                                       label="Camera", elem_id="webcam-input")
+                        gr.Markdown("Start the camera: each frame goes through the model as it "
+                                    "comes, and the poses show on the right. The detector runs "
+                                    f"every {demo.webcam_det_interval} frames; in between, "
+                                    "people are followed from their last poses.")
+                    with gr.Column(scale=2):
+                        cam_status = gr.Markdown(elem_id="webcam-status")
+                        cam_out = gr.Image(label="Poses", type="numpy", format="jpeg",
+                                           interactive=False, elem_id="webcam-output",
+                                           **no_share)
         settings = [model, box, flip, thr]
+        cam.stream(webcam_handler, [cam, *settings], [cam_out, cam_status],
+                   api_name="predict_frame", stream_every=0.04,  # at most 25 frames/s
+                   time_limit=demo.webcam_time_limit, concurrency_limit=1,
+                   show_progress="hidden")
         image_run.click(image_handler, [image_in, *settings],
                         [image_out, image_table, image_json, image_status],
                         api_name="predict_image", concurrency_limit=1)

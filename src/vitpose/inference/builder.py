@@ -14,46 +14,103 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .detectors import build_detector, find_boxes, load_box_mapping, load_coco_detections
+from .detectors import (
+    ANIMAL_CLASSES,
+    build_detector,
+    find_boxes,
+    load_box_mapping,
+    load_coco_detections,
+)
 from .engines import AutoChoice, Engine, TorchEngine, build_engine, select_engine
 from .engines.precision import optimize_for_inference, resolve_dtype
-from .pipeline import PoseEstimator, TestSettings
+from .pipeline import PoseEstimator, RoutedPoseEstimator, TestSettings
 
-__all__ = ["BoxSource", "build_estimator", "estimator_from_file", "read_image_ids"]
+__all__ = ["AUTO_CLASSES", "BoxSource", "build_estimator", "estimator_from_file",
+           "read_image_ids", "routes_for"]
+
+#: Detector classes asked for with ``dataset="auto"``: people and the animals of `routes_for`.
+AUTO_CLASSES: tuple[str, ...] = ("person", *ANIMAL_CLASSES)
+_HUMAN_SETS = ("coco", "aic", "mpii", "crowdpose", "ochuman")
+_ANIMAL_SETS = ("ap10k", "apt36k")
+
+
+def routes_for(datasets: Sequence[str], wholebody: bool = False) -> dict[str, str]:
+    """Detector class -> keypoint set for a model with these heads: persons to COCO (or
+    COCO-WholeBody with ``wholebody``, or the first human set it has), the `ANIMAL_CLASSES` to
+    AP-10K (or APT-36K). Raises `InputError` when ``wholebody`` is asked of a model without
+    that head."""
+    have = list(datasets)
+    if wholebody:
+        if "wholebody" not in have:
+            raise InputError(f"this model has no whole-body head (its keypoint sets: "
+                             f"{', '.join(have)})")
+        person = "wholebody"
+    else:
+        person = next((d for d in _HUMAN_SETS if d in have), have[0])
+    routes = {"person": person}
+    animal = next((d for d in _ANIMAL_SETS if d in have), None)
+    if animal is not None:
+        routes.update({c: animal for c in ANIMAL_CLASSES})
+    return routes
+
 
 log = logging.getLogger("vitpose.inference")
 
 
-def build_estimator(model: str = "vitpose-b-simple", *, weights: str | None = None,
+def build_estimator(model: str | None = None, *, weights: str | None = None,
                     dataset: str | None = None, dataset_meta: str | None = None,
                     device: str = "cpu", dtype: str = "auto", compile: bool = False,
                     flip_test: bool = True, decode: str | None = None,
                     oks_nms: float | None = None, batch_size: int = 16,
-                    backend: str = "auto", threads: int | None = None) -> PoseEstimator:
-    """A `PoseEstimator` for a variant name, checkpoint path or hub id (`vitpose.load_model`),
-    run by the engine `backend` in `dtype` (``'auto'``: see `resolve_dtype`), with the dataset's
-    official test-time settings unless `flip_test`, `decode` or `oks_nms` override them.
+                    backend: str = "auto", threads: int | None = None,
+                    wholebody: bool = False) -> PoseEstimator | RoutedPoseEstimator:
+    """A `PoseEstimator` for a variant name, checkpoint path or hub id (`vitpose.load_model`;
+    None: the default variant, or with `weights` the file's own architecture), run by the
+    engine `backend` in `dtype` (``'auto'``: see `resolve_dtype`), with the dataset's official
+    test-time settings unless `flip_test`, `decode` or `oks_nms` override them.
 
     `backend` is ``'auto'`` (the fastest engine of this machine that passes the accuracy gate,
     chosen by a calibration on first use and remembered; see `select_engine`; with `compile`
     the torch engine), ``'torch'``, ``'onnxruntime'`` or ``'openvino'``. The estimator's
-    ``engine_choice`` says what ``auto`` chose and why (None for a named backend)."""
+    ``engine_choice`` says what ``auto`` chose and why (None for a named backend).
+
+    ``dataset="auto"``: with a multi-dataset (ViTPose+) model, a `RoutedPoseEstimator` whose
+    detector classes pick the head and expert per box (`routes_for`; ``wholebody`` sends
+    persons to COCO-WholeBody); it runs on PyTorch (one backbone call with per-sample
+    experts), whatever `backend`. With a one-dataset model, that dataset."""
     from ..hub import load_model
+    auto = dataset is not None and dataset.lower() == "auto"
+    if not auto and wholebody:
+        raise InputError("whole-body keypoints for persons go with --dataset auto "
+                         "(or --dataset wholebody)")
     try:
-        net = load_model(model, weights=weights, device=device, dataset=dataset)
+        net = load_model(model, weights=weights, device=device,
+                         dataset=None if auto else dataset)
     except ValueError as e:  # the model has no head for `dataset`: the user's choice
-        if dataset is None or f"'{dataset}'" not in str(e):
+        if dataset is None or auto or f"'{dataset}'" not in str(e):
             raise
         raise InputError(str(e)) from None
     compute_dtype = resolve_dtype(dtype, device)
-    dataset = dataset if dataset is not None else net.datasets[0]
-    engine, choice = _engine_for(net, dataset, dtype, compute_dtype, device, backend, compile,
-                                 threads)
     overrides: dict[str, Any] = {"flip_test": flip_test}
     if decode:
         overrides["decode"] = decode
     if oks_nms is not None:
         overrides["nms_thr"] = oks_nms
+    if auto:
+        heads = [h.dataset for h in net.cfg.heads]
+        routes = routes_for(heads, wholebody)
+        if len(set(routes.values())) > 1 or wholebody:
+            if backend not in ("auto", "torch"):
+                log.warning("keypoint sets chosen per box (dataset auto) run on PyTorch, not %s",
+                            backend)
+            # weights cast once to the compute dtype (not on every call by autocast)
+            optimize_for_inference(net, compute_dtype, compile=compile)
+            return RoutedPoseEstimator(net, routes, settings_overrides=overrides,
+                                       device=device, batch_size=batch_size, dtype=compute_dtype)
+        dataset = routes["person"]
+    dataset = dataset if dataset is not None else net.datasets[0]
+    engine, choice = _engine_for(net, dataset, dtype, compute_dtype, device, backend, compile,
+                                 threads)
     name = net.datasets[net.dataset_index_of(dataset)]
     settings = TestSettings.for_dataset(name, **overrides)
     meta = None
@@ -122,12 +179,15 @@ def _engine_for(net: Any, dataset: str, dtype: str, compute_dtype: Any, device: 
 class BoxSource:
     """Boxes for an image from one source: a detections file (COCO results format), a JSON
     mapping of file names to boxes, fixed boxes, or a detector (with an optional whole-image
-    fallback when it finds nobody)."""
+    fallback when it finds nobody). ``classes``: the detector classes to keep (default
+    persons; `labeled` says the class of each box)."""
 
     def __init__(self, *, detector: str = "hog", det_file: str | None = None,
                  images_file: str | None = None, boxes_json: str | None = None,
                  boxes: Sequence[str] | np.ndarray | None = None, det_thr: float | None = None,
-                 fallback: str = "none", device: str = "cpu") -> None:
+                 fallback: str = "none", device: str = "cpu",
+                 classes: Sequence[str] | None = None, strict_classes: bool = False,
+                 engine: str = "auto") -> None:
         self.mapping = None
         self.fixed = None
         self.detector = None
@@ -144,29 +204,51 @@ class BoxSource:
         elif boxes is not None and len(boxes):
             self.fixed = _fixed_boxes(boxes)
         else:
-            self.detector = build_detector(detector, device=device)
+            kw: dict[str, Any] = {}
+            others = sorted({c.lower() for c in classes or ()} - {"person"})
+            if strict_classes and others and str(detector).lower() == "hog":
+                raise InputError(f"the HOG detector finds people only, not {', '.join(others)}; "
+                                 "use a learned detector (auto, dfine-s, rtdetr)")
+            if str(detector).lower() not in ("hog", "none", "whole-image", "whole"):
+                kw["engine"] = engine
+                if classes:
+                    # classes asked for by name must exist; those of dataset="auto" are optional
+                    # (a person-only detector still gives the persons)
+                    kw.update(labels=tuple(classes), strict_labels=strict_classes)
+            self.detector = build_detector(detector, device=device, **kw)
             self.detector_name = detector
             self.det_thr = det_thr
             self.fallback = fallback
 
     def __call__(self, path: str | None, image: np.ndarray) -> np.ndarray | None:
+        return self.labeled(path, image)[0]
+
+    def labeled(self, path: str | None, image: np.ndarray
+                ) -> tuple[np.ndarray | None, list[str] | None]:
+        """The boxes and, from a learned detector, the class name of each (else None)."""
         if self.fixed is not None:
-            return self.fixed
+            return self.fixed, None
         if self.mapping is not None:
             boxes = find_boxes(self.mapping, path) if path else None
             if boxes is None:
                 log.warning("no detections for %s in the detections file", path)
-                return np.zeros((0, 5), np.float32)
-            return boxes
-        boxes = self.detector(image)
+                return np.zeros((0, 5), np.float32), None
+            return boxes, None
+        labels: list[str] | None = None
+        if hasattr(self.detector, "detect_labeled"):
+            boxes, labels = self.detector.detect_labeled(image)
+        else:
+            boxes = self.detector(image)
         if self.det_thr is not None:
-            boxes = boxes[boxes[:, 4] >= self.det_thr]
+            keep = boxes[:, 4] >= self.det_thr
+            boxes = boxes[keep]
+            labels = None if labels is None else [c for c, k in zip(labels, keep) if k]
         if len(boxes) == 0 and self.fallback == "whole-image":
             log.warning("the %s detector found nobody in %s: using the whole image",
                         self.detector_name, path or "the frame")
             h, w = image.shape[:2]
-            boxes = np.array([[0, 0, w, h, 1.0]], np.float32)
-        return boxes
+            boxes, labels = np.array([[0, 0, w, h, 1.0]], np.float32), None
+        return boxes, labels
 
     def image_id(self, path: Path, default: str | None = None) -> Any:
         """The results' ``image_id``: from the images file (by the relative path `default`,

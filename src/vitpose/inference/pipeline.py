@@ -38,8 +38,8 @@ from .engines import Engine, TorchEngine
 from .io import HARD_MAX_PIXELS, read_image
 from .postprocess import oks_nms, rescore_instances
 
-__all__ = ["TestSettings", "PoseInstance", "PoseResult", "PoseEstimator", "IMAGENET_MEAN",
-           "IMAGENET_STD", "DECODE_CHOICES"]
+__all__ = ["TestSettings", "PoseInstance", "PoseResult", "PoseEstimator", "RoutedPoseEstimator",
+           "IMAGENET_MEAN", "IMAGENET_STD", "DECODE_CHOICES"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,9 @@ class PoseInstance:
         score: instance score (mean keypoint score above ``vis_thr`` times the box score).
         center: crop centre ``[2]``; scale: crop scale ``[2]`` (units of 200 px).
         track_id: persistent id across video frames (None for images).
+        dataset: the keypoint set of ``keypoints`` when a `RoutedPoseEstimator` chose it per
+            instance (``coco``, ``ap10k``, ...), else None (the estimator's one dataset).
+        category: the detector's class of the box (``person``, ``dog``, ...) when known.
     """
 
     box_xywh: np.ndarray
@@ -114,6 +117,8 @@ class PoseInstance:
     center: np.ndarray
     scale: np.ndarray
     track_id: int | None = None
+    dataset: str | None = None
+    category: str | None = None
 
     @property
     def area(self) -> float:
@@ -128,6 +133,10 @@ class PoseInstance:
              "keypoints": [round(float(v), 3) for v in self.keypoints.reshape(-1)]}
         if self.track_id is not None:
             d["track_id"] = int(self.track_id)
+        if self.dataset is not None:
+            d["dataset"] = self.dataset
+        if self.category is not None:
+            d["category"] = self.category
         return d
 
 
@@ -235,10 +244,12 @@ class PoseEstimator:
         self._flip_pairs = np.asarray(self.meta.flip_pairs, dtype=np.int64).reshape(-1, 2)
 
     @classmethod
-    def from_pretrained(cls, model: str = "vitpose-b-simple", weights: str | None = None,
+    def from_pretrained(cls, model: str | None = None, weights: str | None = None,
                         dataset: str | None = None, device: str = "cpu", **kw: Any
                         ) -> "PoseEstimator":
-        """Load released (or given) weights and wrap them; see `vitpose.load_model`."""
+        """Load released (or given) weights and wrap them; see `vitpose.load_model` (``model``
+        None: the default variant, ``vitpose-b-simple``, or with ``weights`` the file's own
+        architecture)."""
         from ..hub import load_model
         return cls(load_model(model, weights=weights, device=device, dataset=dataset),
                    dataset=dataset, **kw)
@@ -354,25 +365,26 @@ class PoseEstimator:
         return read_image(image), os.fspath(image)
 
     def __call__(self, image: np.ndarray | str | os.PathLike, boxes: Any = None,
-                 image_id: int | str | None = None) -> PoseResult:
+                 image_id: int | str | None = None, labels: Any = None) -> PoseResult:
         """Poses of one image; see `predict_many`."""
-        return next(iter(self.predict_many([(image, boxes, image_id)])))
+        return next(iter(self.predict_many([(image, boxes, image_id, labels)])))
 
-    def predict_many(self, items: Iterable[tuple[Any, Any, int | str | None]]
-                     ) -> Iterator[PoseResult]:
+    def predict_many(self, items: Iterable[tuple[Any, ...]]) -> Iterator[PoseResult]:
         """Poses for many images, crops batched across images; results in input order.
 
         Args:
             items: ``(image, boxes, image_id)`` triples; ``image`` is an RGB array or a path,
                 ``boxes`` ``[N, 4|5]`` xywh(+score) or None for the whole image, ``image_id``
-                defaults to the file name.
+                defaults to the file name. A fourth item, the detector's class of each box
+                (as `RoutedPoseEstimator` takes), is accepted and ignored: one dataset here.
 
         Yields:
             one `PoseResult` per item, as soon as its crops have been through the model.
         """
         pending: list[PoseResult] = []
         batch = _Batch()
-        for image, boxes, image_id in items:
+        for item in items:
+            image, boxes, image_id = item[:3]
             array, source = self._load(image)
             hw = array.shape[:2]
             if boxes is None:
@@ -424,3 +436,198 @@ class PoseEstimator:
             PoseInstance(boxes[i, :4].copy(), float(boxes[i, 4]), keypoints[i],
                          float(inst_scores[i]), centers[i], scales[i]) for i in order]
 
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-instance keypoint sets (ViTPose+): detector classes -> heads and experts
+# ------------------------------------------------------------------------------------------------
+
+
+def _kept_rows(boxes: Any, hw: tuple[int, int]) -> np.ndarray:
+    """Indices of the rows `sanitize_boxes` keeps (to keep per-box labels aligned)."""
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0,), np.int64)
+    arr = arr.reshape(-1, arr.shape[-1])
+    marked = np.concatenate([arr[:, :4], np.arange(1, len(arr) + 1, dtype=np.float64)[:, None]],
+                            axis=1)
+    kept, _ = sanitize_boxes(marked, hw)
+    return np.rint(kept[:, 4] - 1).astype(np.int64)
+
+
+class RoutedPoseEstimator:
+    """Top-down estimation where each box's detector class picks the keypoint set: persons to a
+    human head, animals to an animal head (ViTPose+), all crops in one batched backbone call
+    with a per-sample ``dataset_index`` (each crop goes through its dataset's expert), then each
+    dataset's head, flip test and decoding on its rows.
+
+    ``estimator(image, boxes, image_id, labels)`` and ``predict_many`` take the per-box class
+    names as a fourth item (None: every box is of the ``default`` route, e.g. HOG boxes). Boxes
+    whose class has no route are dropped. Instances carry their ``dataset`` and ``category``.
+
+    Args:
+        model: a multi-dataset `ViTPose` (ViTPose+).
+        routes: detector class name -> dataset name (e.g. ``{"person": "coco", "dog": "ap10k"}``).
+        default: the route of boxes without a class (default: the route of ``"person"``).
+        settings_overrides: `TestSettings` fields set for every dataset (``flip_test``, ...).
+        device, batch_size, dtype: as for `PoseEstimator`.
+    """
+
+    def __init__(self, model: ViTPose, routes: dict[str, str], default: str | None = None,
+                 settings_overrides: dict[str, Any] | None = None,
+                 device: str | torch.device | None = None, batch_size: int = 32,
+                 dtype: torch.dtype = torch.float32) -> None:
+        if not routes:
+            raise InputError("no detector class is routed to a keypoint set")
+        overrides = dict(settings_overrides or {})
+        self.children: dict[str, PoseEstimator] = {}
+        for dataset in dict.fromkeys(routes.values()):
+            model.head_for(dataset)  # a clear error when the checkpoint lacks the head
+            self.children[dataset] = PoseEstimator(
+                model, dataset=dataset, settings=TestSettings.for_dataset(dataset, **overrides),
+                device=device, batch_size=batch_size, dtype=dtype)
+        self.routes = {k.lower(): v for k, v in routes.items()}
+        self.default = default or self.routes.get("person") or next(iter(self.children))
+        self.model = model
+        first = self.children[self.default]
+        self.device, self.dtype, self.batch_size = first.device, first.dtype, int(batch_size)
+        self.meta, self.settings, self.dataset = first.meta, first.settings, "auto"
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The detector classes this estimator takes."""
+        return tuple(self.routes)
+
+    def with_settings(self, **changes: Any) -> "RoutedPoseEstimator":
+        """A copy sharing the model, with `TestSettings` fields changed for every dataset."""
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other.children = {k: c.with_settings(**changes) for k, c in self.children.items()}
+        other.settings = other.children[other.default].settings
+        return other
+
+    def draw(self, image: np.ndarray, result: PoseResult, kpt_thr: float = 0.3) -> np.ndarray:
+        """Each instance drawn with its own keypoint set's skeleton and colours."""
+        out = image.copy()
+        for dataset, child in self.children.items():
+            mine = [i for i in result.instances if (i.dataset or self.default) == dataset]
+            if mine:
+                part = PoseResult(result.source, result.image_id, result.image_hw, dataset, mine)
+                out = child.draw(out, part, kpt_thr)
+        return out
+
+    def __call__(self, image: np.ndarray | str | os.PathLike, boxes: Any = None,
+                 image_id: int | str | None = None, labels: Any = None) -> PoseResult:
+        return next(iter(self.predict_many([(image, boxes, image_id, labels)])))
+
+    def predict_many(self, items: Iterable[tuple[Any, ...]]) -> Iterator[PoseResult]:
+        """Like `PoseEstimator.predict_many`, with ``(image, boxes, image_id[, labels])``."""
+        pending: list[tuple[PoseResult, list[tuple[str, str | None, np.ndarray]], np.ndarray]] = []
+        n_crops = 0
+        default = self.children[self.default]
+        for item in items:
+            image, boxes, image_id = item[:3]
+            labels = item[3] if len(item) > 3 else None
+            array, source = default._load(image)
+            hw = array.shape[:2]
+            if boxes is None:
+                boxes, labels = np.array([[0, 0, hw[1], hw[0], 1.0]], np.float32), None
+            name = os.path.basename(source) if not isinstance(image, np.ndarray) else \
+                (f"image {image_id}" if image_id is not None else "")
+            kept, warnings = sanitize_boxes(boxes, hw, source=name)
+            for w in warnings:
+                log.warning(w)
+            rows = _kept_rows(boxes, hw)
+            result = PoseResult(source, image_id if image_id is not None else
+                                os.path.basename(source), hw, "auto", warnings=warnings)
+            crops: list[tuple[str, str | None, np.ndarray]] = []
+            for box, row in zip(kept, rows):
+                category = None if labels is None else str(labels[int(row)]).lower()
+                dataset = self.default if category is None else self.routes.get(category)
+                if dataset is not None:
+                    crops.append((dataset, category, box))
+            pending.append((result, crops, array))
+            n_crops += len(crops)
+            if n_crops >= self.batch_size:
+                self._run(pending)
+                yield from (r for r, _, _ in pending)
+                pending, n_crops = [], 0
+        if pending:
+            self._run(pending)
+            yield from (r for r, _, _ in pending)
+
+    def _run(self, pending: list[tuple[PoseResult, list, np.ndarray]]) -> None:
+        """Crops of every pending image, one backbone call per chunk, each dataset's head."""
+        tensors, centers, scales, owners, ds_index = [], [], [], [], []
+        for k, (result, crops, array) in enumerate(pending):
+            for dataset in self.children:
+                group = [(cat, box) for d, cat, box in crops if d == dataset]
+                if not group:
+                    continue
+                child = self.children[dataset]
+                boxes = np.stack([b for _, b in group])
+                x, c, s = child.crops(array, boxes)
+                tensors.append(x)
+                centers.append(c)
+                scales.append(s)
+                owners += [(k, dataset, cat, b) for cat, b in group]
+                ds_index += [child.dataset_index] * len(group)
+        if not tensors:
+            return
+        x = torch.cat(tensors)
+        idx = torch.tensor(ds_index, dtype=torch.long, device=self.device)
+        center, scale = np.concatenate(centers), np.concatenate(scales)
+        coords: list[Any] = [None] * len(x)
+        scores: list[Any] = [None] * len(x)
+        for start in range(0, len(x), self.batch_size):
+            stop = min(start + self.batch_size, len(x))
+            self._forward(x[start:stop], idx[start:stop], center[start:stop],
+                          scale[start:stop], coords, scores, start)
+        per_image: dict[tuple[int, str], list[int]] = {}
+        for row, (k, dataset, _, _) in enumerate(owners):
+            per_image.setdefault((k, dataset), []).append(row)
+        for (k, dataset), rows in per_image.items():
+            child = self.children[dataset]
+            boxes = np.stack([owners[r][3] for r in rows])
+            kp = np.stack([coords[r] for r in rows])
+            sc = np.stack([scores[r] for r in rows])
+            inst_scores = rescore_instances(sc, boxes[:, 4], child.settings.vis_thr)
+            keypoints = np.concatenate([kp, sc[..., None]], -1).astype(np.float32)
+            order = np.arange(len(rows))
+            if child.settings.nms_thr is not None and len(rows) > 1:
+                areas = np.prod(scale[rows] * 200.0, axis=1)
+                order = np.asarray(oks_nms(keypoints, inst_scores, areas, child.meta.sigmas,
+                                           child.settings.nms_thr), dtype=np.int64)
+            pending[k][0].instances += [
+                PoseInstance(boxes[i, :4].copy(), float(boxes[i, 4]), keypoints[i],
+                             float(inst_scores[i]), center[rows[i]], scale[rows[i]],
+                             dataset=dataset, category=owners[rows[i]][2]) for i in order]
+
+    @torch.inference_mode()
+    def _forward(self, x: torch.Tensor, idx: torch.Tensor, center: np.ndarray, scale: np.ndarray,
+                 coords: list, scores: list, offset: int) -> None:
+        n = len(x)
+        flip = any(c.settings.flip_test for c in self.children.values())
+        x = x.to(self.device)
+        if flip:
+            x = torch.cat([x, x.flip(3)])
+            idx = torch.cat([idx, idx])
+        present = sorted(set(idx.tolist()))
+        route: Any = present[0] if len(present) == 1 else idx  # one expert: no gather
+        with torch.autocast(self.device.type, dtype=self.dtype,
+                            enabled=self.dtype != torch.float32):
+            feats = self.model.forward_features(x, route)
+            for child in self.children.values():
+                rows = (idx[:n] == child.dataset_index).nonzero(as_tuple=True)[0]
+                if not len(rows):
+                    continue
+                both = torch.cat([rows, rows + n]) if flip else rows
+                hm = child.head(feats[both]).float()
+                if flip:
+                    k = len(rows)
+                    hm = (hm[:k] + child.flip_back(hm[k:])) * 0.5
+                r = rows.cpu().numpy()
+                c, s = child.decode(hm, center[r], scale[r])
+                for j, row in enumerate(r):
+                    coords[offset + int(row)] = c[j]
+                    scores[offset + int(row)] = s[j]

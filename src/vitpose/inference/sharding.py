@@ -179,6 +179,8 @@ def write_plan(path: Path, rows: Iterable[tuple[str, str, str | None, bool]],
     tmp = path.with_name(path.name + ".tmp")
     total = todo = 0
     try:
+        # the first file of the run: its folder is made now (the checks before create nothing)
+        path.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("w", encoding="utf-8") as fh:
             fh.write(json.dumps({_PLAN_HEADER: 1, **info}) + "\n")
             for row in rows:

@@ -7,18 +7,27 @@
   OKS (object keypoint similarity) or box IoU.
 * `OneEuroFilter` / `PoseSmoother` reduce keypoint jitter with the One-Euro filter (Casiez et al.,
   CHI 2012), vectorised over keypoints, one filter state per track.
+* `IntervalBoxes` runs the detector every N frames and, in between, takes each tracked
+  instance's box from its previous keypoints (`pose_box_xywh`); `estimate_video` runs a whole
+  video through an estimator with it (crops batched across frames when every frame is
+  detected), `prefetch` reads frames in a background thread and `BackgroundWriter` draws and
+  writes them in another.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -26,15 +35,21 @@ import numpy as np
 from vitpose.errors import InputError
 
 __all__ = [
+    "BackgroundWriter",
+    "IntervalBoxes",
     "OneEuroFilter",
     "PoseSmoother",
     "PoseTracker",
     "Track",
     "VideoReader",
     "VideoWriter",
+    "assign_tracks",
+    "estimate_video",
     "iou_matrix",
     "keypoint_boxes_xyxy",
     "oks_matrix",
+    "pose_box_xywh",
+    "prefetch",
 ]
 
 logger = logging.getLogger(__name__)
@@ -681,3 +696,299 @@ class PoseSmoother:
             self._filters.pop(tid, None)
             self._last_seen.pop(tid, None)
         return out
+
+
+# --------------------------------------------------------------------------------------------
+# Detection interval: boxes from the previous keypoints between detector passes
+# --------------------------------------------------------------------------------------------
+
+
+def pose_box_xywh(keypoints: np.ndarray, scores: np.ndarray, image_hw: tuple[int, int],
+                  kpt_thr: float = 0.3, padding: float = 1.25) -> np.ndarray | None:
+    """The box of the next frame from one instance's keypoints: the tight box around its
+    confident keypoints, enlarged ``padding`` times about its centre (as pose-based tracking in
+    rtmlib / the mmpose video demos does), clipped to the image.
+
+    Returns:
+        ``(4,)`` float32 ``x, y, w, h``, or None when fewer than two keypoints are confident.
+    """
+    kpts = np.asarray(keypoints, dtype=np.float64).reshape(-1, 2)
+    ok = (np.asarray(scores).reshape(-1) >= kpt_thr) & np.isfinite(kpts).all(axis=1)
+    if ok.sum() < 2:
+        return None
+    lo, hi = kpts[ok].min(axis=0), kpts[ok].max(axis=0)
+    center, half = (lo + hi) / 2.0, (hi - lo) / 2.0 * padding
+    h, w = image_hw
+    x1, y1 = max(0.0, center[0] - half[0]), max(0.0, center[1] - half[1])
+    x2, y2 = min(float(w), center[0] + half[0]), min(float(h), center[1] + half[1])
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return None
+    box = np.array([x1, y1, x2 - x1, y2 - y1], np.float32)
+    # float32 rounding must not put the far edge past the image (a "clipped" warning a frame)
+    for i, limit in ((2, float(w)), (3, float(h))):
+        while float(box[i - 2]) + float(box[i]) > limit:
+            box[i] = np.nextafter(box[i], np.float32(0))
+    return box
+
+
+class IntervalBoxes:
+    """Boxes for each frame of a video: a detector pass every ``interval`` frames, and in
+    between each instance's box from its keypoints in the previous frame (`pose_box_xywh`).
+
+    A track is lost when its instance has fewer than ``min_keypoints`` keypoints above
+    ``kpt_thr`` (the person left, or the box drifted off them); it is dropped and the next
+    frame runs the detector again, as does a frame after one with nobody tracked.
+
+    Args:
+        detect: ``frame -> (boxes (N, 5), class names or None)``.
+        interval: detector every this many frames (1: every frame).
+        kpt_thr: keypoint score that counts as found.
+        min_keypoints: fewer found keypoints lose the track.
+        padding: enlargement of the keypoint box (see `pose_box_xywh`).
+
+    Attributes:
+        detections: number of detector passes so far.
+    """
+
+    def __init__(self, detect: Callable[[np.ndarray], tuple[np.ndarray, Sequence[str] | None]],
+                 interval: int = 1, kpt_thr: float = 0.3, min_keypoints: int = 4,
+                 padding: float = 1.25) -> None:
+        if int(interval) < 1:
+            raise InputError(f"the detection interval must be at least 1 frame, got {interval}")
+        self.detect = detect
+        self.interval = int(interval)
+        self.kpt_thr = float(kpt_thr)
+        self.min_keypoints = int(min_keypoints)
+        self.padding = float(padding)
+        self.detections = 0
+        self._since = 0
+        self._redetect = True
+        self._boxes: list[np.ndarray] = []
+        self._labels: list[str | None] = []
+
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, list[str] | None, bool]:
+        """This frame's boxes, their classes (None: unknown) and whether the detector ran."""
+        if self._redetect or self._since >= self.interval or not self._boxes:
+            boxes, labels = self.detect(frame)
+            self.detections += 1
+            self._since = 1
+            self._redetect = False
+            return boxes, (None if labels is None else list(labels)), True
+        self._since += 1
+        boxes = np.stack(self._boxes).astype(np.float32)
+        labels = None if all(c is None for c in self._labels) else \
+            [c or "person" for c in self._labels]
+        return boxes, labels, False
+
+    def replay(self, result: Any, detected: bool) -> None:
+        """Takes a frame done by an interrupted run (resume): whether the detector ran on it,
+        and its poses (exact model keypoints, box scores and classes), as if it ran now."""
+        if detected:
+            self.detections += 1
+            self._since = 1
+            self._redetect = False
+        else:
+            self._since += 1
+        self.update(result)
+
+    def update(self, result: Any) -> None:
+        """Takes this frame's poses: the boxes of the next frame, or a new detection."""
+        hw = result.image_hw
+        self._boxes, self._labels = [], []
+        for inst in result.instances:
+            kp = inst.keypoints
+            found = int((kp[:, 2] >= self.kpt_thr).sum())
+            box = pose_box_xywh(kp[:, :2], kp[:, 2], hw, self.kpt_thr, self.padding) \
+                if found >= self.min_keypoints else None
+            if box is None:
+                self._redetect = True  # a lost track: detect again on the next frame
+                continue
+            self._boxes.append(np.append(box, np.float32(inst.box_score)))
+            self._labels.append(inst.category)
+        if not self._boxes:
+            self._redetect = True
+
+
+def assign_tracks(tracker: PoseTracker | None, smoother: PoseSmoother | None, result: Any,
+                  index: int) -> None:
+    """Track ids (and One-Euro smoothing) for one frame's instances, in place.
+
+    Called on empty frames too, so that tracks and filters age and expire. Instances of
+    several keypoint sets (a routed ViTPose+ estimator) are matched by box IoU."""
+    if tracker is None:
+        return
+    instances = result.instances
+    if not instances:
+        tracker.update(np.zeros((0, len(tracker.sigmas) if tracker.sigmas is not None else 0,
+                                 2)), np.zeros((0, 0)))
+        return
+    ks = {i.keypoints.shape[0] for i in instances}
+    if len(ks) == 1 and tracker.metric == "oks":
+        kp = np.stack([i.keypoints for i in instances])
+        # the person boxes give the OKS scale (as the COCO area does)
+        ids = tracker.update(kp[..., :2], kp[..., 2], result.boxes_xyxy)
+    else:
+        ids = tracker.update(np.zeros((len(instances), 1, 2)), np.ones((len(instances), 1)),
+                             result.boxes_xyxy)
+    for inst, tid in zip(instances, ids):
+        inst.track_id = int(tid)
+    if smoother is not None:
+        for inst, tid in zip(instances, ids):
+            inst.keypoints[:, :2] = smoother([tid], inst.keypoints[None, :, :2], index)[0]
+
+
+def estimate_video(frames: Iterable[np.ndarray], estimator: Any, boxes: IntervalBoxes,
+                   tracker: PoseTracker | None = None, smoother: PoseSmoother | None = None, *,
+                   stored: Callable[[int, np.ndarray], tuple[Any, Any, bool] | None] | None = None,
+                   prepare: Callable[[int, Any, bool], None] | None = None,
+                   ) -> Iterator[tuple[int, np.ndarray, Any]]:
+    """Poses of every frame: ``(index, frame, result)`` in order, with track ids.
+
+    With a detector pass on every frame (``boxes.interval == 1``) the crops of consecutive
+    frames are batched together (up to the estimator's batch size); otherwise each frame's
+    boxes come from the previous frame's poses, so frames go one at a time.
+
+    Resuming: ``stored(index, frame)`` gives, for the leading frames done by an interrupted run,
+    ``(result, exact, detected)``: the stored result (yielded as is, not estimated again), the
+    exact model poses (unsmoothed keypoints, boxes, box scores, classes) that replay the tracker,
+    smoother and `IntervalBoxes`, and whether the detector ran on it; None for the first frame
+    to estimate (from there on every frame is estimated). ``prepare(index, result, detected)``
+    sees each new result before tracking and smoothing (e.g. to drop non-finite instances or
+    record the exact poses).
+    """
+    frames = iter(frames)
+    start = 0
+    first: list[np.ndarray] = []
+    if stored is not None:
+        for index, frame in enumerate(frames):
+            done = stored(index, frame)
+            if done is None:
+                start, first = index, [frame]
+                break
+            result, exact, detected = done
+            boxes.replay(exact, detected)
+            assign_tracks(tracker, smoother, exact, index)  # ids and smoothing of `result`
+            yield index, frame, result
+        else:
+            return
+    frames = itertools.chain(first, frames)
+
+    routed = hasattr(estimator, "routes")  # the box classes pick the keypoint sets
+
+    def item(index: int, frame: np.ndarray) -> tuple[Any, ...]:
+        b, labels, detected = boxes(frame)
+        detections.append(detected)
+        return (frame, b, index, labels) if routed else (frame, b, index)
+
+    detections: deque[bool] = deque()
+    if boxes.interval == 1:
+        waiting: deque[tuple[int, np.ndarray]] = deque()
+
+        def items() -> Iterator[tuple[Any, ...]]:
+            for index, frame in enumerate(frames, start):
+                waiting.append((index, frame))
+                yield item(index, frame)
+
+        for result in estimator.predict_many(items()):
+            index, frame = waiting.popleft()
+            detected = detections.popleft()
+            if prepare is not None:
+                prepare(index, result, detected)
+            assign_tracks(tracker, smoother, result, index)
+            yield index, frame, result
+        return
+    for index, frame in enumerate(frames, start):
+        result = next(iter(estimator.predict_many([item(index, frame)])))
+        detected = detections.popleft()
+        if prepare is not None:
+            prepare(index, result, detected)
+        boxes.update(result)
+        assign_tracks(tracker, smoother, result, index)
+        yield index, frame, result
+
+
+# --------------------------------------------------------------------------------------------
+# Background threads: reading ahead, drawing and writing behind
+# --------------------------------------------------------------------------------------------
+
+_DONE = object()
+
+
+def prefetch(iterable: Iterable[Any], depth: int = 8) -> Iterator[Any]:
+    """Iterates over ``iterable`` in a background thread, up to ``depth`` items ahead (frame
+    decoding overlaps the model). Errors of the producer are raised here; closing the
+    generator stops the thread."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for x in iterable:
+                while not stop.is_set():
+                    try:
+                        q.put(x, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    t = threading.Thread(target=work, name="vitpose-read", daemon=True)
+    t.start()
+    try:
+        while True:
+            x = q.get()
+            if x is _DONE:
+                return
+            if isinstance(x, BaseException):
+                raise x
+            yield x
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                q.get_nowait()
+        t.join(timeout=5)
+
+
+class BackgroundWriter:
+    """Runs ``fn(*args)`` calls (drawing a frame and writing it) in order in a background
+    thread. The first error is raised by the next `submit` or by `close`.
+
+    Args:
+        depth: calls waiting at most (then `submit` blocks).
+    """
+
+    def __init__(self, depth: int = 8) -> None:
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="vitpose-write", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._q.get()
+            if job is _DONE:
+                return
+            if self._error is None:
+                try:
+                    job[0](*job[1])
+                except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                    self._error = exc
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._q.put((fn, args))
+
+    def close(self) -> None:
+        """Waits for every submitted call; raises the first error."""
+        if self._thread.is_alive():
+            self._q.put(_DONE)
+            self._thread.join()
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err

@@ -1,0 +1,243 @@
+"""Speed of the detectors, of offline video with --det-interval, and of the webcam tab, on this
+machine, with random weights (speed does not depend on them; no hub access needed).
+
+    python scripts/bench_detect.py [--quick] [--json OUT.json]
+
+A. Detector latency per 640x640 frame: D-FINE-N (the ``auto`` default), D-FINE-S, RT-DETR-R50,
+   through ONNX Runtime and PyTorch (fp32; bf16 autocast for reference).
+B. Offline video, the `vitpose predict VIDEO` path (`estimate_video` with frames read in a
+   thread, drawn and written in another): D-FINE-N every 5 frames, ViTPose-B, no flip test.
+   The detector's real network runs on every detection frame; the boxes it returns are fixed
+   (random weights find nothing), 6 people a frame. Compared with the pose model's crop
+   throughput at the same batch size (6 crops per call).
+C. Webcam tab: `PoseDemo.predict_frame` on 640x480 frames, one person, detector every 5
+   frames, flip test on (the page's default) and off, for ViTPose-S/B/L/H.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from vitpose.inference.detectors import random_detector  # noqa: E402
+
+
+def timed(fn, repeat: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def summary(ts: list[float]) -> dict[str, float]:
+    return {"median_ms": 1000 * statistics.median(ts), "min_ms": 1000 * min(ts)}
+
+
+def bench_detectors(repeat: int, names: list[str]) -> dict:
+    frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    rows = {}
+    for name in names:
+        for engine in ("onnxruntime", "torch"):
+            det = random_detector(name, engine=engine, threshold=0.5)
+            rows[f"{name}/{engine}/fp32"] = summary(timed(lambda: det(frame), repeat))
+            print(name, engine, rows[f"{name}/{engine}/fp32"], flush=True)
+        if torch.backends.mkldnn.is_available():
+            x = torch.from_numpy(det.preprocess(frame)[None])
+            graph = det.runner.graph
+
+            def bf16():
+                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                    graph(x)
+
+            rows[f"{name}/torch/bf16-autocast"] = summary(timed(bf16, repeat))
+            print(name, "torch bf16", rows[f"{name}/torch/bf16-autocast"], flush=True)
+    return rows
+
+
+def _pose_estimator(variant: str, batch_size: int, flip: bool):
+    import vitpose
+    from vitpose.inference.pipeline import PoseEstimator
+    from vitpose.inference.precision import optimize_for_inference, resolve_dtype
+
+    torch.manual_seed(0)
+    net = vitpose.build_model(variant).eval()
+    dtype = resolve_dtype("auto", "cpu")
+    optimize_for_inference(net, dtype)
+    est = PoseEstimator(net, batch_size=batch_size, dtype=dtype)
+    return est.with_settings(flip_test=flip), dtype
+
+
+class FixedBoxes:
+    """The real detector network on every call, fixed boxes out (random weights find nobody)."""
+
+    def __init__(self, detector, boxes: np.ndarray) -> None:
+        self.detector, self.boxes, self.calls = detector, boxes, 0
+
+    def detect_labeled(self, image):
+        self.calls += 1
+        self.detector(image)
+        return self.boxes.copy(), ["person"] * len(self.boxes)
+
+    def __call__(self, image):
+        return self.detect_labeled(image)[0]
+
+
+def bench_video(frames: int, interval: int, persons: int) -> dict:
+    import cv2
+
+    cv2.setNumThreads(1)  # as `vitpose predict VIDEO` does
+
+    from vitpose.cli.predict import ResultsWriter
+    from vitpose.inference.video import (BackgroundWriter, IntervalBoxes, PoseTracker,
+                                         VideoReader, VideoWriter, estimate_video, prefetch)
+
+    src = ROOT.parent / "shared" / "data" / "video" / "demo.mp4"
+    tmp = Path(tempfile.mkdtemp(prefix="vitpose-bench-"))
+    clip = tmp / "clip.mp4"
+    base = list(VideoReader(src))
+    with VideoWriter(clip, 30.0) as w:  # the sample looped to `frames` frames
+        for i in range(frames):
+            w.write(base[i % len(base)])
+    h, wd = base[0].shape[:2]
+    xs = np.linspace(0.05, 0.8, persons) * wd
+    boxes = np.array([[x, 0.3 * h, 0.12 * wd, 0.6 * h, 0.9] for x in xs], np.float32)
+    est, dtype = _pose_estimator("vitpose-b-simple", batch_size=persons, flip=False)
+    det = FixedBoxes(random_detector("dfine-n", engine="onnxruntime"), boxes)
+
+    # the pose engine alone: crops/s at this batch size
+    x = torch.randn(persons, 3, 256, 192)
+    crop_ts = timed(lambda: est.forward_heatmaps(x), 10)
+    crops_per_s = persons / statistics.median(crop_ts)
+
+    def run() -> tuple[float, int, int]:
+        reader = VideoReader(clip)
+        tracker = PoseTracker(metric="oks", sigmas=est.meta.sigmas)
+        # random weights: every keypoint counts as found, so tracks are kept between detections
+        interval_boxes = IntervalBoxes(lambda f: det.detect_labeled(f), interval, kpt_thr=-1.0,
+                                       min_keypoints=0)
+        results = ResultsWriter(tmp / "frames.json")
+        video = VideoWriter(tmp / "out.mp4", reader.fps)
+        drawing = BackgroundWriter()
+        n_inst = 0
+        t0 = time.perf_counter()
+        for index, frame, result in estimate_video(prefetch(iter(reader)), est, interval_boxes,
+                                                   tracker):
+            results.add([{"frame": index, "instances": result.to_coco()}])
+            drawing.submit(lambda f, r: video.write(est.draw(f, r, 0.3)), frame, result)
+            n_inst += len(result.instances)
+        drawing.close()
+        video.close()
+        results.finish()
+        reader.close()
+        return time.perf_counter() - t0, n_inst, interval_boxes.detections
+
+    det.detect_labeled(base[0])  # warm-up (first-call allocations)
+    est(base[0], boxes)
+    wall, n_inst, detections = run()
+    e2e = n_inst / wall
+    # the crop throughput again after the run; the better of the two counts (a busy machine
+    # slows one of them, and the better one makes the ratio conservative)
+    crop_ts = timed(lambda: est.forward_heatmaps(x), 10)
+    crops_per_s = max(crops_per_s, persons / statistics.median(crop_ts))
+    # the same again without drawing/writing and detector: the pose-only part of the loop
+    row = {"frames": frames, "persons_per_frame": persons, "det_interval": interval,
+           "detector_passes": detections, "pose_dtype": str(dtype).replace("torch.", ""),
+           "pose_crops_per_s_batch": crops_per_s, "end_to_end_person_frames_per_s": e2e,
+           "ratio": e2e / crops_per_s, "wall_s": wall}
+    print("video", json.dumps(row), flush=True)
+    return row
+
+
+def bench_webcam(sizes: list[str], frames: int) -> dict:
+    import functools
+
+    from vitpose.demo import app
+    from vitpose.demo.app import ModelChoice, PoseDemo
+    from vitpose.inference.video import IntervalBoxes
+
+    # random weights: every keypoint counts as found, so the person is followed between
+    # detector passes (as with real weights and a visible person)
+    app.IntervalBoxes = functools.partial(IntervalBoxes, kpt_thr=-1.0, min_keypoints=0)
+
+    rows = {}
+    frame = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    box = np.array([[220, 60, 200, 400, 0.9]], np.float32)
+    det = FixedBoxes(random_detector("dfine-n", engine="onnxruntime"), box)
+    for size in sizes:
+        variant = f"vitpose-{size}-simple"
+        choice = ModelChoice(variant, variant)
+        demo = PoseDemo(choices=[choice], work_dir=tempfile.mkdtemp(), webcam_det_interval=5)
+        est, _ = _pose_estimator(variant, batch_size=16, flip=True)
+        demo._estimators[(variant, None, None)] = est
+        demo._detectors[("auto", ("person",))] = det
+        for flip in (True, False):
+            for _ in range(3):
+                demo.predict_frame(frame, None, None, flip, 0.3)
+            t0 = time.perf_counter()
+            for _ in range(frames):
+                _, text = demo.predict_frame(frame, None, None, flip, 0.3)
+            fps = frames / (time.perf_counter() - t0)
+            rows[f"vitpose-{size}/flip={'on' if flip else 'off'}"] = {
+                "fps": fps, "detector_passes": det.calls}
+            det.calls = 0
+            print(size, "flip", flip, f"{fps:.1f} frames/s", "|", text, flush=True)
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer repeats, D-FINE-N and ViTPose-S")
+    p.add_argument("--json", default=None)
+    p.add_argument("--parts", default="ABC", help="which measurements (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=None, help="video frames (B)")
+    p.add_argument("--sizes", default=None, help="ViTPose sizes for the webcam (C), e.g. s,b")
+    p.add_argument("--detectors", default=None, help="detectors (A), e.g. dfine-n,rtdetr")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch (and detector ONNX Runtime) threads; 1 is steadier on a busy "
+                        "machine (default: torch's)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if os.environ.get("BENCH_CV2_THREADS"):
+        import cv2
+        cv2.setNumThreads(int(os.environ["BENCH_CV2_THREADS"]))
+    out = {"cpu": subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | cut -d: -f2"],
+                                 capture_output=True, text=True).stdout.strip(),
+           "threads": torch.get_num_threads(), "load_before": os.getloadavg()}
+    if "A" in args.parts:
+        names = args.detectors.split(",") if args.detectors else (
+            ["dfine-n"] if args.quick else ["dfine-n", "dfine-s", "rtdetr"])
+        out["detectors"] = bench_detectors(5 if args.quick else 15, names)
+    if "B" in args.parts:
+        out["video"] = bench_video(args.frames or (20 if args.quick else 60), 5, 6)
+    if "C" in args.parts:
+        sizes = args.sizes.split(",") if args.sizes else (["s"] if args.quick else
+                                                           ["s", "b", "l", "h"])
+        out["webcam"] = bench_webcam(sizes,
+                                     args.frames or (10 if args.quick else 30))
+    out["load_after"] = os.getloadavg()
+    print(json.dumps(out, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
