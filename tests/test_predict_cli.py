@@ -89,10 +89,11 @@ def test_coco_results_json_and_python_api(data_dir, ckpt, tmp_path, capsys):
         ev.summarize()
     assert len(dt.getAnnIds()) == 118 and np.isfinite(ev.stats).all()
 
-    # The Python API, with the same checkpoint, boxes and settings, gives the same numbers
-    # (predict's defaults: dtype and engine "auto", whose choice is cached for this machine).
+    # The Python API, with the same checkpoint, boxes, engine and settings, gives the same
+    # numbers (predict's default dtype "auto").
     from vitpose.inference.builder import build_estimator
-    est = build_estimator(str(ckpt), dataset="coco", batch_size=16, device="cpu")
+    est = build_estimator(str(ckpt), dataset="coco", batch_size=16, device="cpu",
+                          backend="torch")
     dets = load_coco_detections(det_file, images_file)
     ids = {im["file_name"]: im["id"] for im in json.loads(images_file.read_text())["images"]}
     names = sorted(ids)

@@ -271,7 +271,8 @@ def _parse_box(values: Any, where: str) -> list[float]:
 def _as_array(rows: list[list[float]]) -> np.ndarray:
     if not rows:
         return _empty_boxes()
-    return np.asarray(rows, dtype=np.float32).reshape(-1, 5)
+    with np.errstate(over="ignore"):  # beyond float32: inf, dropped by `sanitize_boxes`
+        return np.asarray(rows, dtype=np.float32).reshape(-1, 5)
 
 
 def load_coco_detections(
