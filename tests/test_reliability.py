@@ -319,6 +319,19 @@ def test_nan_model_gives_valid_json_and_a_warning(tmp_path, capsys):
     assert _strict_json(out / "results.json") == []
 
 
+
+def test_demo_with_a_nan_model_writes_valid_json_and_says_so(tmp_path, data_dir):
+    from vitpose.demo import PoseDemo
+    model = tiny_simple_model()
+    with torch.no_grad():
+        list(model.keypoint_head.parameters())[-1].fill_(float("nan"))
+    path = vitpose.save_checkpoint(model, tmp_path / "nan.pth")
+    demo = PoseDemo(str(path), work_dir=tmp_path / "work", dtype="float32", backend="torch")
+    out = demo.predict_image(str(data_dir / "coco" / "000000000785.jpg"), None, "whole-image")
+    assert not out.error, out.message
+    assert "non-finite" in out.message and "left out" in out.message
+    assert _strict_json(Path(out.json_path)) == []
+
 # ---------------------------------------------------------------------------------------------
 # 6. A damaged video: the frames that could not be decoded are reported
 # ---------------------------------------------------------------------------------------------

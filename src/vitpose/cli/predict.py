@@ -293,19 +293,6 @@ def _check_outputs(paths: list[Path], overwrite: bool) -> None:
 # Non-finite predictions
 # ---------------------------------------------------------------------------------------------
 
-def _finite(instance: PoseInstance) -> bool:
-    return bool(np.isfinite(instance.keypoints).all() and np.isfinite(instance.box_xywh).all()
-                and math.isfinite(instance.score) and math.isfinite(instance.box_score))
-
-
-def _drop_nonfinite(result: PoseResult) -> int:
-    """Removes instances holding NaN/inf (a broken or diverged model); returns how many."""
-    kept = [i for i in result.instances if _finite(i)]
-    dropped = len(result.instances) - len(kept)
-    result.instances = kept
-    return dropped
-
-
 def _nonfinite_message(count: int, where: int, unit: str, path: Path) -> str:
     return (f"{count} instance(s) in {where} {unit} had non-finite (NaN or infinite) "
             f"keypoints or scores and were left out of {path} (broken or diverged weights?)")
@@ -379,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
         for result in estimator.predict_many(items()) if todo else ():
             path, image = queued.popleft()
             result.source = str(path)
-            dropped = _drop_nonfinite(result)
+            dropped = result.drop_nonfinite()
             if dropped:
                 n_nonfinite += dropped
                 nonfinite_images.add(keys[path])
@@ -552,7 +539,7 @@ def _run_video(args: argparse.Namespace, spec: InputSpec, out_dir: Path) -> int:
 
     def prepare(index: int, result: PoseResult, detected: bool) -> None:
         nonlocal n_nonfinite, nonfinite_frames
-        dropped = _drop_nonfinite(result)
+        dropped = result.drop_nonfinite()
         n_nonfinite += dropped
         nonfinite_frames += dropped > 0
         if tracker is not None or args.det_interval > 1:  # exact, for replaying on resume

@@ -499,11 +499,12 @@ class PoseDemo:
                       result: PoseResult, kpt_thr: float, fell_back: bool, seconds: float
                       ) -> ImageOutput:
 
+        result.drop_nonfinite()  # said in the page through result.warnings
         drawn = estimator.draw(image, result, kpt_thr)
         entries = result.to_coco()
         out_dir = self._request_dir()
         json_path = out_dir / f"{_safe_stem(path)}_results.json"
-        json_path.write_text(json.dumps(entries))
+        json_path.write_text(json.dumps(entries, allow_nan=False))
         table = [[i + 1, *[round(float(v), 1) for v in inst.box_xywh],
                   round(inst.box_score, 3), round(inst.score, 3),
                   f"{int((inst.keypoints[:, 2] >= kpt_thr).sum())}/{len(inst.keypoints)}"]
@@ -574,7 +575,7 @@ class PoseDemo:
         preview_failed = False
         frames: list[dict[str, Any]] = []
         tracks: dict[int, list[float]] = {}  # id -> [frames, first, last, score sum]
-        fallbacks = 0
+        fallbacks = nonfinite = 0
         truncated = False
         try:
             for index, frame in enumerate(reader):
@@ -584,6 +585,7 @@ class PoseDemo:
                 boxes, labels, fell_back = self._boxes(detector, frame)
                 fallbacks += fell_back
                 result = _estimate(estimator, frame, boxes, labels, index)
+                nonfinite += result.drop_nonfinite()
                 if result.instances:
                     assign_tracks(tracker, None, result, index)
                     for inst in result.instances:
@@ -611,7 +613,7 @@ class PoseDemo:
             writer.close()
             if preview is not None:
                 preview.close(verify=False)  # WebM does not store a frame count to check
-        json_path.write_text(json.dumps(frames))
+        json_path.write_text(json.dumps(frames, allow_nan=False))
         n = len(frames)
         table = [[tid, int(t[0]), int(t[1]), int(t[2]), round(t[3] / max(t[0], 1), 3)]
                  for tid, t in sorted(tracks.items())]
@@ -622,6 +624,9 @@ class PoseDemo:
         if fallbacks:
             parts.append(f"the detector found no person in {fallbacks} frame(s); the whole frame "
                          "was used there")
+        if nonfinite:
+            parts.append(f"{nonfinite} instance(s) had non-finite (NaN or infinite) keypoints or "
+                         "scores and were left out (broken or diverged weights?)")
         shown = mp4_path
         if writer.codec != "avc1":
             if preview is not None and preview.frames_written:
@@ -682,6 +687,7 @@ class PoseDemo:
                 state["boxes"] = IntervalBoxes(detect, self.webcam_det_interval)
             boxes, labels, _ = state["boxes"](frame)
             result = _estimate(estimator, frame, boxes, labels, state["frames"])
+            result.drop_nonfinite()
             state["boxes"].update(result)
             assign_tracks(state["tracker"], None, result, state["frames"])
             drawn = estimator.draw(frame, result, float(kpt_thr))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -125,6 +126,11 @@ class PoseInstance:
         """Area of the padded, aspect-fixed crop box (the official OKS-NMS area)."""
         return float(np.prod(self.scale * 200.0))
 
+    def is_finite(self) -> bool:
+        """No NaN/inf in the keypoints, the box or the scores."""
+        return bool(np.isfinite(self.keypoints).all() and np.isfinite(self.box_xywh).all()
+                    and math.isfinite(self.score) and math.isfinite(self.box_score))
+
     def to_coco(self, image_id: int | str, category_id: int = 1) -> dict[str, Any]:
         """COCO keypoint results entry."""
         d = {"image_id": image_id, "category_id": category_id,
@@ -168,6 +174,18 @@ class PoseResult:
 
     def to_coco(self, category_id: int = 1) -> list[dict[str, Any]]:
         return [i.to_coco(self.image_id, category_id) for i in self.instances]
+
+    def drop_nonfinite(self) -> int:
+        """Removes the instances holding NaN/inf (broken or diverged weights), so that every
+        output stays valid JSON, and says so in `warnings`; returns how many were removed."""
+        kept = [i for i in self.instances if i.is_finite()]
+        dropped = len(self.instances) - len(kept)
+        if dropped:
+            self.instances = kept
+            self.warnings.append(f"{dropped} instance(s) had non-finite (NaN or infinite) "
+                                 "keypoints or scores and were left out (broken or diverged "
+                                 "weights?)")
+        return dropped
 
 
 @dataclass
