@@ -381,19 +381,20 @@ _DFINE_PRE = {"do_resize": True, "size": {"height": 128, "width": 128}, "do_resc
 _LABELS = {0: "person", 1: "bicycle", 2: "dog", 3: "horse"}
 
 
-def test_dfine_random_weights_decoding_is_engine_independent() -> None:
-    pytest.importorskip("onnxruntime")
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_dfine_random_weights_decoding_is_engine_independent(runtime: str) -> None:
+    pytest.importorskip(runtime)
     model = _tiny_dfine(_LABELS)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (96, 160, 3), dtype=np.uint8),
               rng.integers(0, 255, (200, 90, 3), dtype=np.uint8)]
     runs = {}
-    for engine in ("torch", "onnxruntime"):
+    for engine in ("torch", runtime):
         d = det.TransformersDetector.from_model(model, _DFINE_PRE, labels=("person", "dog"),
                                                 threshold=0.0, engine=engine)
         assert d.engine == engine
         runs[engine] = d.detect_labeled_batch(images)
-    for (b_t, l_t), (b_o, l_o), img in zip(runs["torch"], runs["onnxruntime"], images):
+    for (b_t, l_t), (b_o, l_o), img in zip(runs["torch"], runs[runtime], images):
         assert len(b_t) == 30 and set(l_t) <= {"person", "dog"}  # wanted classes only
         h, w = img.shape[:2]
         assert np.all(b_t[:, 0] >= 0) and np.all(b_t[:, 0] + b_t[:, 2] <= w + 1e-3)
@@ -408,6 +409,44 @@ def test_dfine_random_weights_decoding_is_engine_independent() -> None:
     mine = boxes[np.array([n == "person" for n in names], bool)]
     for row in mine:  # same query, same person score
         assert np.abs(persons - row).max(axis=1).min() < 1e-4
+
+
+def test_detector_engine_auto_is_a_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(det, "_have_onnxruntime", lambda: True)
+    monkeypatch.setattr(det, "_have_openvino", lambda: True)
+    assert det._engine_order("auto", True, cpu) == list(det.AUTO_DETECTOR_ENGINES)
+    assert det._engine_order("auto", False, cpu) == []  # varying input size: PyTorch
+    assert det._engine_order("auto", True, torch.device("cuda")) == []
+    assert det._engine_order("openvino", True, cpu) == ["openvino"]
+    assert det._engine_order("torch", True, cpu) == []
+    with pytest.raises(InputError, match="on the CPU"):
+        det._engine_order("openvino", True, torch.device("cuda"))
+    monkeypatch.setattr(det, "_have_onnxruntime", lambda: False)
+    assert det._engine_order("auto", True, cpu) == ["openvino"]
+    assert det.available_detector_engines("cpu") == ["torch", "openvino"]
+    monkeypatch.setattr(det, "_have_openvino", lambda: False)
+    assert det._engine_order("auto", True, cpu) == []
+    with pytest.raises(InputError, match="needs openvino"):
+        det._engine_order("openvino", True, cpu)
+
+
+def test_detector_auto_engine_falls_back_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no such runtime today")
+
+    monkeypatch.setattr(det, "AUTO_DETECTOR_ENGINES", ("openvino", "onnxruntime"))
+    monkeypatch.setattr(det, "_OpenVinoRunner", broken)
+    d = det.TransformersDetector.from_model(_tiny_dfine(_LABELS), _DFINE_PRE, engine="auto",
+                                            device="cpu")
+    assert d.engine == "onnxruntime"
+    with pytest.raises(InputError, match="could not be run with OpenVINO"):
+        det.TransformersDetector.from_model(_tiny_dfine(_LABELS), _DFINE_PRE,
+                                            engine="openvino", device="cpu")
 
 
 def test_decode_detr_detections_returns_each_box_class() -> None:

@@ -304,3 +304,35 @@ def test_cuda_and_tensorrt_providers_without_a_gpu(tmp_path):
     assert [p if isinstance(p, str) else p[0] for p in trt] == gpu
     with pytest.raises(EngineError, match="onnxruntime-gpu"):
         providers_for("cuda", ["CPUExecutionProvider"])
+
+
+def test_shared_runtime_helpers_serve_pose_engines_and_other_graphs(tmp_path, monkeypatch):
+    """`engines.runtime` is the one place sessions and compiled models are made (the learned
+    detectors use it too): thread and spinning settings, the compiled-model cache."""
+    from vitpose.inference.engines import runtime
+    from vitpose.inference import detectors as det
+    pytest.importorskip("onnxruntime")
+    class TwoOut(torch.nn.Module):  # a detector's shape: (logits, boxes)
+        def forward(self, x):
+            return x.mean((2, 3)), x.amax((2, 3))
+
+    graph = TwoOut().eval()
+    source = det._export_detector(graph, (16, 16), None)
+    assert isinstance(source, bytes)
+    sess = runtime.ort_session(source, threads=1, spinning=False, quiet=True)
+    opts = sess.get_session_options()
+    assert opts.intra_op_num_threads == 1 and opts.log_severity_level == 3
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(EngineError, match="ONNX Runtime cannot load the graph"):
+        runtime.ort_session(b"not a graph")
+    path = det._export_detector(graph, (16, 16), tmp_path / "g.onnx")
+    assert path == tmp_path / "g.onnx" and path.is_file()
+    if importlib.util.find_spec("openvino") is not None:
+        compiled, props = runtime.compile_openvino(path, torch.float32, threads=1,
+                                                   cache=tmp_path / "ov")
+        assert props["CACHE_DIR"] == str(tmp_path / "ov") and props["INFERENCE_NUM_THREADS"] == 1
+        _, props = runtime.compile_openvino(path, use_cache=False)
+        assert "CACHE_DIR" not in props
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(EngineError, match=r"vitpose\[onnx\]"):
+        runtime.ort_session(path)

@@ -106,9 +106,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     boxes.add_argument("--det-classes", default=None, metavar="NAMES",
                        help="comma-separated detector classes to keep (default: person; with "
                             "--dataset auto: person and the animals)")
-    boxes.add_argument("--det-engine", choices=("auto", "onnxruntime", "torch"), default="auto",
-                       help="how a learned detector runs: auto = ONNX Runtime on the CPU "
-                            "(exported once, cached), else PyTorch (default: %(default)s)")
+    boxes.add_argument("--det-engine", choices=("auto", "onnxruntime", "openvino", "torch"),
+                       default="auto",
+                       help="how a learned detector runs: auto = on the CPU ONNX Runtime, "
+                            "else OpenVINO (the graph exported once, cached), else PyTorch "
+                            "(default: %(default)s; docs/DETECTORS.md)")
     boxes.add_argument("--wholebody", action="store_true",
                        help="with --dataset auto: persons get COCO-WholeBody keypoints")
     boxes.add_argument("--det-file", help="detections in COCO results format")

@@ -42,6 +42,7 @@ __all__ = [
     "AUTO_DETECTOR",
     "COCO_CLASSES",
     "DEFAULT_TRANSFORMERS_DETECTOR",
+    "AUTO_DETECTOR_ENGINES",
     "DETECTOR_ENGINES",
     "DETECTOR_MODELS",
     "DETECTOR_NAMES",
@@ -50,6 +51,7 @@ __all__ = [
     "TransformersDetector",
     "TransformersPersonDetector",
     "WholeImageDetector",
+    "available_detector_engines",
     "build_detector",
     "decode_detr_detections",
     "detector_config",
@@ -684,7 +686,10 @@ DETECTOR_MODELS: dict[str, str] = {
 #: parameters, about 30 ms per 640x640 frame through ONNX Runtime on a 2-core Zen 5 CPU.
 AUTO_DETECTOR = "dfine-n"
 #: Engines a learned detector runs on.
-DETECTOR_ENGINES = ("auto", "onnxruntime", "torch")
+DETECTOR_ENGINES = ("auto", "onnxruntime", "openvino", "torch")
+#: What ``engine="auto"`` tries first on the CPU (fixed input size), among the installed
+#: runtimes; PyTorch when none is (docs/PERFORMANCE.md, "Detector").
+AUTO_DETECTOR_ENGINES = ("onnxruntime", "openvino")
 
 _AUTO_WARNED = False
 
@@ -724,8 +729,36 @@ class _TorchRunner:
         return logits.float().cpu().numpy(), boxes.float().cpu().numpy()
 
 
+def _export_detector(graph: Any, input_hw: tuple[int, int], path: Path | None) -> bytes | Path:
+    """The ONNX graph of the detector for a fixed input size: the cached file `path` when it
+    exists, else exported (and written to `path` when given, else returned as bytes)."""
+    import warnings
+
+    import torch
+
+    if path is not None and path.is_file():
+        return path
+    x = torch.zeros((1, 3, *input_hw), dtype=torch.float32)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph.cpu(), (x,), buffer, input_names=["pixel_values"],
+                          output_names=["logits", "pred_boxes"], opset_version=17,
+                          dynamo=False)
+    source = buffer.getvalue()
+    if path is None:
+        return source
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_bytes(source)
+    os.replace(tmp, path)
+    logger.info("exported the detector to %s", path)
+    return path
+
+
 class _OrtRunner:
-    """Runs the detector graph with ONNX Runtime (CPU), exported once for a fixed input size.
+    """Runs the detector graph with ONNX Runtime (CPU), exported once for a fixed input size
+    (the session settings are the pose engines', `engines.runtime.ort_session`).
 
     The export is cached in ``path`` (when given) so that later runs start at once.
     """
@@ -733,42 +766,54 @@ class _OrtRunner:
     name = "onnxruntime"
 
     def __init__(self, graph: Any, input_hw: tuple[int, int], path: Path | None) -> None:
-        import warnings
-
-        import onnxruntime as ort
         import torch
 
-        source: str | bytes
-        if path is None or not path.is_file():
-            x = torch.zeros((1, 3, *input_hw), dtype=torch.float32)
-            buffer = io.BytesIO()
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(graph.cpu(), (x,), buffer, input_names=["pixel_values"],
-                                  output_names=["logits", "pred_boxes"], opset_version=17,
-                                  dynamo=False)
-            source = buffer.getvalue()
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-                tmp.write_bytes(source)
-                os.replace(tmp, path)
-                logger.info("exported the detector to %s", path)
-        else:
-            source = str(path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, torch.get_num_threads())
-        options.log_severity_level = 3
-        # no busy-waiting between runs: the pose model needs the cores in between
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        from .engines.runtime import ort_session
+
+        source = _export_detector(graph, input_hw, path)
         self.path = path
-        self.session = ort.InferenceSession(source, options,
-                                            providers=["CPUExecutionProvider"])
+        # no busy-waiting between runs: the pose model needs the cores in between
+        self.session = ort_session(source, threads=max(1, torch.get_num_threads()),
+                                   spinning=False, quiet=True, what="the detector")
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         outs = [self.session.run(None, {"pixel_values": np.ascontiguousarray(batch[i:i + 1])})
                 for i in range(len(batch))]
         return (np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs]))
+
+
+class _OpenVinoRunner:
+    """Runs the detector graph with OpenVINO (CPU, float32), compiled from the cached ONNX
+    export with the pose engines' settings (`engines.runtime.compile_openvino`: latency hint,
+    compiled-model cache on disk)."""
+
+    name = "openvino"
+
+    def __init__(self, graph: Any, input_hw: tuple[int, int], path: Path | None) -> None:
+        import tempfile
+
+        import torch
+
+        from .engines.runtime import compile_openvino
+
+        source = _export_detector(graph, input_hw, path)
+        self.path = path
+        threads = max(1, torch.get_num_threads())
+        if isinstance(source, Path):
+            self.compiled, _ = compile_openvino(source, torch.float32, threads=threads)
+        else:  # not cacheable (e.g. random weights): compiled from a temporary file
+            with tempfile.TemporaryDirectory() as tmp:
+                file = Path(tmp) / "detector.onnx"
+                file.write_bytes(source)
+                self.compiled, _ = compile_openvino(file, torch.float32, threads=threads,
+                                                    use_cache=False)
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outs = [self.request.infer({0: np.ascontiguousarray(batch[i:i + 1])})
+                for i in range(len(batch))]
+        return (np.concatenate([np.asarray(o[0], np.float32) for o in outs]),
+                np.concatenate([np.asarray(o[1], np.float32) for o in outs]))
 
 
 def _onnx_cache_path(model_id: str, model: Any, input_hw: tuple[int, int],
@@ -987,26 +1032,26 @@ class TransformersDetector:
         self._focal: bool | None = bool(focal) if focal is not None else None
         self._num_labels = len(id2label)
         graph = _detector_graph(self.model)
-        use_ort = engine == "onnxruntime" or (
-            engine == "auto" and self.preprocess.fixed_size and self.device.type == "cpu"
-            and _have_onnxruntime())
-        self.runner: _TorchRunner | _OrtRunner
-        if use_ort:
-            if not self.preprocess.fixed_size:
-                raise InputError(f"the detector {model_id!r} resizes images to varying sizes; "
-                                 "the onnxruntime engine needs a fixed input size (use torch)")
+        self.runner: _TorchRunner | _OrtRunner | _OpenVinoRunner
+        choices = _engine_order(engine, self.preprocess.fixed_size, self.device)
+        if choices and not self.preprocess.fixed_size:
+            raise InputError(f"the detector {model_id!r} resizes images to varying sizes; "
+                             f"the {engine} engine needs a fixed input size (use torch)")
+        self.runner = None  # type: ignore[assignment]
+        for name in choices:
             hw = self.preprocess.output_hw(1, 1)
             path = _onnx_cache_path(model_id, model, hw, onnx_dir) if cacheable else None
+            runner_cls = _OpenVinoRunner if name == "openvino" else _OrtRunner
             try:
-                self.runner = _OrtRunner(graph, hw, path)
+                self.runner = runner_cls(graph, hw, path)
+                break
             except Exception as exc:  # noqa: BLE001 - an exporter/runtime gap: torch still works
-                if engine == "onnxruntime":
-                    raise InputError(f"the detector {model_id!r} could not be run with ONNX "
-                                     f"Runtime: {exc}") from exc
-                logger.warning("the detector %s runs with PyTorch (ONNX export failed: %s)",
-                               model_id, exc)
-                self.runner = _TorchRunner(graph, self.device)
-        else:
+                if engine != "auto":
+                    raise InputError(f"the detector {model_id!r} could not be run with "
+                                     f"{_ENGINE_TITLES[name]}: {exc}") from exc
+                logger.warning("the detector %s does not run with %s (%s)", model_id,
+                               _ENGINE_TITLES[name], exc)
+        if self.runner is None:
             self.runner = _TorchRunner(graph, self.device)
         self.engine = self.runner.name
 
@@ -1099,6 +1144,49 @@ def _have_onnxruntime() -> bool:
     except ImportError:
         return False
     return True
+
+
+def _have_openvino() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_ENGINE_TITLES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "torch": "PyTorch"}
+
+
+def _engine_order(engine: str, fixed_size: bool, device: Any) -> list[str]:
+    """The exported-graph engines to try, in order (an empty list: PyTorch).
+
+    A named engine is that engine. ``auto`` on the CPU with a fixed input size is the order of
+    `AUTO_DETECTOR_ENGINES` among the installed runtimes (a rule, not a timing: the same
+    choice on every run; docs/PERFORMANCE.md has the measurements behind it); elsewhere
+    PyTorch.
+    """
+    if engine == "torch":
+        return []
+    if engine != "auto":
+        if engine == "openvino" and not _have_openvino():
+            raise InputError("the openvino detector engine needs openvino: "
+                             "pip install 'vitpose[openvino]'")
+        if engine == "openvino" and getattr(device, "type", "cpu") != "cpu":
+            raise InputError("the openvino detector engine runs on the CPU (--device cpu)")
+        return [engine]
+    if not fixed_size or getattr(device, "type", "cpu") != "cpu":
+        return []
+    have = {"onnxruntime": _have_onnxruntime(), "openvino": _have_openvino()}
+    return [name for name in AUTO_DETECTOR_ENGINES if have[name]]
+
+
+def available_detector_engines(device: str = "cpu") -> list[str]:
+    """The detector engines that can run on `device` here (torch always)."""
+    out = ["torch"]
+    if str(device).startswith("cpu"):
+        out += [n for n, ok in (("onnxruntime", _have_onnxruntime()),
+                                ("openvino", _have_openvino())) if ok]
+    return out
 
 #: Names accepted by `build_detector` (aliases map to the same detector).
 DETECTOR_NAMES: dict[str, str] = {

@@ -33,11 +33,12 @@ from .graph import model_key, onnx_file_for, plain_config, plain_model_for, writ
 from .onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_available
 from .openvino_engine import OpenVinoEngine, openvino_available, openvino_config
 from .precision import DTYPES, cpu_supports_bf16, optimize_for_inference, resolve_dtype
+from .runtime import compile_openvino, ort_session
 from .torch_engine import TorchEngine
 
 __all__ = [
     "BACKENDS", "DTYPES", "DTYPE_NAMES", "EXACT_REL_L2", "MIN_ARGMAX_SAME", "AutoChoice",
-    "Candidate", "Engine", "EngineError", "Measurement", "OnnxRuntimeEngine", "OpenVinoEngine",
+    "Candidate", "Engine", "compile_openvino", "ort_session", "EngineError", "Measurement", "OnnxRuntimeEngine", "OpenVinoEngine",
     "TorchEngine", "argmax_agreement", "available_backends", "build_engine", "cache_dir",
     "calibration_inputs", "candidates_for", "cpu_supports_bf16", "machine_fingerprint",
     "model_key", "onnx_file_for", "onnxruntime_available", "openvino_available",

@@ -17,10 +17,9 @@ import torch
 from ...models.vitpose import ViTPoseConfig
 from .base import Engine, EngineError, cache_dir
 from .graph import INPUT_NAME, OUTPUT_NAME
+from .runtime import ORT_MISSING, ort_session
 
 __all__ = ["OnnxRuntimeEngine", "onnxruntime_available", "providers_for"]
-
-_MISSING = "the ONNX Runtime engine needs onnxruntime: pip install 'vitpose[onnx]'"
 
 
 def onnxruntime_available() -> bool:
@@ -83,22 +82,15 @@ class OnnxRuntimeEngine(Engine):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise EngineError(_MISSING) from None
+            raise EngineError(ORT_MISSING) from None
         self.path = Path(path)
         if not self.path.is_file():
             raise EngineError(f"ONNX file {self.path} does not exist")
         self.device = torch.device(device)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = int(threads)
         if providers is None:
             providers = providers_for(self.device, ort.get_available_providers(), tensorrt,
                                       fp16, cache_dir() / "tensorrt")
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise EngineError(f"ONNX Runtime cannot load {self.path}: {e}") from None
+        self.session = ort_session(self.path, threads=threads, providers=providers)
         meta = self.session.get_modelmeta().custom_metadata_map
         if "vitpose_config" not in meta:
             raise EngineError(f"{self.path} was not written by `vitpose export` (no vitpose "

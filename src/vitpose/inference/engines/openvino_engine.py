@@ -17,13 +17,11 @@ import numpy as np
 import torch
 
 from ...models.vitpose import ViTPoseConfig
-from .base import DTYPE_NAMES, Engine, EngineError, cache_dir
+from .base import Engine, EngineError
 from .precision import resolve_dtype
+from .runtime import OV_MISSING, compile_openvino, openvino_config
 
 __all__ = ["OpenVinoEngine", "openvino_available", "openvino_config"]
-
-_MISSING = "the OpenVINO engine needs openvino: pip install 'vitpose[openvino]'"
-_PRECISION = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
 
 
 def openvino_available() -> bool:
@@ -32,27 +30,6 @@ def openvino_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def openvino_config(dtype: torch.dtype, threads: int | None = None,
-                    cache: str | os.PathLike | None = None, tuned: bool = True
-                    ) -> dict[str, Any]:
-    """The ``compile_model`` properties of an engine.
-
-    ``tuned`` adds our settings (latency hint: one stream over all cores, as `predict` runs one
-    call at a time; the compiled-model cache); without it only the precision is set, as a user
-    of OpenVINO's defaults would (the peer of `vitpose bench`).
-    """
-    if dtype not in _PRECISION:
-        raise EngineError(f"OpenVINO cannot compute in {dtype}")
-    cfg: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _PRECISION[dtype]}
-    if tuned:
-        cfg["PERFORMANCE_HINT"] = "LATENCY"
-        if cache is not None:
-            cfg["CACHE_DIR"] = str(cache)
-    if threads:
-        cfg["INFERENCE_NUM_THREADS"] = int(threads)
-    return cfg
 
 
 class OpenVinoEngine(Engine):
@@ -78,7 +55,7 @@ class OpenVinoEngine(Engine):
         try:
             import openvino as ov
         except ImportError:
-            raise EngineError(_MISSING) from None
+            raise EngineError(OV_MISSING) from None
         self.path = Path(path)
         if not self.path.is_file():
             raise EngineError(f"model file {self.path} does not exist")
@@ -89,14 +66,9 @@ class OpenVinoEngine(Engine):
         if cfg is None:
             cfg = _config_from_file(core, self.path)
         self.cfg = cfg
-        self.properties = openvino_config(self.dtype, threads,
-                                          cache or cache_dir() / "openvino", tuned)
-        try:
-            # compiling from the path lets OpenVINO find a cached blob without reading the graph
-            self.compiled_model = core.compile_model(str(self.path), device, self.properties)
-        except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError with its message
-            raise EngineError(f"OpenVINO cannot compile {self.path} for {device} "
-                              f"({DTYPE_NAMES[self.dtype]}): {e}") from None
+        self.compiled_model, self.properties = compile_openvino(
+            self.path, self.dtype, device=device, threads=threads, cache=cache, tuned=tuned,
+            core=core)
         self.request = self.compiled_model.create_infer_request()
 
     def run(self, images: np.ndarray) -> np.ndarray:
