@@ -189,3 +189,50 @@ def test_batch_64_is_one_model_call_on_cuda():
     assert largest_batch(cfg, torch.device("cpu")) == 16
     assert largest_batch(cfg, torch.device("cuda")) == 64  # no GPU needed: only the type
     assert largest_batch(BenchConfig(batch_sizes=[128]), torch.device("cuda")) == 128
+
+
+@pytest.mark.skipif(not HAS_HF, reason="needs transformers")
+def test_bench_detector_ms_per_frame_on_each_engine(tmp_path, capsys, monkeypatch):
+    """`vitpose bench --detector`: every available detector engine timed on a 640x640 frame
+    (a tiny D-FINE config here, random weights, no download), auto's engine marked."""
+    import transformers
+
+    from vitpose.inference import detectors as det
+
+    def tiny_config(name):
+        assert name == "dfine-n"
+        labels = {0: "person", 1: "dog"}
+        backbone = dict(
+            model_type="hgnet_v2", stem_channels=[3, 8, 8], hidden_sizes=[16, 32, 64, 128],
+            stage_in_channels=[8, 16, 32, 64], stage_mid_channels=[8, 16, 32, 64],
+            stage_out_channels=[16, 32, 64, 128], stage_num_blocks=[1, 1, 1, 1],
+            stage_downsample=[False, True, True, True],
+            stage_light_block=[False, False, True, True], stage_kernel_size=[3, 3, 5, 5],
+            stage_numb_of_layers=[2, 2, 2, 2], out_indices=[3, 4],
+            use_learnable_affine_block=True, layer_type="basic", embedding_size=8)
+        return transformers.DFineConfig(
+            backbone_config=backbone, num_labels=2, num_feature_levels=2, encoder_ffn_dim=32,
+            encode_proj_layers=[1], d_model=32, encoder_hidden_dim=32, decoder_ffn_dim=32,
+            encoder_in_channels=[64, 128], decoder_n_points=[2, 2], decoder_in_channels=[32, 32],
+            feat_strides=[16, 32], depth_mult=0.5, decoder_layers=2, hidden_expansion=0.34,
+            num_queries=20, encoder_attention_heads=2, decoder_attention_heads=2,
+            id2label=labels, label2id={v: k for k, v in labels.items()})
+
+    monkeypatch.setattr(det, "detector_config", tiny_config)
+    monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench"
+    assert main(["bench", "--detector", "dfine-n", "--device", "cpu", "--no-peak",
+                 "--rounds", "2", "--out-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "bench.json").read_text())
+    assert report["models"] == []  # only the detector was asked for
+    rows = {r["engine"]: r for r in report["detectors"]}
+    assert set(rows) == set(det.available_detector_engines("cpu"))
+    for r in rows.values():
+        assert r["detector"] == "dfine-n" and r["input_hw"] == [640, 640]
+        assert r["calls"] == 2 and r["ms_per_frame"] > 0
+    auto = [e for e, r in rows.items() if r["auto"]]
+    want = (det._engine_order("auto", True, torch.device("cpu")) or ["torch"])[0]
+    assert auto == [want]
+    assert "detector (random weights)" in printed and "<- --det-engine auto" in printed
+    assert "640x640" in printed

@@ -141,4 +141,17 @@ def format_report(report: Mapping[str, Any]) -> str:
             lines.append(f"note: {note}")
         if m.get("summary"):
             lines.append("summary: " + json.dumps(m["summary"]))
+    det_rows = report.get("detectors") or []
+    if det_rows:
+        lines.append("")
+        lines.append(f"{'detector (random weights)':28s} {'engine':12s} {'input':>9s} "
+                     f"{'ms/frame':>9s} {'best ms':>8s}")
+        for r in det_rows:
+            if "note" in r:
+                lines.append(f"{r['detector']:28s} {r['engine']:12s} unavailable: {r['note']}")
+                continue
+            size = "x".join(str(v) for v in reversed(r["input_hw"]))
+            lines.append(f"{r['detector']:28s} {r['engine']:12s} {size:>9s} "
+                         f"{r['ms_per_frame']:9.1f} {r['best_ms']:8.1f}"
+                         + ("  <- --det-engine auto" if r["auto"] else ""))
     return "\n".join(lines)

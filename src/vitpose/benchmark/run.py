@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ..checkpoints import save_checkpoint
+from ..errors import VitPoseError
 from ..hub import RELEASED_WEIGHTS, load_model
 from ..inference.engines import (
     DTYPE_NAMES,
@@ -139,6 +140,7 @@ class BenchConfig:
     paper_batch: int = 64
     threads: int | None = None
     seed: int = 0
+    detectors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -286,10 +288,59 @@ def run_benchmark(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict
             runs[name] = [first, last]
             report["matmul_peak_gflops"][name] = max(first, last)
         _rescale_peak_fractions(report)
+    if cfg.detectors:
+        report["detectors"] = detector_runs(cfg, device, echo)
     if hasattr(os, "getloadavg"):
         report["system"]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     report["system"]["bench_peak_rss_mb"] = peak_rss_mb()
     return report
+
+
+def detector_runs(cfg: BenchConfig, device: torch.device,
+                  echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Milliseconds per frame of each learned detector of `cfg.detectors` (names of
+    `DETECTOR_MODELS`, random weights from their transformers config: no download) on every
+    detector engine available on `device`, timed in interleaved rounds on one random frame of
+    the detector's input size (640x640): pre-processing, the network and decoding, as
+    `predict` calls it. The row of the engine ``--det-engine auto`` picks says so."""
+    from ..inference import detectors as det
+
+    rows: list[dict[str, Any]] = []
+    engines = det.available_detector_engines(str(device))
+    for name in cfg.detectors:
+        built: dict[str, Any] = {}
+        notes: dict[str, str] = {}
+        for engine in engines:
+            try:
+                d = det.random_detector(name, engine=engine, device=str(device), threshold=0.5)
+            except VitPoseError as exc:
+                notes[engine] = str(exc)
+                echo(f"detector {name}: {engine} unavailable: {exc}")
+                continue
+            if d.engine == engine:
+                built[engine] = d
+        if not built:
+            continue
+        first = next(iter(built.values()))
+        h, w = first.preprocess.output_hw(1, 1)
+        frame = np.random.default_rng(cfg.seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+        order = det._engine_order("auto", first.preprocess.fixed_size, device)
+        auto = next((e for e in order if e in built), "torch")
+        timings = time_interleaved({e: (lambda d=d: d(frame)) for e, d in built.items()},
+                                   warmup=max(1, cfg.warmup), rounds=cfg.rounds,
+                                   min_seconds=cfg.min_seconds)
+        for engine, t in timings.items():
+            row = {"detector": name, "engine": engine, "auto": engine == auto,
+                   "input_hw": [h, w], "weights": "random", **t.as_dict(),
+                   "ms_per_frame": round(1e3 * t.median, 2)}
+            rows.append(row)
+            echo(f"detector {name} / {engine}: {row['ms_per_frame']:.1f} ms per {w}x{h} frame"
+                 + (" (auto)" if row["auto"] else ""))
+        for engine, note in notes.items():
+            rows.append({"detector": name, "engine": engine, "note": note})
+        built.clear()
+        gc.collect()
+    return rows
 
 
 def _rescale_peak_fractions(report: dict[str, Any]) -> None:

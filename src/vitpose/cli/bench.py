@@ -24,9 +24,14 @@ log = logging.getLogger("vitpose.bench")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", nargs="+", default=["vitpose-b-simple"], metavar="NAME|PATH",
-                   help="variant name(s) (random weights) or checkpoint path(s) "
-                        "(default: %(default)s)")
+    p.add_argument("--model", nargs="+", default=None, metavar="NAME|PATH",
+                   help="variant name(s) (random weights) or checkpoint path(s) (default: "
+                        "vitpose-b-simple, none when only --detector is given)")
+    p.add_argument("--detector", nargs="+", default=[], metavar="NAME",
+                   choices=["dfine-n", "dfine-s", "rtdetr"],
+                   help="also time these learned detectors (random weights from their "
+                        "transformers config, no download): ms per 640x640 frame on each "
+                        "detector engine (torch, onnxruntime, openvino) available")
     p.add_argument("--weights", default=None,
                    help="weights for a single --model (path or hub id) instead of random ones")
     p.add_argument("--dataset", default=None, help="keypoint set / ViTPose+ expert")
@@ -90,6 +95,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model is None:
+        args.model = [] if args.detector else ["vitpose-b-simple"]
     if args.weights and len(args.model) != 1:
         raise InputError("--weights needs exactly one --model")
     if any(b < 1 for b in args.batch_size) or args.e2e_batch_size < 1:
@@ -105,15 +112,17 @@ def run(args: argparse.Namespace) -> int:
         max_images=args.max_images, flip=not args.no_flip, e2e_batch_size=args.e2e_batch_size,
         e2e_repeats=args.e2e_repeats, rounds=args.rounds, warmup=args.warmup,
         min_seconds=args.min_seconds, accuracy_crops=args.accuracy_crops,
-        matmul_peak=not args.no_peak, predict_memory=not args.no_memory, threads=args.threads)
+        matmul_peak=not args.no_peak, predict_memory=not args.no_memory, threads=args.threads,
+        detectors=list(args.detector))
     report = run_benchmark(cfg)
     out_dir = Path(args.out_dir)
     json_path = Path(args.json) if args.json else out_dir / "bench.json"
     chart_path = Path(args.chart) if args.chart else out_dir / "throughput_vs_ap.png"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2, default=str))
-    draw_chart(report, chart_path)
+    if report["models"]:
+        draw_chart(report, chart_path)
     print()
     print(format_report(report))
-    print(f"\n-> {json_path}, {chart_path}")
+    print(f"\n-> {json_path}" + (f", {chart_path}" if report["models"] else ""))
     return 0
