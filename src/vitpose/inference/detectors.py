@@ -687,9 +687,10 @@ DETECTOR_MODELS: dict[str, str] = {
 AUTO_DETECTOR = "dfine-n"
 #: Engines a learned detector runs on.
 DETECTOR_ENGINES = ("auto", "onnxruntime", "openvino", "torch")
-#: What ``engine="auto"`` tries first on the CPU (fixed input size), among the installed
-#: runtimes; PyTorch when none is (docs/PERFORMANCE.md, "Detector").
-AUTO_DETECTOR_ENGINES = ("onnxruntime", "openvino")
+#: What ``engine="auto"`` tries, in order, on the CPU (fixed input size) among the installed
+#: runtimes; PyTorch when none is. OpenVINO first: 5-20% faster than ONNX Runtime per D-FINE
+#: frame in every `vitpose bench --detector` run here (docs/PERFORMANCE.md, "Detector engines").
+AUTO_DETECTOR_ENGINES = ("openvino", "onnxruntime")
 
 _AUTO_WARNED = False
 
@@ -939,9 +940,9 @@ class TransformersDetector:
     and cached by ``huggingface_hub``.
 
     The network is run as a plain function of a fixed-size tensor (`_detector_graph`): through
-    ONNX Runtime when the input size is fixed and the device is the CPU (exported once and
-    cached under ``~/.cache/vitpose/detectors``; about 3x faster than eager PyTorch on CPUs),
-    else through PyTorch.
+    OpenVINO, else ONNX Runtime (`AUTO_DETECTOR_ENGINES`) when the input size is fixed and the
+    device is the CPU (exported once and cached under ``~/.cache/vitpose/detectors``; 3-5x
+    faster than eager PyTorch on CPUs), else through PyTorch.
 
     Args:
         model_id: a name of `DETECTOR_MODELS`, a hub id or a local folder of a ``transformers``
@@ -955,7 +956,7 @@ class TransformersDetector:
         cache_dir: hub cache folder (default: the ``huggingface_hub`` cache).
         nms_iou: optional NMS IoU for duplicate removal (DETR models are usually NMS-free).
         max_detections: keep at most this many boxes per image.
-        engine: ``"auto"``, ``"onnxruntime"`` or ``"torch"``.
+        engine: ``"auto"``, ``"openvino"``, ``"onnxruntime"`` or ``"torch"``.
         onnx_dir: where ONNX exports are cached (default ``$VITPOSE_CACHE/detectors``).
 
     Raises:
