@@ -11,7 +11,8 @@
 gate, choice remembered in the cache folder). `PoseEstimator` runs any engine; the flip test,
 decoding and rescoring are the same for all. `precision` prepares PyTorch models (the compute
 dtype of ``auto``, weights cast once); `graph` writes and caches the ONNX graph the other
-runtimes load.
+runtimes load; `runtime` creates ONNX Runtime sessions and OpenVINO compiled models for any graph
+(these engines and the learned detectors, ``--det-engine``).
 """
 
 from .auto import (
