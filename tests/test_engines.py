@@ -309,8 +309,8 @@ def test_cuda_and_tensorrt_providers_without_a_gpu(tmp_path):
 def test_shared_runtime_helpers_serve_pose_engines_and_other_graphs(tmp_path, monkeypatch):
     """`engines.runtime` is the one place sessions and compiled models are made (the learned
     detectors use it too): thread and spinning settings, the compiled-model cache."""
-    from vitpose.inference.engines import runtime
     from vitpose.inference import detectors as det
+    from vitpose.inference.engines import runtime
     pytest.importorskip("onnxruntime")
     class TwoOut(torch.nn.Module):  # a detector's shape: (logits, boxes)
         def forward(self, x):
@@ -328,8 +328,8 @@ def test_shared_runtime_helpers_serve_pose_engines_and_other_graphs(tmp_path, mo
     path = det._export_detector(graph, (16, 16), tmp_path / "g.onnx")
     assert path == tmp_path / "g.onnx" and path.is_file()
     if importlib.util.find_spec("openvino") is not None:
-        compiled, props = runtime.compile_openvino(path, torch.float32, threads=1,
-                                                   cache=tmp_path / "ov")
+        _, props = runtime.compile_openvino(path, torch.float32, threads=1,
+                                            cache=tmp_path / "ov")
         assert props["CACHE_DIR"] == str(tmp_path / "ov") and props["INFERENCE_NUM_THREADS"] == 1
         _, props = runtime.compile_openvino(path, use_cache=False)
         assert "CACHE_DIR" not in props

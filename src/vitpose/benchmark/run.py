@@ -326,7 +326,7 @@ def detector_runs(cfg: BenchConfig, device: torch.device,
         frame = np.random.default_rng(cfg.seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
         order = det._engine_order("auto", first.preprocess.fixed_size, device)
         auto = next((e for e in order if e in built), "torch")
-        timings = time_interleaved({e: (lambda d=d: d(frame)) for e, d in built.items()},
+        timings = time_interleaved({e: (lambda d=d, f=frame: d(f)) for e, d in built.items()},
                                    warmup=max(1, cfg.warmup), rounds=cfg.rounds,
                                    min_seconds=cfg.min_seconds)
         for engine, t in timings.items():

@@ -39,10 +39,10 @@ from .torch_engine import TorchEngine
 
 __all__ = [
     "BACKENDS", "DTYPES", "DTYPE_NAMES", "EXACT_REL_L2", "MIN_ARGMAX_SAME", "AutoChoice",
-    "Candidate", "Engine", "compile_openvino", "ort_session", "EngineError", "Measurement", "OnnxRuntimeEngine", "OpenVinoEngine",
+    "Candidate", "Engine", "EngineError", "Measurement", "OnnxRuntimeEngine", "OpenVinoEngine",
     "TorchEngine", "argmax_agreement", "available_backends", "build_engine", "cache_dir",
-    "calibration_inputs", "candidates_for", "cpu_supports_bf16", "machine_fingerprint",
-    "model_key", "onnx_file_for", "onnxruntime_available", "openvino_available",
-    "openvino_config", "optimize_for_inference", "plain_config", "plain_model_for", "rel_l2",
-    "resolve_dtype", "select_engine", "write_onnx",
+    "calibration_inputs", "candidates_for", "compile_openvino", "cpu_supports_bf16",
+    "machine_fingerprint", "model_key", "onnx_file_for", "onnxruntime_available",
+    "openvino_available", "openvino_config", "optimize_for_inference", "ort_session",
+    "plain_config", "plain_model_for", "rel_l2", "resolve_dtype", "select_engine", "write_onnx",
 ]

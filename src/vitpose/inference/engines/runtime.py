@@ -15,7 +15,7 @@ import torch
 
 from .base import DTYPE_NAMES, EngineError, cache_dir
 
-__all__ = ["ORT_MISSING", "OV_MISSING", "compile_openvino", "ort_session", "openvino_config"]
+__all__ = ["ORT_MISSING", "OV_MISSING", "compile_openvino", "openvino_config", "ort_session"]
 
 ORT_MISSING = "the ONNX Runtime engine needs onnxruntime: pip install 'vitpose[onnx]'"
 OV_MISSING = "the OpenVINO engine needs openvino: pip install 'vitpose[openvino]'"
