@@ -416,8 +416,8 @@ def test_detector_engine_auto_is_a_rule(monkeypatch: pytest.MonkeyPatch) -> None
     cpu = torch.device("cpu")
     monkeypatch.setattr(det, "_have_onnxruntime", lambda: True)
     monkeypatch.setattr(det, "_have_openvino", lambda: True)
-    # OpenVINO first: the faster one per frame (docs/PERFORMANCE.md, "Detector engines")
-    assert det._engine_order("auto", True, cpu) == ["openvino", "onnxruntime"]
+    # ONNX Runtime first: the engine measured end to end beside the pose model
+    assert det._engine_order("auto", True, cpu) == ["onnxruntime", "openvino"]
     assert det._engine_order("auto", False, cpu) == []  # varying input size: PyTorch
     assert det._engine_order("auto", True, torch.device("cuda")) == []
     assert det._engine_order("openvino", True, cpu) == ["openvino"]

@@ -688,9 +688,12 @@ AUTO_DETECTOR = "dfine-n"
 #: Engines a learned detector runs on.
 DETECTOR_ENGINES = ("auto", "onnxruntime", "openvino", "torch")
 #: What ``engine="auto"`` tries, in order, on the CPU (fixed input size) among the installed
-#: runtimes; PyTorch when none is. OpenVINO first: 5-20% faster than ONNX Runtime per D-FINE
-#: frame in every `vitpose bench --detector` run here (docs/PERFORMANCE.md, "Detector engines").
-AUTO_DETECTOR_ENGINES = ("openvino", "onnxruntime")
+#: runtimes; PyTorch when none is. ONNX Runtime first: it is the engine measured end to end
+#: beside the pose model (video at 0.97 of the model's crop throughput, docs/DETECTORS.md).
+#: OpenVINO was 5-20% faster per isolated frame on a loaded machine ("Detector engines" in
+#: docs/PERFORMANCE.md) but is not yet checked beside the pose model; ``--det-engine
+#: openvino`` selects it.
+AUTO_DETECTOR_ENGINES = ("onnxruntime", "openvino")
 
 _AUTO_WARNED = False
 
@@ -940,7 +943,7 @@ class TransformersDetector:
     and cached by ``huggingface_hub``.
 
     The network is run as a plain function of a fixed-size tensor (`_detector_graph`): through
-    OpenVINO, else ONNX Runtime (`AUTO_DETECTOR_ENGINES`) when the input size is fixed and the
+    ONNX Runtime, else OpenVINO (`AUTO_DETECTOR_ENGINES`) when the input size is fixed and the
     device is the CPU (exported once and cached under ``~/.cache/vitpose/detectors``; 3-5x
     faster than eager PyTorch on CPUs), else through PyTorch.
 
