@@ -17,13 +17,16 @@ runtimes load.
 from .auto import (
     BACKENDS,
     EXACT_REL_L2,
+    MAX_CALIBRATION_ROWS,
     MIN_ARGMAX_SAME,
+    NEAR_TIE,
     AutoChoice,
     Candidate,
     Measurement,
     available_backends,
     build_engine,
     calibration_inputs,
+    calibration_rows,
     candidates_for,
     machine_fingerprint,
     select_engine,
@@ -36,10 +39,12 @@ from .precision import DTYPES, cpu_supports_bf16, optimize_for_inference, resolv
 from .torch_engine import TorchEngine
 
 __all__ = [
-    "BACKENDS", "DTYPES", "DTYPE_NAMES", "EXACT_REL_L2", "MIN_ARGMAX_SAME", "AutoChoice",
+    "BACKENDS", "DTYPES", "DTYPE_NAMES", "EXACT_REL_L2", "MAX_CALIBRATION_ROWS", "MIN_ARGMAX_SAME",
+    "NEAR_TIE", "AutoChoice",
     "Candidate", "Engine", "EngineError", "Measurement", "OnnxRuntimeEngine", "OpenVinoEngine",
     "TorchEngine", "argmax_agreement", "available_backends", "build_engine", "cache_dir",
-    "calibration_inputs", "candidates_for", "cpu_supports_bf16", "machine_fingerprint",
+    "calibration_inputs", "calibration_rows", "candidates_for", "cpu_supports_bf16",
+    "machine_fingerprint",
     "model_key", "onnx_file_for", "onnxruntime_available", "openvino_available",
     "openvino_config", "optimize_for_inference", "plain_config", "plain_model_for", "rel_l2",
     "resolve_dtype", "select_engine", "write_onnx",
