@@ -23,7 +23,7 @@ The choice, with every measurement and the reason, is written to
 ``<cache folder>/engines/auto-<key>.json``; the key covers the CPU (model name and flags), the
 versions of torch / onnxruntime / openvino, the model's config and weights, the dataset, the
 dtype policy and the device. The next start reads it and builds only the chosen engine.
-Calibration of ViTPose-B takes about 10-20 s on a 2-core CPU (most of it the first ONNX export
+Calibration of ViTPose-B takes about 15-25 s on a 2-core CPU (most of it the first ONNX export
 and the OpenVINO compilation, which are cached too).
 """
 
@@ -283,9 +283,10 @@ def _calibrate_speed(engines: Mapping[str, Any], x: torch.Tensor, rows: Sequence
                      ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, str]]:
     """Time `engines` at each call size of `rows` (the smallest first, `rounds` interleaved
     rounds; the larger ones in 3 rounds, only for the engines within `NEAR_TIE` of the
-    fastest at the smallest). Returns each engine's score (the geometric mean of its seconds
-    per crop over the sizes it was timed at, or None when it was left out of the larger
-    sizes), its seconds per crop by size, and a note for those left out. `timer` replaces
+    fastest at the smallest). Returns the score of each engine timed at every size (the
+    geometric mean of its seconds per crop over the sizes; engines left out of the larger
+    sizes have none: they cannot win), each engine's seconds per crop by size, and a note for
+    those left out. `timer` replaces
     `_time_engines` (injected timings)."""
     timer = timer or _time_engines
     rows = sorted(set(rows))
