@@ -266,7 +266,8 @@ def test_auto_does_not_time_clearly_slower_engines_at_the_full_call(monkeypatch)
     assert engine.label == "torch/bfloat16"
     by = {m.engine: m for m in choice.measurements}
     assert by["torch/float32"].seconds_per_crop_by_rows == {"2": 2.0}
-    assert "not timed at 8 rows" in by["torch/float32"].note
+    assert "not timed at 8 rows" in by["torch/float32"].timing_note
+    assert by["torch/float32"].accepted and by["torch/float32"].note == ""
     assert "slower: torch/float32 (2.00x the fastest at 2 rows" in choice.reason
 
 

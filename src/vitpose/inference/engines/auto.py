@@ -177,6 +177,8 @@ class Measurement:
     seconds_per_crop: float | None = None
     #: seconds per crop at each timed call size (rows; JSON keys are strings)
     seconds_per_crop_by_rows: dict[str, float] = field(default_factory=dict)
+    #: why an accepted engine was not timed at every size (`note` says why one was rejected)
+    timing_note: str = ""
     rel_l2: float | None = None
     argmax_same: float | None = None
     accepted: bool = False
@@ -431,7 +433,7 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
         measures[k].seconds_per_crop_by_rows = v
         measures[k].seconds_per_crop = speed.get(k, v[min(v, key=int)] if v else None)
         if k in notes:
-            measures[k].note = notes[k]
+            measures[k].timing_note = notes[k]
     lowp = [k for k in engines if measures[k].dtype != "float32"]
     pool = list(speed)
     if not pool:
@@ -472,7 +474,7 @@ def _reason(best: str, speed: Mapping[str, float], measures: Mapping[str, Measur
     rejected = [f"{m.engine} ({m.note})" for m in measures.values() if not m.accepted]
     if rejected:
         parts.append("not chosen: " + ", ".join(rejected))
-    slow = [f"{m.engine} ({m.note})" for m in measures.values()
+    slow = [f"{m.engine} ({m.timing_note})" for m in measures.values()
             if m.accepted and m.engine not in speed]
     if slow:
         parts.append("slower: " + ", ".join(slow))
