@@ -217,7 +217,8 @@ def test_auto_remembers_its_choice_per_machine_model_and_policy(monkeypatch):
     measured = []
 
     def fake_time(engines, x, rounds):
-        measured.append(sorted(engines))
+        if len(x) == 2:  # one calibration: a crop and its mirror, then a full call
+            measured.append(sorted(engines))
         return {k: 0.1 for k in engines}
 
     monkeypatch.setattr(E.auto, "_time_engines", fake_time)
@@ -231,6 +232,75 @@ def test_auto_remembers_its_choice_per_machine_model_and_policy(monkeypatch):
     assert len(measured) == 2  # other weights: another key
     select_engine(model, dtype="bfloat16", backends=["torch"], inputs=_inputs())
     assert len(measured) == 3  # another policy: another key
+
+
+def test_auto_decides_a_near_tie_at_the_full_call(monkeypatch):
+    # tied at a crop and its mirror, the full call of the estimator's batch decides (issue 13:
+    # ONNX Runtime was taken where OpenVINO fp32 was faster at larger calls)
+    monkeypatch.setattr(E.auto, "MIN_ARGMAX_SAME", 0.0)
+    timings = {"torch/bfloat16": {2: 1.00, 8: 1.00}, "torch/float32": {2: 1.02, 8: 0.80}}
+    engine, choice = select_engine(_tiny(), dtype="bfloat16", timings=timings, inputs=_inputs(),
+                                   backends=["torch"])
+    assert engine.label == choice.engine == "torch/float32"
+    by = {m.engine: m for m in choice.measurements}
+    assert by["torch/float32"].seconds_per_crop_by_rows == {"2": 1.02, "8": 0.80}
+    assert by["torch/float32"].seconds_per_crop == pytest.approx((1.02 * 0.80) ** 0.5)
+    # one call size only (batch 1 with the flip test): the 2-row timing decides
+    engine, choice = select_engine(_tiny(), dtype="bfloat16", timings=timings, inputs=_inputs(),
+                                   backends=["torch"], rows=E.calibration_rows(1))
+    assert engine.label == "torch/bfloat16"
+
+
+def test_auto_does_not_time_clearly_slower_engines_at_the_full_call(monkeypatch):
+    monkeypatch.setattr(E.auto, "MIN_ARGMAX_SAME", 0.0)
+    asked = []
+
+    def timer(active, x, rounds):
+        asked.append((sorted(active), len(x), rounds))
+        return {k: {"torch/bfloat16": 1.0, "torch/float32": 2.0}[k] for k in active}
+
+    monkeypatch.setattr(E.auto, "_time_engines", timer)
+    engine, choice = select_engine(_tiny(), dtype="bfloat16", inputs=_inputs(),
+                                   backends=["torch"], use_cache=False)
+    assert asked == [(["torch/bfloat16", "torch/float32"], 2, 5), (["torch/bfloat16"], 8, 3)]
+    assert engine.label == "torch/bfloat16"
+    by = {m.engine: m for m in choice.measurements}
+    assert by["torch/float32"].seconds_per_crop_by_rows == {"2": 2.0}
+    assert "not timed at 8 rows" in by["torch/float32"].timing_note
+    assert by["torch/float32"].accepted and by["torch/float32"].note == ""
+    assert "slower: torch/float32 (2.00x the fastest at 2 rows" in choice.reason
+
+
+def test_calibration_rows_follow_the_estimator():
+    assert E.calibration_rows() == (2, E.MAX_CALIBRATION_ROWS)
+    assert E.calibration_rows(16) == (2, 8) and E.calibration_rows(3) == (2, 6)
+    assert E.calibration_rows(1) == (2,) and E.calibration_rows(2, flip_test=False) == (1, 2)
+
+
+def test_calibration_timing_is_interleaved_and_keeps_the_least_disturbed_round(monkeypatch):
+    clock = [0.0]
+    order = []
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter():
+            return clock[0]
+
+    class Fake:
+        def __init__(self, name, cost, spikes=()):
+            self.name, self.cost, self.spikes, self.calls = name, cost, set(spikes), 0
+
+        def __call__(self, x):
+            self.calls += 1
+            order.append(self.name)
+            clock[0] += self.cost * len(x) + (5.0 if self.calls in self.spikes else 0.0)
+            return x
+
+    monkeypatch.setattr(E.auto, "time", FakeTime)
+    a, b = Fake("a", 1.0, spikes={2, 3}), Fake("b", 1.1)  # a: disturbed in two rounds
+    got = E.auto._time_engines({"a": a, "b": b}, torch.zeros(2, 1, 1, 1), 4)
+    assert got == {"a": pytest.approx(1.0), "b": pytest.approx(1.1)}
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]  # warm-up, rotated rounds
 
 
 def test_candidates_and_cache_folder(monkeypatch, tmp_path):
@@ -275,6 +345,21 @@ def test_build_estimator_backends_agree(tmp_path, data_dir):
         if backend == "auto":
             assert est.engine_choice is not None and est.engine_choice.engine == est.engine.label
         np.testing.assert_allclose(est(image, boxes).keypoints, want, rtol=1e-4, atol=1e-3)
+
+
+def test_build_estimator_calibrates_at_its_own_call_sizes(tmp_path, monkeypatch):
+    from vitpose.inference import builder
+    ckpt = vitpose.save_checkpoint(_tiny(seed=2), tmp_path / "m.pth")
+    asked = []
+
+    def fake_select(net, dataset, dtype, device, *, threads=None, rows=None):
+        asked.append(rows)
+        return TorchEngine(net, dataset, torch.float32), None
+
+    monkeypatch.setattr(builder, "select_engine", fake_select)
+    build_estimator(str(ckpt), dtype="float32", backend="auto", batch_size=1)
+    build_estimator(str(ckpt), dtype="float32", backend="auto", batch_size=3, flip_test=False)
+    assert asked == [(2,), (1, 3)]
 
 
 def test_missing_runtimes_name_their_extra(monkeypatch):

@@ -21,7 +21,7 @@ from .detectors import (
     load_box_mapping,
     load_coco_detections,
 )
-from .engines import AutoChoice, Engine, TorchEngine, build_engine, select_engine
+from .engines import AutoChoice, Engine, TorchEngine, build_engine, calibration_rows, select_engine
 from .engines.precision import optimize_for_inference, resolve_dtype
 from .pipeline import PoseEstimator, RoutedPoseEstimator, TestSettings
 
@@ -110,7 +110,7 @@ def build_estimator(model: str | None = None, *, weights: str | None = None,
         dataset = routes["person"]
     dataset = dataset if dataset is not None else net.datasets[0]
     engine, choice = _engine_for(net, dataset, dtype, compute_dtype, device, backend, compile,
-                                 threads)
+                                 threads, calibration_rows(batch_size, flip_test))
     name = net.datasets[net.dataset_index_of(dataset)]
     settings = TestSettings.for_dataset(name, **overrides)
     meta = None
@@ -160,15 +160,15 @@ def estimator_from_file(path: str | Path, backend: str = "onnxruntime", *,
 
 
 def _engine_for(net: Any, dataset: str, dtype: str, compute_dtype: Any, device: str,
-                backend: str, compile: bool, threads: int | None
-                ) -> tuple[Engine, AutoChoice | None]:
+                backend: str, compile: bool, threads: int | None,
+                rows: tuple[int, ...] | None = None) -> tuple[Engine, AutoChoice | None]:
     if backend == "torch" or (backend == "auto" and compile):
         # weights cast once to the compute dtype (not on every call by autocast); optional compile
         optimize_for_inference(net, compute_dtype, compile=compile)
         return TorchEngine(net, dataset, compute_dtype), None
     choice = None
     if backend == "auto":
-        engine, choice = select_engine(net, dataset, dtype, device, threads=threads)
+        engine, choice = select_engine(net, dataset, dtype, device, threads=threads, rows=rows)
     else:
         engine = build_engine(backend, net, dataset, compute_dtype, device, threads=threads)
     if getattr(engine, "model", None) is not net:

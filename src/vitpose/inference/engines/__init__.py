@@ -18,13 +18,16 @@ runtimes load; `runtime` creates ONNX Runtime sessions and OpenVINO compiled mod
 from .auto import (
     BACKENDS,
     EXACT_REL_L2,
+    MAX_CALIBRATION_ROWS,
     MIN_ARGMAX_SAME,
+    NEAR_TIE,
     AutoChoice,
     Candidate,
     Measurement,
     available_backends,
     build_engine,
     calibration_inputs,
+    calibration_rows,
     candidates_for,
     machine_fingerprint,
     select_engine,
@@ -38,11 +41,13 @@ from .runtime import compile_openvino, ort_session
 from .torch_engine import TorchEngine
 
 __all__ = [
-    "BACKENDS", "DTYPES", "DTYPE_NAMES", "EXACT_REL_L2", "MIN_ARGMAX_SAME", "AutoChoice",
+    "BACKENDS", "DTYPES", "DTYPE_NAMES", "EXACT_REL_L2", "MAX_CALIBRATION_ROWS", "MIN_ARGMAX_SAME",
+    "NEAR_TIE", "AutoChoice",
     "Candidate", "Engine", "EngineError", "Measurement", "OnnxRuntimeEngine", "OpenVinoEngine",
     "TorchEngine", "argmax_agreement", "available_backends", "build_engine", "cache_dir",
-    "calibration_inputs", "candidates_for", "compile_openvino", "cpu_supports_bf16",
-    "machine_fingerprint", "model_key", "onnx_file_for", "onnxruntime_available",
-    "openvino_available", "openvino_config", "optimize_for_inference", "ort_session",
-    "plain_config", "plain_model_for", "rel_l2", "resolve_dtype", "select_engine", "write_onnx",
+    "calibration_inputs", "calibration_rows", "candidates_for", "compile_openvino",
+    "cpu_supports_bf16", "machine_fingerprint", "model_key", "onnx_file_for",
+    "onnxruntime_available", "openvino_available", "openvino_config", "optimize_for_inference",
+    "ort_session", "plain_config", "plain_model_for", "rel_l2", "resolve_dtype", "select_engine",
+    "write_onnx",
 ]

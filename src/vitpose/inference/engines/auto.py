@@ -9,8 +9,13 @@
    sample image and their mirrors: float32 engines must be within `EXACT_REL_L2` (1e-5)
    relative L2; lower-precision engines must keep the heatmap arg-max of at least
    `MIN_ARGMAX_SAME` (99%) of the keypoints. Engines that fail are never chosen.
-3. Speed: each engine that passes runs a crop and its mirror (the model call of a one-person
-   `predict` with the flip test) in 5 interleaved rounds; the fastest round counts.
+3. Speed, at the estimator's typical call sizes (`calibration_rows`): a crop and its mirror
+   (the call of a one-person `predict` with the flip test), in 5 interleaved rounds, then a
+   full call of the estimator's batch (capped at `MAX_CALIBRATION_ROWS` rows) in 3
+   interleaved rounds, for the engines within `NEAR_TIE` of the fastest at 2 rows only (the
+   others are clearly slower and are not timed again). At each size the fastest round counts
+   (the one least disturbed on a shared machine); an engine's score is the geometric mean of
+   its seconds per crop over the sizes.
 4. The fastest engine that passed wins (an exact engine when no lower-precision one passed,
    or when an exact one is faster).
 
@@ -18,7 +23,7 @@ The choice, with every measurement and the reason, is written to
 ``<cache folder>/engines/auto-<key>.json``; the key covers the CPU (model name and flags), the
 versions of torch / onnxruntime / openvino, the model's config and weights, the dataset, the
 dtype policy and the device. The next start reads it and builds only the chosen engine.
-Calibration of ViTPose-B takes about 10-20 s on a 2-core CPU (most of it the first ONNX export
+Calibration of ViTPose-B takes about 15-25 s on a 2-core CPU (most of it the first ONNX export
 and the OpenVINO compilation, which are cached too).
 """
 
@@ -32,7 +37,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,9 +53,10 @@ from .openvino_engine import OpenVinoEngine, openvino_available
 from .precision import DTYPES, optimize_for_inference, resolve_dtype
 from .torch_engine import TorchEngine
 
-__all__ = ["BACKENDS", "EXACT_REL_L2", "MIN_ARGMAX_SAME", "AutoChoice", "Candidate",
-           "Measurement", "available_backends", "build_engine", "calibration_inputs",
-           "candidates_for", "machine_fingerprint", "select_engine"]
+__all__ = ["BACKENDS", "EXACT_REL_L2", "MAX_CALIBRATION_ROWS", "MIN_ARGMAX_SAME", "NEAR_TIE",
+           "AutoChoice", "Candidate", "Measurement", "available_backends", "build_engine",
+           "calibration_inputs", "calibration_rows", "candidates_for", "machine_fingerprint",
+           "select_engine"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,12 @@ BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 EXACT_REL_L2 = 1e-5
 #: Lower-precision engines must keep the heatmap arg-max of at least this share of keypoints.
 MIN_ARGMAX_SAME = 0.99
+#: The largest call the calibration times (rows): per-crop speed changes little beyond it, and
+#: a larger call would make the first start slower.
+MAX_CALIBRATION_ROWS = 8
+#: Engines slower than this factor times the fastest at the smallest call size are not timed
+#: at the larger ones (they cannot win; timing them would only lengthen the calibration).
+NEAR_TIE = 1.5
 
 
 def available_backends() -> list[str]:
@@ -163,6 +175,10 @@ class Measurement:
     engine: str
     dtype: str
     seconds_per_crop: float | None = None
+    #: seconds per crop at each timed call size (rows; JSON keys are strings)
+    seconds_per_crop_by_rows: dict[str, float] = field(default_factory=dict)
+    #: why an accepted engine was not timed at every size (`note` says why one was rejected)
+    timing_note: str = ""
     rel_l2: float | None = None
     argmax_same: float | None = None
     accepted: bool = False
@@ -217,9 +233,10 @@ def machine_fingerprint() -> dict[str, Any]:
 
 
 def _choice_key(fingerprint: Mapping[str, Any], mkey: str, policy: str, device: torch.device,
-                backends: Sequence[str]) -> str:
+                backends: Sequence[str], rows: Sequence[int]) -> str:
     text = json.dumps({"machine": fingerprint, "model": mkey, "policy": policy,
-                       "device": str(device), "backends": sorted(backends)}, sort_keys=True)
+                       "device": str(device), "backends": sorted(backends),
+                       "rows": list(rows)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -245,6 +262,57 @@ def calibration_inputs(model: ViTPose, count: int = 4) -> torch.Tensor:
     return torch.cat([x, x.flip(3)]).contiguous()
 
 
+def calibration_rows(batch_size: int | None = None, flip_test: bool = True) -> tuple[int, ...]:
+    """The call sizes (rows) ``auto`` times: one person's call (a crop and, with the flip test,
+    its mirror) and a full call of an estimator with `batch_size` crops per call, capped at
+    `MAX_CALIBRATION_ROWS` (default: the cap)."""
+    per = 2 if flip_test else 1
+    full = MAX_CALIBRATION_ROWS if batch_size is None else per * max(1, int(batch_size))
+    return tuple(sorted({per, max(per, min(full, MAX_CALIBRATION_ROWS))}))
+
+
+def _rows_of(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """`rows` rows for a timed call: for 2 rows a crop and its mirror (`x` holds crops, then
+    their mirrors), else the rows of `x`, repeated when needed."""
+    if rows == 2 and len(x) >= 2 and len(x) % 2 == 0:
+        return x[[0, len(x) // 2]]
+    reps = -(-rows // len(x))
+    return x.repeat(reps, 1, 1, 1)[:rows].contiguous()
+
+
+def _calibrate_speed(engines: Mapping[str, Any], x: torch.Tensor, rows: Sequence[int],
+                     rounds: int, timer: Callable[..., dict[str, float]] | None = None
+                     ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, str]]:
+    """Time `engines` at each call size of `rows` (the smallest first, `rounds` interleaved
+    rounds; the larger ones in 3 rounds, only for the engines within `NEAR_TIE` of the
+    fastest at the smallest). Returns the score of each engine timed at every size (the
+    geometric mean of its seconds per crop over the sizes; engines left out of the larger
+    sizes have none: they cannot win), each engine's seconds per crop by size, and a note for
+    those left out. `timer` replaces
+    `_time_engines` (injected timings)."""
+    timer = timer or _time_engines
+    rows = sorted(set(rows))
+    by_rows: dict[str, dict[str, float]] = {n: {} for n in engines}
+    notes: dict[str, str] = {}
+    active = dict(engines)
+    for i, r in enumerate(rows):
+        if not active:
+            break
+        t = timer(active, _rows_of(x, r), rounds if i == 0 else min(rounds, 3))
+        for n, s in t.items():
+            by_rows[n][str(r)] = s
+        if i == 0 and len(rows) > 1:
+            fastest = min(t.values())
+            for n in list(active):
+                if t[n] > NEAR_TIE * fastest:
+                    notes[n] = (f"{t[n] / fastest:.2f}x the fastest at {r} rows: not timed at "
+                                f"{', '.join(map(str, rows[1:]))} rows")
+                    del active[n]
+    score = {n: float(np.exp(np.mean(np.log(list(v.values())))))
+             for n, v in by_rows.items() if n in active}
+    return score, by_rows, notes
+
+
 def _time_engines(engines: Mapping[str, Engine], x: torch.Tensor, rounds: int
                   ) -> dict[str, float]:
     """Seconds per crop of each engine on `x`: the fastest of interleaved rounds (on a shared
@@ -265,9 +333,10 @@ def _time_engines(engines: Mapping[str, Engine], x: torch.Tensor, rounds: int
 def select_engine(model: ViTPose, dataset: int | str | None = None,
                   dtype: str | torch.dtype = "auto", device: str | torch.device | None = None,
                   *, backends: Sequence[str] | None = None, use_cache: bool = True,
-                  rounds: int = 5, timings: Mapping[str, float] | None = None,
-                  inputs: torch.Tensor | None = None, threads: int | None = None
-                  ) -> tuple[Engine, AutoChoice]:
+                  rounds: int = 5,
+                  timings: Mapping[str, float | Mapping[int, float]] | None = None,
+                  inputs: torch.Tensor | None = None, threads: int | None = None,
+                  rows: Sequence[int] | None = None) -> tuple[Engine, AutoChoice]:
     """``--backend auto``: the fastest engine for this machine, model and dtype policy.
 
     Args:
@@ -277,11 +346,15 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
         device: default the model's device.
         backends: the engines to consider (default: all installed).
         use_cache: read and write the remembered choice in the cache folder.
-        rounds: timing rounds of the calibration.
+        rounds: timing rounds of the calibration at the smallest call size.
         timings: seconds per crop by candidate label (``'openvino/bfloat16'``), instead of
-            timing (tests inject them; candidates missing from it are not considered).
+            timing: one number, or one per call size (``{2: ..., 8: ...}``, keys of `rows`);
+            tests inject them; candidates missing from it are not considered.
         inputs: calibration crops (default `calibration_inputs`).
         threads: threads of the ONNX Runtime / OpenVINO engines.
+        rows: the call sizes to time (default `calibration_rows()`: a crop and its mirror,
+            and a full call of `MAX_CALIBRATION_ROWS` rows); the estimator's builder passes
+            those of its batch size and flip test.
 
     Returns:
         the chosen engine and an `AutoChoice` (what was measured, why this engine).
@@ -292,7 +365,9 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
     backends = [b for b in (backends or available_backends()) if b in available_backends()]
     mkey = model_key(model, dataset)
     fingerprint = machine_fingerprint()
-    key = _choice_key(fingerprint, mkey, f"{policy}->{DTYPE_NAMES[target]}", device, backends)
+    rows = tuple(sorted(set(rows))) if rows else calibration_rows()
+    key = _choice_key(fingerprint, mkey, f"{policy}->{DTYPE_NAMES[target]}", device, backends,
+                      rows)
     path = cache_dir() / "engines" / f"auto-{key}.json"
     if use_cache and timings is None and path.is_file():
         try:
@@ -347,14 +422,19 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
                           f"{100 * MIN_ARGMAX_SAME:.0f}% on these weights")
         if m.accepted:
             engines[c.label] = engine
+    timer = None
     if timings is not None:
-        speed = {k: float(timings[k]) for k in engines}
-    else:
-        pair = x[[0, len(x) // 2]] if len(x) > 1 else x  # a crop and its mirror
-        speed = _time_engines(engines, pair, rounds) if engines else {}
-    for k, s in speed.items():
-        measures[k].seconds_per_crop = s
-    lowp = [k for k in speed if measures[k].dtype != "float32"]
+        def timer(active: Mapping[str, Any], xr: torch.Tensor, _rounds: int) -> dict[str, float]:
+            return {k: float(t[len(xr)] if isinstance(t := timings[k], Mapping) else t)
+                    for k in active}
+    speed, by_rows, notes = (_calibrate_speed(engines, x, rows, rounds, timer) if engines
+                             else ({}, {}, {}))
+    for k, v in by_rows.items():
+        measures[k].seconds_per_crop_by_rows = v
+        measures[k].seconds_per_crop = speed.get(k, v[min(v, key=int)] if v else None)
+        if k in notes:
+            measures[k].timing_note = notes[k]
+    lowp = [k for k in engines if measures[k].dtype != "float32"]
     pool = list(speed)
     if not pool:
         raise EngineError("no engine passed the accuracy gate (not even the float32 ones): "
@@ -394,4 +474,8 @@ def _reason(best: str, speed: Mapping[str, float], measures: Mapping[str, Measur
     rejected = [f"{m.engine} ({m.note})" for m in measures.values() if not m.accepted]
     if rejected:
         parts.append("not chosen: " + ", ".join(rejected))
+    slow = [f"{m.engine} ({m.timing_note})" for m in measures.values()
+            if m.accepted and m.engine not in speed]
+    if slow:
+        parts.append("slower: " + ", ".join(slow))
     return "; ".join(parts)
