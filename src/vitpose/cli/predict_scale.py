@@ -248,7 +248,6 @@ def _exit_after() -> int | None:
 def _images(args: argparse.Namespace, plan: dict[str, Any], max_pixels: int) -> int:
     from .predict import (
         _concat,
-        _drop_nonfinite,
         _nonfinite_message,
         _write_image,
         box_source,
@@ -310,7 +309,7 @@ def _images(args: argparse.Namespace, plan: dict[str, Any], max_pixels: int) -> 
         for result in estimator.predict_many(items()) if todo > rank else ():
             row, image = queued.popleft()
             result.source = row.path
-            dropped = _drop_nonfinite(result)
+            dropped = result.drop_nonfinite()
             if dropped:
                 n_nonfinite += dropped
                 nonfinite_images += 1

@@ -17,7 +17,7 @@ from ..checkpoints import load_weights
 from ..engine.build import build_model_from_config
 from ..engine.config import ExperimentConfig, find_config, load_config
 from ..engine.evaluate import check_val_files, evaluate_model, format_metrics
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..hub import resolve_weights
 from ..inference.precision import optimize_for_inference
 from ..models.vitpose import canonical_name
