@@ -59,19 +59,24 @@ def ort_session(source: str | os.PathLike | bytes, *, threads: int | None = None
 
 
 def openvino_config(dtype: torch.dtype, threads: int | None = None,
-                    cache: str | os.PathLike | None = None, tuned: bool = True
-                    ) -> dict[str, Any]:
+                    cache: str | os.PathLike | None = None, tuned: bool = True,
+                    streams: int | None = None) -> dict[str, Any]:
     """The ``compile_model`` properties of an engine.
 
-    ``tuned`` adds our settings (latency hint: one stream over all cores, as `predict` runs one
-    call at a time; the compiled-model cache); without it only the precision is set, as a user
+    ``tuned`` adds our settings (the compiled-model cache and a performance hint: latency, one
+    stream over all cores, or with ``streams`` > 1 throughput, that many streams sharing the
+    threads, for calls split across streams); without it only the precision is set, as a user
     of OpenVINO's defaults would (the peer of `vitpose bench`).
     """
     if dtype not in _PRECISION:
         raise EngineError(f"OpenVINO cannot compute in {dtype}")
     cfg: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _PRECISION[dtype]}
     if tuned:
-        cfg["PERFORMANCE_HINT"] = "LATENCY"
+        if streams and streams > 1:
+            cfg["PERFORMANCE_HINT"] = "THROUGHPUT"
+            cfg["NUM_STREAMS"] = int(streams)
+        else:
+            cfg["PERFORMANCE_HINT"] = "LATENCY"
         if cache is not None:
             cfg["CACHE_DIR"] = str(cache)
     if threads:
@@ -82,7 +87,8 @@ def openvino_config(dtype: torch.dtype, threads: int | None = None,
 def compile_openvino(path: str | os.PathLike, dtype: torch.dtype = torch.float32, *,
                      device: str = "CPU", threads: int | None = None,
                      cache: str | os.PathLike | None = None, tuned: bool = True,
-                     use_cache: bool = True, core: Any = None) -> tuple[Any, dict[str, Any]]:
+                     use_cache: bool = True, core: Any = None, streams: int | None = None
+                     ) -> tuple[Any, dict[str, Any]]:
     """A graph file (``.onnx`` or IR ``.xml``) compiled by OpenVINO: ``(compiled_model,
     properties)``. With `tuned`, compiled models are cached on disk (`cache`, default
     ``<cache folder>/openvino``; not with ``use_cache=False``, e.g. for temporary files) so that
@@ -95,7 +101,7 @@ def compile_openvino(path: str | os.PathLike, dtype: torch.dtype = torch.float32
     if not path.is_file():
         raise EngineError(f"model file {path} does not exist")
     cache = (cache or cache_dir() / "openvino") if use_cache else None
-    properties = openvino_config(dtype, threads, cache, tuned)
+    properties = openvino_config(dtype, threads, cache, tuned, streams)
     core = core or ov.Core()
     try:
         # compiling from the path lets OpenVINO find a cached blob without reading the graph
