@@ -3,9 +3,6 @@ never interrupted; the checkpoint is a plain, weights_only-loadable training sta
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -48,17 +45,6 @@ def _max_diff(a: dict, b: dict) -> float:
 
 def test_stop_and_resume_equals_uninterrupted(data_dir: Path, tmp_path: Path,
                                               one_thread) -> None:
-    if os.environ.get("VITPOSE_TEST_CHILD") != "1":
-        # Run in a fresh interpreter: in a pytest process that compiled OpenVINO bf16 models
-        # earlier (tests/test_engines.py, tests/test_bench.py), forking the loader workers of
-        # this test crashed the process (segfault, not yet understood; `vitpose train` itself
-        # never loads OpenVINO). The check itself is unchanged.
-        test_id = f"{Path(__file__).resolve()}::test_stop_and_resume_equals_uninterrupted"
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                               test_id], env={**os.environ, "VITPOSE_TEST_CHILD": "1"},
-                              capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-        return
     fit(load_config("debug/tiny_coco", _overrides(data_dir, 3)), tmp_path / "full",
         show_progress=False)
     part = tmp_path / "part"

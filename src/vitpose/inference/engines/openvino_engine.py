@@ -18,6 +18,7 @@ import torch
 
 from ...models.vitpose import ViTPoseConfig
 from .base import Engine, EngineError
+from .ovcore import shared_core
 from .precision import resolve_dtype
 from .runtime import OV_MISSING, compile_openvino, openvino_config
 
@@ -58,7 +59,7 @@ class OpenVinoEngine(Engine):
                  cfg: ViTPoseConfig | None = None, tuned: bool = True,
                  cache: str | os.PathLike | None = None, streams: int | None = None) -> None:
         try:
-            import openvino as ov
+            import openvino  # noqa: F401 - the missing runtime is an EngineError here
         except ImportError:
             raise EngineError(OV_MISSING) from None
         self.path = Path(path)
@@ -67,7 +68,7 @@ class OpenVinoEngine(Engine):
         self.dtype = resolve_dtype(dtype, "cpu")
         self.device = torch.device("cpu")
         self.ov_device = device
-        core = ov.Core()
+        core = shared_core()  # one Core per process: see ovcore.py
         if cfg is None:
             cfg = _config_from_file(core, self.path)
         self.cfg = cfg

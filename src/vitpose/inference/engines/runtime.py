@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .base import DTYPE_NAMES, EngineError, cache_dir
+from .ovcore import shared_core
 
 __all__ = ["ORT_MISSING", "OV_MISSING", "compile_openvino", "openvino_config", "ort_session"]
 
@@ -94,7 +95,7 @@ def compile_openvino(path: str | os.PathLike, dtype: torch.dtype = torch.float32
     ``<cache folder>/openvino``; not with ``use_cache=False``, e.g. for temporary files) so that
     the next start of the same graph loads instead of compiling."""
     try:
-        import openvino as ov
+        import openvino  # noqa: F401 - the missing runtime is an EngineError here
     except ImportError:
         raise EngineError(OV_MISSING) from None
     path = Path(path)
@@ -102,7 +103,7 @@ def compile_openvino(path: str | os.PathLike, dtype: torch.dtype = torch.float32
         raise EngineError(f"model file {path} does not exist")
     cache = (cache or cache_dir() / "openvino") if use_cache else None
     properties = openvino_config(dtype, threads, cache, tuned, streams)
-    core = core or ov.Core()
+    core = core or shared_core()  # one Core per process: see ovcore.py
     try:
         # compiling from the path lets OpenVINO find a cached blob without reading the graph
         compiled = core.compile_model(str(path), device, properties)
