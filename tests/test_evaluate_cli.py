@@ -120,6 +120,59 @@ def test_bad_results_file_is_one_clear_error(data_dir, tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def _gt_as_results(data_dir):
+    gt = json.loads((data_dir / "coco" / "test_coco.json").read_text())
+    return [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"],
+             "score": 1.0} for a in gt["annotations"] if a.get("num_keypoints", 0) > 0]
+
+
+def _evaluate(data_dir, results_path):
+    return main(["evaluate", "--dataset", "coco", "--ann",
+                 str(data_dir / "coco" / "test_coco.json"), "--results", str(results_path)])
+
+
+def test_vitpose_evaluate_reads_json_lines(data_dir, tmp_path, capsys):
+    """A ``.jsonl`` results file (one result per line, as ``predict --out r.jsonl`` writes it)
+    scores as the same results in one ``.json``; blank lines are allowed."""
+    results = _gt_as_results(data_dir)
+    results[0] = {**results[0], "score": 0.5}  # not every result perfect: AP below 1
+    results[1] = {**results[1], "keypoints": [v + 9.0 for v in results[1]["keypoints"]]}
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    lines = [json.dumps(r) for r in results]
+    (tmp_path / "r.jsonl").write_text("\n".join(lines[:2] + [""] + lines[2:]) + "\n")
+    assert _evaluate(data_dir, tmp_path / "r.json") == 0
+    expected = json.loads(capsys.readouterr().out)
+    assert _evaluate(data_dir, tmp_path / "r.jsonl") == 0
+    assert json.loads(capsys.readouterr().out) == expected and expected["AP"] < 1.0
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"image_id": 785}\n{"image_id": 785, oops}\n', "line 2 is not valid JSON"),
+    ('{"image_id": 785}\n\n{"image_id": 78', "line 3 is not valid JSON"),
+    ('{"image_id": 785}\n\n{"image_id": 78', "the file ends in the middle of this line"),
+    ('{"image_id": 785}\n\xff\xfe\n', "line 2 is not valid JSON (not UTF-8 text)"),
+    ('{"vitpose_journal": 1, "settings": {}}\n{"key": "a.jpg", "value": []}\n',
+     "the journal of a `vitpose predict` run that has not finished"),
+])
+def test_malformed_json_lines_name_the_line(content, message, data_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(content.encode("latin-1"))
+    assert _evaluate(data_dir, bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and str(bad) in err and message in err, err
+    assert "Traceback" not in err
+
+
+def test_the_metrics_read_json_lines_themselves(data_dir, tmp_path):
+    """`vitpose.metrics.evaluate` takes a ``.jsonl`` path as it takes a ``.json`` one."""
+    from vitpose.metrics import evaluate
+    results = _gt_as_results(data_dir)
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in results))
+    ann = data_dir / "coco" / "test_coco.json"
+    assert evaluate("coco", ann, path) == evaluate("coco", ann, results)
+
+
 # ---------------------------------------------------------------------------------------------
 # `vitpose test --backend`: the same metrics on every engine
 # ---------------------------------------------------------------------------------------------
