@@ -52,11 +52,11 @@ def test_vitpose_test_end_to_end(tiny_weights, data_dir, tmp_path, capsys):
 
 
 def test_vitpose_test_bf16(tiny_weights, data_dir, tmp_path, capsys):
-    """``--set test.dtype=bfloat16``: the same records, keypoints near the float32 ones."""
+    """``--dtype bfloat16`` (test.dtype): the same records, keypoints near the float32 ones."""
     import numpy as np
     assert main(_test_args(tiny_weights, data_dir, tmp_path / "fp32")) == 0
     assert main(_test_args(tiny_weights, data_dir, tmp_path / "bf16")
-                + ["--set", "test.dtype=bfloat16"]) == 0
+                + ["--dtype", "bfloat16"]) == 0
     a, b = (json.loads((tmp_path / d / "results_coco.json").read_text()) for d in ("fp32", "bf16"))
     assert len(a) == len(b) > 0
     ka = np.array([r["keypoints"] for r in a]).reshape(len(a), -1, 3)
@@ -243,3 +243,9 @@ def test_vitpose_test_bad_backend_is_a_config_error(tiny_weights, data_dir, tmp_
     with pytest.raises(SystemExit):  # the option itself offers the engines only
         main(_test_args(tiny_weights, data_dir, tmp_path) + ["--backend", "tensorrt"])
     assert "invalid choice" in capsys.readouterr().err
+    if _installed("onnxruntime"):  # an engine without the dtype says which one it has
+        rc = main(_test_args(tiny_weights, data_dir, tmp_path)
+                  + ["--backend", "onnxruntime", "--dtype", "bfloat16"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "computes in float32" in err and "--dtype float32" in err
+        assert "Traceback" not in err

@@ -35,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="config override, e.g. --set test.flip_test=false (repeatable)")
     p.add_argument("--work-dir", default=None, help="output folder (default work_dirs/test_<cfg>)")
     p.add_argument("--device", default=None, help="cpu or cuda[:i] (default: cuda if available)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16", "auto"],
+                   help="compute dtype (test.dtype): float32 = exact, the official numbers; "
+                        "auto = bfloat16 on CPUs with AVX512-BF16/AMX and recent GPUs, float16 "
+                        "on older GPUs (default: the config's, float32)")
     p.add_argument("--backend", default=None, choices=["torch", "auto", "onnxruntime", "openvino"],
                    help="inference engine (test.backend): torch = eager PyTorch, with the "
                         "default test.dtype=float32 the official numbers exactly; auto = the "
@@ -61,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.set)
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
+    if args.dtype:
+        overrides.append(f"test.dtype={args.dtype}")
     if args.backend:
         overrides.append(f"test.backend={args.backend}")
     cfg = resolve_config(args.config, overrides)
