@@ -7,6 +7,7 @@ import json
 import math
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,7 @@ def test_single_process_defaults(no_torchrun_env: None) -> None:
     assert distributed.all_reduce_sum(2.5) == 2.5
     assert distributed.all_gather_object({"a": 1}) == [{"a": 1}]
     assert distributed.broadcast_object("x") == "x"
+    assert distributed.main_first(lambda: 5) == 5
     distributed.destroy_distributed()  # no-op
 
 
@@ -89,6 +91,17 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         result["gathered"] = distributed.all_gather_object({"rank": rank, "tag": "r" * (rank + 1)})
         result["broadcast"] = distributed.broadcast_object("from-0" if rank == 0 else None)
         distributed.barrier()
+        result["main_first"] = distributed.main_first(lambda: _log_turn(rank, out_dir))
+
+        def fail_on_rank_1() -> int:
+            if rank == 1:
+                raise ValueError("rank 1 cannot build")
+            return rank
+
+        try:
+            distributed.main_first(fail_on_rank_1, catch=ValueError)
+        except ValueError as exc:  # every rank learns of rank 1's error; none waits
+            result["main_first_error"] = str(exc)
         # Rank 0 sees one sample with loss 1; rank 1 three samples with loss 3.
         logger = MetricLogger()
         logger.update(n=1 + 2 * rank, loss=1.0 + 2 * rank)
@@ -102,10 +115,19 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
 
 
+def _log_turn(rank: int, out_dir: str) -> int:
+    if rank == 0:
+        time.sleep(0.3)  # rank 0 is slow, and still first
+    with Path(out_dir, "turns.txt").open("a") as fh:
+        fh.write(f"{rank}\n")
+    return rank
+
+
 def test_two_process_gloo(tmp_path: Path) -> None:
     world_size = 2
     mp.spawn(_worker, args=(world_size, _free_port(), str(tmp_path)), nprocs=world_size, join=True)
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(world_size)]
+    assert (tmp_path / "turns.txt").read_text().split() == ["0", "1"]
     for rank, result in enumerate(results):
         assert "error" not in result, result
         assert result["enabled"] is True
@@ -116,6 +138,8 @@ def test_two_process_gloo(tmp_path: Path) -> None:
         assert result["sum_int_tensor"] == pytest.approx([3.0])
         assert result["gathered"] == [{"rank": 0, "tag": "r"}, {"rank": 1, "tag": "rr"}]
         assert result["broadcast"] == "from-0"
+        assert result["main_first"] == rank
+        assert result["main_first_error"] == "rank 1 cannot build"
         assert result["global_loss"] == pytest.approx((1 * 1 + 3 * 3) / 4)
         assert result["global_loss_again"] == pytest.approx(2.5)
         assert result["local_window"] == pytest.approx(1.0 + 2 * rank)

@@ -272,6 +272,33 @@ def test_load_initial_weights_reinitialises_only_mismatched_heads(tmp_path: Path
     assert load_initial_weights(other, tmp_path / "w.pth") == ["keypoint_head"]
 
 
+def test_load_initial_weights_reads_a_transformers_folder_as_inference_does(tmp_path: Path
+                                                                           ) -> None:
+    """Fine-tuning from a transformers VitPose folder starts from the model `load_model` gives:
+    the blocks after the one ``out_indices`` reads are dropped, the heatmaps are the same."""
+    import vitpose
+    transformers = pytest.importorskip("transformers")
+    bb = transformers.VitPoseBackboneConfig(
+        image_size=[64, 48], patch_size=[16, 16], hidden_size=32, num_hidden_layers=3,
+        num_attention_heads=2, layer_norm_eps=1e-6, out_indices=[1])
+    hf_cfg = transformers.VitPoseConfig(backbone_config=bb, use_simple_decoder=True, num_labels=17)
+    torch.manual_seed(0)
+    ref = transformers.VitPoseForPoseEstimation(hf_cfg).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    ref.save_pretrained(tmp_path / "hf", safe_serialization=True)
+    loaded = vitpose.load_model(str(tmp_path / "hf"))
+    assert loaded.cfg.depth == 1
+    start = vitpose.build_model("vitpose-b-simple", embed_dim=32, depth=1, num_heads=2,
+                                img_size=(64, 48))
+    assert load_initial_weights(start, tmp_path / "hf") == []
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(start.eval()(x), loaded(x), atol=0, rtol=0)
+        torch.testing.assert_close(start(x), ref(pixel_values=x).heatmaps, atol=1e-5, rtol=1e-5)
+
+
 # --------------------------------------------------------------------------------------------
 # Bad input: a missing image, a NaN loss; the last good checkpoint stays intact
 # --------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ __all__ = [
     "mae_to_backbone", "densify_moe", "split_vitpose_plus", "save_checkpoint",
     "save_hf_pretrained", "read_hf_config", "to_canonical", "prepare_state_dict",
     "recorded_config", "checkpoint_config", "truncate_to_hf_output", "with_datasets",
+    "canonical_state_dict",
 ]
 
 log = logging.getLogger(__name__)
@@ -403,6 +404,21 @@ def truncate_to_hf_output(sd: Mapping[str, torch.Tensor], hf_config: Mapping[str
     return out
 
 
+def canonical_state_dict(obj: Mapping[str, Any]) -> "OrderedDict[str, torch.Tensor]":
+    """The weights a checkpoint holds, as our model computes with them: unwrapped, with the
+    official names (`to_canonical`) and, for a transformers file, only the blocks its
+    ``out_indices`` reads (`truncate_to_hf_output`).
+
+    Args:
+        obj: what `read_checkpoint` returned (or an in-memory state dict).
+    """
+    hf_config = obj.get("__hf_config__") if isinstance(obj, Mapping) else None
+    sd = to_canonical(unwrap_state_dict(obj))
+    if hf_config is not None:
+        sd = truncate_to_hf_output(sd, hf_config)
+    return sd
+
+
 def infer_config(sd: Mapping[str, torch.Tensor], hf_config: Mapping[str, Any] | None = None,
                  datasets: Sequence[str] | None = None, num_heads: int | None = None,
                  expert_mode: str = "keep") -> ViTPoseConfig:
@@ -541,9 +557,7 @@ def checkpoint_config(obj: Mapping[str, Any], *, num_heads: int | None = None,
         source: the file's name, for messages.
     """
     hf_config = obj.get("__hf_config__") if isinstance(obj, Mapping) else None
-    sd = to_canonical(unwrap_state_dict(obj))
-    if hf_config is not None:
-        sd = truncate_to_hf_output(sd, hf_config)
+    sd = canonical_state_dict(obj)
     cfg = recorded_config(obj)
     if cfg is None:
         cfg = infer_config(sd, hf_config=hf_config, num_heads=num_heads)
@@ -841,11 +855,7 @@ def load_weights(model: ViTPose, source: str | os.PathLike | Mapping[str, Any],
     else:
         path = Path(os.path.expanduser(str(source)))
         name, obj = str(path), read_checkpoint(path)
-    hf_config = obj.get("__hf_config__") if isinstance(obj, Mapping) else None
-    sd = to_canonical(unwrap_state_dict(obj))
-    if hf_config is not None:
-        sd = truncate_to_hf_output(sd, hf_config)
-    sd = prepare_state_dict(sd, model, dataset)
+    sd = prepare_state_dict(canonical_state_dict(obj), model, dataset)
     load_state_dict_strict(model, sd, name)
     return model
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -33,10 +34,13 @@ __all__ = [
     "all_reduce_sum",
     "all_gather_object",
     "broadcast_object",
+    "main_first",
     "counter_add",
     "shared_set",
     "shared_get",
 ]
+
+T = TypeVar("T")
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -225,6 +229,36 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj if get_rank() == src else None]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def main_first(fn: Callable[[], T],
+               catch: type[Exception] | tuple[type[Exception], ...] = Exception) -> T:
+    """``fn()`` on rank 0, then on the other ranks (only ``fn()`` when not distributed).
+
+    What rank 0 writes into a cache shared by the ranks (an exported graph, a compiled model, a
+    remembered choice) the others then read instead of writing it at the same time. An
+    exception of `catch` raised by ``fn`` on any rank is raised on every rank (rank 0's first;
+    the others then do not run ``fn``), so that no rank waits for the others forever.
+    """
+    if not is_enabled():
+        return fn()
+    result: Any = None
+    error: Exception | None = None
+    if get_rank() == 0:
+        try:
+            result = fn()
+        except catch as e:
+            error = e
+    error = broadcast_object(error)
+    if error is None and get_rank() != 0:
+        try:
+            result = fn()
+        except catch as e:
+            error = e
+    error = next((e for e in all_gather_object(error) if e is not None), None)
+    if error is not None:
+        raise error
+    return result
 
 
 # ---------------------------------------------------------------------------------------------

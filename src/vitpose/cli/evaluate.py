@@ -1,6 +1,7 @@
 """`vitpose evaluate --dataset NAME --ann GT.json --results RESULTS.json`: score a results file.
 
-For users who run inference elsewhere, and for `vitpose predict` output: results whose
+For users who run inference elsewhere, and for `vitpose predict` output (``.json``, or
+``.jsonl``: one result per line, as ``--out results.jsonl`` writes them): results whose
 ``image_id`` is a file name (a folder run without ``--images-file``) are matched to the
 annotation file's ``images[].file_name`` (the path as written, or its last part when that is
 unambiguous). Prints the metrics as JSON (and writes them with --out).
@@ -13,8 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..datasets.records import _load_results_file
 from ..engine.build import resolve_dataset_meta
 from ..errors import InputError, OutputError
+from ..inference.results import is_journal_header
 from ..metrics import evaluate
 
 #: datasets whose results are not in COCO results format (matched by ``ann_id`` instead)
@@ -29,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", required=True,
                    help="predictions (COCO results format, e.g. `vitpose predict`'s "
                         "results.json: integer image ids or file names found in the "
-                        "annotation file; MPII/InterHand: ann_id + keypoints)")
+                        "annotation file; MPII/InterHand: ann_id + keypoints); a .jsonl file "
+                        "holds one result per line (`vitpose predict --out results.jsonl`)")
     p.add_argument("--head-boxes", default=None, help="MPII: head boxes (from mpii_gt_val.mat)")
     p.add_argument("--camera", default=None, help="InterHand2.6M: camera file")
     p.add_argument("--joints-3d", default=None, help="InterHand2.6M: 3D joint file")
@@ -44,6 +48,21 @@ def _read_json(path: str, what: str) -> Any:
         raise InputError(f"{what} not found: {path}") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise InputError(f"{path}: not a readable JSON {what} ({e})") from None
+
+
+def read_results(path: str) -> Any:
+    """The results of a ``.json`` or ``.jsonl`` file (one result per line).
+
+    Raises:
+        InputError: the file is missing or malformed (a ``.jsonl`` line: its number), or is the
+            journal of an unfinished run (``P.partial.jsonl``) rather than its results.
+    """
+    data = _load_results_file(path)
+    if isinstance(data, list) and data and is_journal_header(data[0]):
+        raise InputError(f"{path} is the journal of a `vitpose predict` run that has not "
+                         "finished, not its results: rerun the same command to finish the run, "
+                         "then score the results file it writes")
+    return data
 
 
 def map_file_name_ids(results: list[Any], ann_path: str, results_path: str) -> list[Any]:
@@ -105,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
     out = _prepare_out(args.out) if args.out else None  # before the (slow) evaluation
     meta = resolve_dataset_meta(args.dataset)
     results: Any = args.results
+    data = read_results(args.results)
     if meta.name not in _NOT_COCO_RESULTS:
-        data = _read_json(args.results, "results file")
         if isinstance(data, list):
             mapped = map_file_name_ids(data, args.ann, args.results)
             if mapped is not data:  # else the metrics read the file and name it in messages

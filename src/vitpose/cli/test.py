@@ -1,7 +1,8 @@
 """`vitpose test CONFIG_OR_VARIANT`: evaluate a model on benchmark splits (``dist_test.sh``).
 
 Runs under ``torchrun --nproc_per_node N`` too (records sharded, results gathered). Prints a
-metrics table and writes ``metrics.json`` plus the raw results into the work dir.
+metrics table and writes ``metrics.json`` (the metrics of each split, and under ``"engine"``
+what ran each: `Engine.describe()`) plus the raw results into the work dir.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -19,7 +21,6 @@ from ..engine.config import ExperimentConfig, find_config, load_config
 from ..engine.evaluate import check_val_files, evaluate_model, format_metrics
 from ..errors import ConfigError
 from ..hub import resolve_weights
-from ..inference.precision import optimize_for_inference
 from ..models.vitpose import canonical_name
 
 
@@ -34,6 +35,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="config override, e.g. --set test.flip_test=false (repeatable)")
     p.add_argument("--work-dir", default=None, help="output folder (default work_dirs/test_<cfg>)")
     p.add_argument("--device", default=None, help="cpu or cuda[:i] (default: cuda if available)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16", "auto"],
+                   help="compute dtype (test.dtype): float32 = exact, the official numbers; "
+                        "auto = bfloat16 on CPUs with AVX512-BF16/AMX and recent GPUs, float16 "
+                        "on older GPUs (default: the config's, float32)")
+    p.add_argument("--backend", default=None, choices=["torch", "auto", "onnxruntime", "openvino"],
+                   help="inference engine (test.backend): torch = eager PyTorch, with the "
+                        "default test.dtype=float32 the official numbers exactly; auto = the "
+                        "fastest engine of this machine that passes the accuracy gate, as in "
+                        "predict; onnxruntime (float32) needs vitpose[onnx], openvino "
+                        "(float32, bfloat16) vitpose[openvino] (default: the config's, torch; "
+                        "see docs/PERFORMANCE.md)")
 
 
 def resolve_config(name: str, overrides: list[str]) -> ExperimentConfig:
@@ -53,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.set)
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
+    if args.dtype:
+        overrides.append(f"test.dtype={args.dtype}")
+    if args.backend:
+        overrides.append(f"test.backend={args.backend}")
     cfg = resolve_config(args.config, overrides)
     if not cfg.data.val:
         raise ConfigError(f"config '{args.config}' has no validation split (data.val)")
@@ -64,15 +80,18 @@ def run(args: argparse.Namespace) -> int:
                              else "cpu")
     model = build_model_from_config(cfg, load_weights=False)
     load_weights(model, weights)
-    model.to(device)
-    if cfg.test.dtype != "float32":  # --set test.dtype=auto: weights cast once, as in predict
-        optimize_for_inference(model, cfg.test.dtype)
     work_dir = Path(args.work_dir or f"work_dirs/test_{Path(args.config).stem}")
-    metrics = evaluate_model(model, cfg, work_dir=work_dir, device=device)
+    engines: dict[str, dict[str, Any]] = {}
+    # prepare: the torch engine casts the weights once to test.dtype, as in predict
+    metrics = evaluate_model(model, cfg, work_dir=work_dir, device=device, prepare=True,
+                             engines=engines)
     if dist.is_main_process():
         work_dir.mkdir(parents=True, exist_ok=True)
-        (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (work_dir / "metrics.json").write_text(json.dumps({**metrics, "engine": engines},
+                                                          indent=2))
         print(format_metrics(metrics))
+        for name, facts in engines.items():
+            print(f"{name} engine: {facts['engine']} on {facts['device']}")
         print(f"metrics and results written to {work_dir}")
     dist.barrier()  # every rank done before any tears the process group down
     dist.destroy_distributed()

@@ -143,6 +143,36 @@ def _load_json(path: PathLike, what: str) -> Any:
         raise InputError(f"{what} file {path} is not valid JSON: {exc}") from None
 
 
+def _load_results_file(path: PathLike, what: str = "results") -> Any:
+    """A results file: JSON (`_load_json`), or JSON lines for a ``.jsonl`` file: the list of
+    its lines' values, one result per line as ``vitpose predict --out results.jsonl`` writes
+    them (blank lines skipped). A line that is not valid JSON raises :class:`InputError`
+    naming its number."""
+    path = Path(path)
+    if path.suffix.lower() != ".jsonl":
+        return _load_json(path, what)
+    out: list[Any] = []
+    try:
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    out.append(json.loads(raw))
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    torn = "" if raw.endswith(b"\n") else \
+                        "; the file ends in the middle of this line (was its writer interrupted?)"
+                    reason = exc.msg if isinstance(exc, json.JSONDecodeError) else \
+                        "not UTF-8 text"
+                    raise InputError(f"{what} file {path}: line {number} is not valid JSON "
+                                     f"({reason}){torn}") from None
+    except FileNotFoundError:
+        raise InputError(f"{what} file not found: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+    return out
+
+
 def _entry_name(section: str, index: int, entry: Any, id_key: str = "id") -> str:
     if isinstance(entry, Mapping) and id_key in entry:
         return f"{section}[{index}] ({id_key}={entry[id_key]!r})"

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from vitpose.checkpoints import (
+    canonical_state_dict,
     load_pretrained_backbone,
     load_state_dict_strict,
     prepare_state_dict,
     read_checkpoint,
-    to_canonical,
-    unwrap_state_dict,
 )
 from vitpose.dataset_meta import DatasetMeta, get_dataset_meta, load_dataset_meta
 from vitpose.engine.config import CONFIG_DIR, DataConfig, DatasetConfig, ExperimentConfig
@@ -148,7 +147,9 @@ def load_initial_weights(model: ViTPose, source: str | os.PathLike) -> list[str]
     from vitpose.hub import resolve_weights  # hub sits above checkpoints; imported lazily
 
     path = resolve_weights(str(source))
-    sd = prepare_state_dict(to_canonical(unwrap_state_dict(read_checkpoint(path))), model)
+    # the weights as inference loads them (`load_weights`): a transformers file keeps only the
+    # blocks its out_indices reads
+    sd = prepare_state_dict(canonical_state_dict(read_checkpoint(path)), model)
     backbone = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
     load_state_dict_strict(model.backbone, backbone, str(path))
     expected = model.state_dict()

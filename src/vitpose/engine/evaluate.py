@@ -26,11 +26,12 @@ from ..dataset_meta import DatasetMeta
 from ..datasets.coco import WHOLEBODY_PART_KEYS
 from ..datasets.readers import read_annotations, read_detections
 from ..datasets.records import PoseRecord
-from ..errors import InputError
+from ..errors import InputError, VitPoseError
+from ..inference.builder import engine_for
+from ..inference.engines import Engine, calibration_rows
 from ..inference.io import read_image
 from ..inference.pipeline import PoseEstimator, TestSettings
 from ..inference.postprocess import oks_nms, rescore_instances
-from ..inference.precision import resolve_dtype
 from ..metrics import evaluate as compute_metrics
 from ..models.vitpose import ViTPose
 from ..transforms import crop_boxes
@@ -38,7 +39,8 @@ from .build import resolve_dataset_meta
 from .config import DataConfig, DatasetConfig, ExperimentConfig
 from .logging import progress as progress_bar
 
-__all__ = ["evaluate_model", "evaluate_dataset", "load_eval_records", "format_metrics"]
+__all__ = ["evaluate_model", "evaluate_dataset", "evaluation_engine", "load_eval_records",
+           "format_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -195,18 +197,27 @@ def check_val_files(cfg: ExperimentConfig, advice: str = "pass --data-root DIR")
 
 
 def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.PathLike | None = None,
-                   progress: bool = True, device: str | torch.device | None = None
+                   progress: bool = True, device: str | torch.device | None = None, *,
+                   backend: str | None = None, prepare: bool = False,
+                   engines: dict[str, dict[str, Any]] | None = None
                    ) -> dict[str, dict[str, float]]:
     """Evaluate `model` on every validation split of `cfg` (``cfg.data.val``).
 
     Writes ``results_<name>.json`` and ``metrics_<name>.json`` (rank 0) into `work_dir` if given.
+
+    Args:
+        backend: the engine (default ``cfg.test.backend``); see `evaluation_engine`.
+        prepare: the caller hands `model` over (`vitpose test`): the torch engine may cast its
+            weights to ``cfg.test.dtype`` once; False leaves it as it is (training goes on).
+        engines: filled with each split's `Engine.describe()` (and what ``auto`` chose).
 
     Returns:
         ``{dataset name: {metric: value}}``.
     """
     was_training = model.training
     model.eval()
-    dtype = resolve_dtype(cfg.test.dtype, device or next(model.parameters()).device)
+    if device is not None:
+        model.to(device)
     out: dict[str, dict[str, float]] = {}
     try:
         for ds in cfg.data.val:
@@ -217,9 +228,13 @@ def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.Pat
             if settings.use_udp != ds.use_udp:
                 raise InputError(f"dataset '{ds.name}': test.decode={cfg.test.decode} does not "
                                  f"match use_udp={ds.use_udp}")
+            engine, facts = evaluation_engine(model, cfg, ds.dataset_index,
+                                              backend or cfg.test.backend, prepare)
+            if engines is not None:
+                engines[meta.name] = facts
             estimator = PoseEstimator(model, dataset=ds.dataset_index, settings=settings,
-                                      meta=meta, device=device,
-                                      batch_size=cfg.data.val_batch_size, dtype=dtype)
+                                      meta=meta, batch_size=cfg.data.val_batch_size,
+                                      engine=engine)
             records = load_eval_records(ds, cfg.data, meta)
             metrics, results = evaluate_dataset(
                 estimator, records, ds, cfg.data,
@@ -235,6 +250,29 @@ def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.Pat
     finally:
         model.train(was_training)
     return out
+
+
+def evaluation_engine(model: ViTPose, cfg: ExperimentConfig, dataset: int, backend: str,
+                      prepare: bool = False) -> tuple[Engine, dict[str, Any]]:
+    """The engine of one split and its facts (`Engine.describe()`, and the reason of ``auto``).
+
+    Built as `predict` builds it (`vitpose.inference.builder.engine_for`) in ``cfg.test.dtype``
+    on the model's device. Under ``torchrun`` every rank builds its own, rank 0 first: the
+    others then find its ONNX export, compiled model and ``auto`` choice in the cache (one
+    choice for all ranks on the CPU), and the runtimes use the threads torch uses per rank.
+    """
+    device = next(model.parameters()).device
+    threads = torch.get_num_threads() if dist.get_world_size() > 1 else None
+    rows = calibration_rows(cfg.data.val_batch_size, cfg.test.flip_test)
+    engine, choice = dist.main_first(
+        lambda: engine_for(model, dataset, backend, cfg.test.dtype, device, prepare=prepare,
+                           threads=threads, rows=rows),
+        catch=VitPoseError)
+    facts = engine.describe()
+    if choice is not None:
+        facts["auto"] = choice.reason
+    log.info("evaluating with %s", facts["engine"])
+    return engine, facts
 
 
 def format_metrics(metrics: dict[str, dict[str, float]]) -> str:

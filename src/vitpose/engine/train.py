@@ -469,7 +469,10 @@ def _evaluate(model: ViTPose, cfg: ExperimentConfig, work_dir: Path, show_progre
         was_training = model.training
         model.eval()
         try:
-            metrics = evaluate_model(model, cfg, work_dir=work_dir, progress=show_progress)
+            # PyTorch whatever test.backend: the weights change every epoch, so another
+            # engine would export (and cache) a new graph each time
+            metrics = evaluate_model(model, cfg, work_dir=work_dir, progress=show_progress,
+                                     backend="torch")
         finally:
             model.train(was_training)
             random.setstate(py_state)

@@ -9,7 +9,7 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,7 +25,10 @@ from .engines import AutoChoice, Engine, TorchEngine, build_engine, calibration_
 from .engines.precision import optimize_for_inference, resolve_dtype
 from .pipeline import PoseEstimator, RoutedPoseEstimator, TestSettings
 
-__all__ = ["AUTO_CLASSES", "BoxSource", "build_estimator", "estimator_from_file",
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["AUTO_CLASSES", "BoxSource", "build_estimator", "engine_for", "estimator_from_file",
            "read_image_ids", "routes_for"]
 
 #: Detector classes asked for with ``dataset="auto"``: people and the animals of `routes_for`.
@@ -109,8 +112,10 @@ def build_estimator(model: str | None = None, *, weights: str | None = None,
                                        device=device, batch_size=batch_size, dtype=compute_dtype)
         dataset = routes["person"]
     dataset = dataset if dataset is not None else net.datasets[0]
-    engine, choice = _engine_for(net, dataset, dtype, compute_dtype, device, backend, compile,
-                                 threads, calibration_rows(batch_size, flip_test))
+    engine, choice = engine_for(net, dataset, backend, dtype, device, compile=compile,
+                                threads=threads, rows=calibration_rows(batch_size, flip_test))
+    if getattr(engine, "model", None) is not net:
+        net.to("meta")  # the engine holds its own weights: free ours (the facts stay)
     name = net.datasets[net.dataset_index_of(dataset)]
     settings = TestSettings.for_dataset(name, **overrides)
     meta = None
@@ -159,21 +164,36 @@ def estimator_from_file(path: str | Path, backend: str = "onnxruntime", *,
                          engine=engine)
 
 
-def _engine_for(net: Any, dataset: str, dtype: str, compute_dtype: Any, device: str,
-                backend: str, compile: bool, threads: int | None,
-                rows: tuple[int, ...] | None = None) -> tuple[Engine, AutoChoice | None]:
+def engine_for(net: Any, dataset: int | str, backend: str = "auto", dtype: str = "auto",
+               device: str | torch.device = "cpu", *, prepare: bool = True, compile: bool = False,
+               threads: int | None = None, rows: tuple[int, ...] | None = None
+               ) -> tuple[Engine, AutoChoice | None]:
+    """The engine `backend` running the float32 `net` for `dataset` in `dtype` on `device`: the
+    one place `predict`, the demo and `vitpose test` build their engine.
+
+    Args:
+        net: a `ViTPose` with its weights, on `device`.
+        dataset: dataset name or index (head and ViTPose+ expert).
+        backend: ``'auto'`` (`select_engine`; with `compile` the torch engine), ``'torch'``,
+            ``'onnxruntime'`` or ``'openvino'``.
+        dtype: the dtype policy (``'auto'``: see `resolve_dtype`).
+        prepare: torch: prepare `net` in place (`optimize_for_inference`: weights cast once to
+            the compute dtype, optional compile); False runs it as it is under autocast (the
+            same outputs; for a model that keeps training). The other engines never change it.
+        threads: threads of the ONNX Runtime / OpenVINO engines (default: theirs).
+        rows: the call sizes ``auto`` times (`calibration_rows`).
+
+    Returns:
+        the engine and, for ``auto``, what it chose and why (else None).
+    """
+    compute_dtype = resolve_dtype(dtype, device)
     if backend == "torch" or (backend == "auto" and compile):
-        # weights cast once to the compute dtype (not on every call by autocast); optional compile
-        optimize_for_inference(net, compute_dtype, compile=compile)
+        if prepare or compile:
+            optimize_for_inference(net, compute_dtype, compile=compile)
         return TorchEngine(net, dataset, compute_dtype), None
-    choice = None
     if backend == "auto":
-        engine, choice = select_engine(net, dataset, dtype, device, threads=threads, rows=rows)
-    else:
-        engine = build_engine(backend, net, dataset, compute_dtype, device, threads=threads)
-    if getattr(engine, "model", None) is not net:
-        net.to("meta")  # the engine holds its own weights: free ours (the facts stay)
-    return engine, choice
+        return select_engine(net, dataset, dtype, device, threads=threads, rows=rows)
+    return build_engine(backend, net, dataset, compute_dtype, device, threads=threads), None
 
 
 class BoxSource:

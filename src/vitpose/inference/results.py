@@ -33,9 +33,14 @@ from typing import Any
 
 from ..errors import InputError, OutputError
 
-__all__ = ["ResumableResults"]
+__all__ = ["ResumableResults", "is_journal_header"]
 
 _HEADER = "vitpose_journal"
+
+
+def is_journal_header(row: Any) -> bool:
+    """Whether `row` (the value of a JSON line) is the header line of a results journal."""
+    return isinstance(row, dict) and _HEADER in row
 
 
 class ResumableResults:

@@ -42,6 +42,7 @@ from vitpose.datasets.records import (
     _entry_name,
     _int_id,
     _load_json,
+    _load_results_file,
     _number,
     _numbers,
     _require,
@@ -97,7 +98,7 @@ def _load_gt(gt: PathLike | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
 
 def _load_results(results: ResultsLike) -> tuple[list[Any], str]:
     if isinstance(results, (str, Path)):
-        data = _load_json(results, "results")
+        data = _load_results_file(results)
         name = str(results)
     else:
         data, name = results, "results"

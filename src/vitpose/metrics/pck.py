@@ -33,7 +33,13 @@ import numpy as np
 
 from vitpose.datasets.interhand import read_interhand2d
 from vitpose.datasets.mpii import MPII_NUM_JOINTS, MpiiHeadBoxes, load_mpii_head_boxes, read_mpii
-from vitpose.datasets.records import PathLike, PoseRecord, _entry_name, _int_id, _load_json
+from vitpose.datasets.records import (
+    PathLike,
+    PoseRecord,
+    _entry_name,
+    _int_id,
+    _load_results_file,
+)
 from vitpose.errors import InputError
 
 __all__ = [
@@ -269,7 +275,7 @@ def _predictions_for(records: Sequence[PoseRecord], results: ResultsLike,
         return arr[..., :2]
     if isinstance(results, (str, Path)):
         name = str(results)
-        data = _load_json(results, "results")
+        data = _load_results_file(results)
     else:
         name, data = "results", results
     if not isinstance(data, (list, tuple)):

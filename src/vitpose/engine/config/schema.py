@@ -217,6 +217,11 @@ class TestConfig:
         dtype: compute dtype of the model: ``float32`` (exact: the official numbers),
             ``bfloat16``, ``float16`` or ``auto`` (bf16 on CPUs with AVX512-BF16/AMX and recent
             GPUs, fp16 on older GPUs; see docs/PERFORMANCE.md).
+        backend: the engine of `vitpose test` (``vitpose.inference.engines``): ``torch``
+            (eager PyTorch: with ``float32`` the official numbers exactly), ``auto`` (the
+            fastest engine of this machine that passes the accuracy gate, as in ``predict``),
+            ``onnxruntime`` (float32) or ``openvino`` (float32 or bfloat16; CPU). Validation
+            during training always runs PyTorch (the weights change every epoch).
     """
 
     flip_test: bool = True
@@ -227,6 +232,7 @@ class TestConfig:
     oks_thr: float = 0.9
     oks_nms: bool = True
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    backend: Literal["torch", "auto", "onnxruntime", "openvino"] = "torch"
 
 
 @dataclass
