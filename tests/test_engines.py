@@ -118,6 +118,33 @@ def test_openvino_engine_float32_is_exact_and_bf16_close(tmp_path):
 
 
 @needs_ov
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_openvino_split_calls_equal_one_request(dtype):
+    """Calls of several rows run split across two streams; each row is computed on its own, so
+    the heatmaps are those of one request over the whole call, whatever the split (to float32
+    rounding; bf16 kernels may differ with the batch size on some CPUs, hence its bound)."""
+    model = _tiny()
+    tol = E.EXACT_REL_L2 if dtype == "float32" else 1e-2
+    path = E.onnx_file_for(model)
+    one = OpenVinoEngine(path, dtype, streams=1)
+    two = OpenVinoEngine(path, dtype, streams=2)
+    assert one.streams == 1 and two.streams == 2 and two.describe()["streams"] == 2
+    assert OpenVinoEngine(path, dtype, tuned=False, streams=2).streams == 1  # the peer: defaults
+    for n in (1, 2, 3, 5):
+        x = _x(n, seed=n)
+        a, b = one(x), two(x)
+        assert b.shape == a.shape == (n, 17, 64, 48)
+        assert rel_l2(b, a) <= tol, n
+        if dtype == "float32":
+            assert rel_l2(b, _ref(model, x)) <= E.EXACT_REL_L2
+    split = two.properties["split"]  # compiled on the first call of several rows
+    assert split["PERFORMANCE_HINT"] == "THROUGHPUT" and split["NUM_STREAMS"] == 2
+    assert two.properties["PERFORMANCE_HINT"] == "LATENCY"  # one-row calls
+    x = _x(4, seed=9)
+    assert rel_l2(two(x), one(x)) <= tol  # the requests are reused safely
+
+
+@needs_ov
 def test_openvino_reads_facts_from_the_file():
     model = _tiny("vitpose-plus-b")
     path = E.onnx_file_for(model, "ap10k")
