@@ -144,6 +144,45 @@ def test_openvino_split_calls_equal_one_request(dtype):
     assert rel_l2(two(x), one(x)) <= tol  # the requests are reused safely
 
 
+@needs_ort
+@pytest.mark.parametrize("name", ["vitpose-b-simple", "vitpose-b", "vitpose-plus-b"])
+def test_three_part_graph_chains_to_the_model(name):
+    """stem -> trunk -> final (split where `models.precision` keeps float32) computes the
+    model's heatmaps; the files are cached beside the one-file export."""
+    model = _tiny(name)
+    dataset = "ap10k" if "plus" in name else None
+    paths = E.onnx_parts_for(model, dataset)
+    assert [p.name.split(".")[-2] for p in paths] == list(E.PART_NAMES)
+    assert all(p.parent == cache_dir() / "graphs" for p in paths)
+    assert E.onnx_parts_for(model, dataset) == paths  # cached: not exported again
+    sessions = [E.ort_session(p) for p in paths]
+    x = _x(3)
+    out = x.numpy()
+    for s in sessions:
+        out = s.run(None, {s.get_inputs()[0].name: out})[0]
+    assert rel_l2(out, _ref(model, x, dataset or 0)) <= E.EXACT_REL_L2
+    head = model.head_for(dataset or 0)
+    f = model.forward_features(x, dataset or 0)
+    with torch.no_grad():
+        assert torch.equal(head.final(head.body(f)), head(f))
+
+
+@needs_ov
+def test_openvino_bf16_keeps_the_ends_float32():
+    model = _tiny()
+    x = _x(3)
+    bf16 = build_engine("openvino", model, None, "bfloat16")
+    assert bf16.float32_ends and bf16.describe()["float32_ends"]
+    assert bf16.properties["INFERENCE_PRECISION_HINT"] == "bf16"  # the trunk's
+    assert rel_l2(bf16(x), _ref(model, x)) < 5e-2
+    fp32 = build_engine("openvino", model, None, "float32")
+    assert not fp32.float32_ends  # one graph: nothing to keep
+    peer = OpenVinoEngine(E.onnx_file_for(model), "bfloat16", tuned=False)
+    assert not peer.float32_ends  # OpenVINO's own bf16 on the one-file export
+    with pytest.raises(EngineError, match="does not exist"):
+        OpenVinoEngine(bf16.path, "bfloat16", parts=[bf16.path, bf16.path, "missing.onnx"])
+
+
 @needs_ov
 def test_openvino_reads_facts_from_the_file():
     model = _tiny("vitpose-plus-b")

@@ -90,16 +90,24 @@ class HeatmapHead(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.upsample > 0 and self.num_deconv_layers == 0:
-            return self._final(F.relu(x), self._upsample_conv)
-        if self.upsample > 0:
-            x = F.interpolate(F.relu(x), scale_factor=self.upsample, mode="bilinear",
-                              align_corners=False)
-        return self._final(self.deconv_layers(x), self.final_layer)
+        return outside_autocast(self.final, self.body(x), self.final_layer.weight.dtype)
 
-    def _final(self, x: torch.Tensor, layer) -> torch.Tensor:
-        """The layer that makes the heatmaps, in float32 under autocast (`models.precision`)."""
-        return outside_autocast(layer, x, self.final_layer.weight.dtype)
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """Features -> the input of `final`: ReLU and upsampling (simple decoder) or the
+        deconvolution blocks (classic decoder)."""
+        if self.upsample > 0:
+            x = F.relu(x)
+            if self.num_deconv_layers == 0:
+                return x  # the upsampling is folded into `final` (`_upsample_conv`)
+            x = F.interpolate(x, scale_factor=self.upsample, mode="bilinear", align_corners=False)
+        return self.deconv_layers(x)
+
+    def final(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer that makes the heatmaps (float32 under autocast, `models.precision`; the
+        engines that split the network keep it float32 too)."""
+        if self.upsample > 0 and self.num_deconv_layers == 0:
+            return self._upsample_conv(x)
+        return self.final_layer(x)
 
     def _upsample_conv(self, x: torch.Tensor) -> torch.Tensor:
         """``final_layer(interpolate(x))`` computed as ``sum_d shift_d(interpolate(W_d x)) + b``.

@@ -295,10 +295,17 @@ class ViT(nn.Module):
         """
         if tuple(x.shape[-2:]) != self.img_size:
             raise ValueError(f"input size {tuple(x.shape[-2:])} != model img_size {self.img_size}")
-        b = x.shape[0]
-        dataset_index = self._expert_indices(dataset_index, b, x.device)
-        x = self.patch_embed(x)
-        x = x + self.pos_embed[:, 1:] + self.pos_embed[:, :1]
+        dataset_index = self._expert_indices(dataset_index, x.shape[0], x.device)
+        return self.encode(self.embed(x), dataset_index)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Images -> tokens `[B, H_p*W_p, C]`: patch embedding plus position embedding (the
+        official backbone adds the class token's position embedding to every patch)."""
+        return self.patch_embed(x) + self.pos_embed[:, 1:] + self.pos_embed[:, :1]
+
+    def encode(self, x: torch.Tensor, dataset_index: Routing | int = 0) -> torch.Tensor:
+        """Tokens -> features `[B, C, H_p, W_p]`: the transformer blocks and the last norm.
+        `dataset_index` as `_expert_indices` returns it (an int for a one-dataset batch)."""
         for blk in self.blocks:
             if self.use_checkpoint and self.training:
                 x = checkpoint(blk, x, dataset_index, use_reentrant=False)
@@ -306,5 +313,5 @@ class ViT(nn.Module):
                 x = blk(x, dataset_index)
         x = self.last_norm(x)
         hp, wp = self.grid_size
-        return x.transpose(1, 2).reshape(b, self.embed_dim, hp, wp)
+        return x.transpose(1, 2).reshape(x.shape[0], self.embed_dim, hp, wp)
 

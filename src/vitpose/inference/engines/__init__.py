@@ -33,7 +33,16 @@ from .auto import (
     select_engine,
 )
 from .base import DTYPE_NAMES, Engine, EngineError, argmax_agreement, cache_dir, rel_l2
-from .graph import model_key, onnx_file_for, plain_config, plain_model_for, write_onnx
+from .graph import (
+    PART_NAMES,
+    model_key,
+    onnx_file_for,
+    onnx_parts_for,
+    plain_config,
+    plain_model_for,
+    write_onnx,
+    write_onnx_parts,
+)
 from .onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_available
 from .openvino_engine import OpenVinoEngine, openvino_available, openvino_config
 from .precision import DTYPES, cpu_supports_bf16, optimize_for_inference, resolve_dtype
@@ -42,12 +51,13 @@ from .torch_engine import TorchEngine
 
 __all__ = [
     "BACKENDS", "DTYPES", "DTYPE_NAMES", "EXACT_REL_L2", "MAX_CALIBRATION_ROWS", "MIN_ARGMAX_SAME",
-    "NEAR_TIE", "AutoChoice",
+    "NEAR_TIE", "PART_NAMES", "AutoChoice",
     "Candidate", "Engine", "EngineError", "Measurement", "OnnxRuntimeEngine", "OpenVinoEngine",
     "TorchEngine", "argmax_agreement", "available_backends", "build_engine", "cache_dir",
     "calibration_inputs", "calibration_rows", "candidates_for", "compile_openvino",
     "cpu_supports_bf16", "machine_fingerprint", "model_key", "onnx_file_for",
-    "onnxruntime_available", "openvino_available", "openvino_config", "optimize_for_inference",
+    "onnx_parts_for", "onnxruntime_available", "openvino_available", "openvino_config",
+    "optimize_for_inference",
     "ort_session", "plain_config", "plain_model_for", "rel_l2", "resolve_dtype", "select_engine",
-    "write_onnx",
+    "write_onnx", "write_onnx_parts",
 ]

@@ -47,7 +47,7 @@ import torch
 
 from ...models.vitpose import ViTPose
 from .base import DTYPE_NAMES, Engine, EngineError, argmax_agreement, cache_dir, rel_l2
-from .graph import model_key, onnx_file_for
+from .graph import model_key, onnx_file_for, onnx_parts_for, plain_config
 from .onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_available
 from .openvino_engine import OpenVinoEngine, openvino_available
 from .precision import DTYPES, optimize_for_inference, resolve_dtype
@@ -145,8 +145,10 @@ def build_engine(backend: str, model: ViTPose, dataset: int | str | None = None,
             raise EngineError("the OpenVINO CPU engine computes in float32 or bfloat16")
         path = onnx_path or onnx_file_for(model, dataset, key=key)
         index = model.dataset_index_of(dataset if dataset is not None else 0)
-        from .graph import plain_config
-        return OpenVinoEngine(path, dt, threads=threads, cfg=plain_config(model.cfg, index))
+        # bf16 keeps the two ends float32, as `models.precision` does under autocast
+        parts = onnx_parts_for(model, dataset, key=key) if dt != torch.float32 else None
+        return OpenVinoEngine(path, dt, threads=threads, cfg=plain_config(model.cfg, index),
+                              parts=parts)
     raise EngineError(f"unknown backend '{backend}'; choose one of {list(BACKENDS)}")
 
 
@@ -232,9 +234,15 @@ def machine_fingerprint() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(), **versions}
 
 
+#: bumped when an engine computes differently (a remembered choice then no longer applies):
+#: 2 = OpenVINO bf16 with float32 ends, calls split across streams
+ENGINES_REVISION = 2
+
+
 def _choice_key(fingerprint: Mapping[str, Any], mkey: str, policy: str, device: torch.device,
                 backends: Sequence[str], rows: Sequence[int]) -> str:
-    text = json.dumps({"machine": fingerprint, "model": mkey, "policy": policy,
+    text = json.dumps({"engines": ENGINES_REVISION, "machine": fingerprint, "model": mkey,
+                       "policy": policy,
                        "device": str(device), "backends": sorted(backends),
                        "rows": list(rows)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]

@@ -7,6 +7,9 @@ engines (and `vitpose export`) need it.
   dimension and the model facts (config, dataset, input size) as ONNX metadata.
 * `onnx_file_for` keeps one such file per (weights, dataset) in the cache folder, so that an
   engine built a second time for the same weights starts without exporting again.
+* `write_onnx_parts` / `onnx_parts_for` write (and cache) the same graph as three chained files,
+  split where `models.precision` keeps float32 (the OpenVINO bf16 engine runs the two ends in
+  float32).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -26,8 +30,9 @@ from ...checkpoints import densify_moe
 from ...models.vitpose import ViTPose, ViTPoseConfig
 from .base import EngineError, cache_dir
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "HeatmapGraph", "model_key", "onnx_file_for",
-           "plain_config", "plain_model_for", "write_onnx"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "PART_NAMES", "HeatmapGraph", "model_key",
+           "onnx_file_for", "onnx_parts_for", "plain_config", "plain_model_for", "write_onnx",
+           "write_onnx_parts"]
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "heatmaps"
@@ -93,38 +98,113 @@ def write_onnx(model: ViTPose, path: str | os.PathLike, dataset: int | str | Non
                opset: int = 17) -> ViTPose:
     """Write the ONNX graph of `model` for `dataset` (atomically) and return the plain model
     it was traced from (float32, CPU). Needs the ``onnx`` package."""
+    index = model.dataset_index_of(dataset if dataset is not None else 0)
+    plain = _plain_f32(model, index)
+    h, w = plain.input_size
+    example = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
+    _export(HeatmapGraph(plain).eval(), example, path, INPUT_NAME, OUTPUT_NAME,
+            _metadata(model, plain, index), opset)
+    return plain
+
+
+def _plain_f32(model: ViTPose, index: int) -> ViTPose:
+    plain = plain_model_for(model, index)
+    if not _is_cpu_f32(plain):
+        plain = copy.deepcopy(plain).float().cpu()  # never move or upcast the caller's model
+    return plain
+
+
+def _metadata(model: ViTPose, plain: ViTPose, index: int) -> dict[str, str]:
+    h, w = plain.input_size
+    return {"vitpose_config": json.dumps(plain.cfg.to_dict()), "dataset": model.datasets[index],
+            "source_dataset_index": str(index), "input_hw": json.dumps([h, w]),
+            "num_keypoints": str(plain.cfg.num_keypoints), "producer": "vitpose"}
+
+
+def _export(module: nn.Module, example: torch.Tensor, path: str | os.PathLike, input_name: str,
+            output_name: str, meta: dict[str, str], opset: int = 17) -> None:
+    """Trace `module` to an ONNX file with a dynamic batch and `meta` as metadata, written
+    atomically (a temporary file renamed into place)."""
     try:
         import onnx
     except ImportError:
         raise EngineError("ONNX graphs need the onnx package: pip install 'vitpose[onnx]'") \
             from None
-    index = model.dataset_index_of(dataset if dataset is not None else 0)
-    plain = plain_model_for(model, index)
-    if not _is_cpu_f32(plain):
-        plain = copy.deepcopy(plain).float().cpu()  # never move or upcast the caller's model
-    graph = HeatmapGraph(plain).eval()
-    h, w = plain.input_size
-    example = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings on shape checks, legacy-exporter notice
-        torch.onnx.export(graph, (example,), str(tmp), dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=opset,
+                          input_names=[input_name], output_names=[output_name],
+                          dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
                           do_constant_folding=True)
     proto = onnx.load(str(tmp))
-    meta = {"vitpose_config": json.dumps(plain.cfg.to_dict()), "dataset": model.datasets[index],
-            "source_dataset_index": str(index), "input_hw": json.dumps([h, w]),
-            "num_keypoints": str(plain.cfg.num_keypoints), "producer": "vitpose"}
     for k, v in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))
     os.replace(tmp, path)
-    return plain
+
+
+class _Stem(nn.Module):
+    """images -> tokens (patch and position embedding)."""
+
+    def __init__(self, model: ViTPose) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone.embed(images)
+
+
+class _Trunk(nn.Module):
+    """tokens -> the input of the head's final layer (blocks, last norm, head body)."""
+
+    def __init__(self, model: ViTPose) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+        self.head = model.keypoint_head
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head.body(self.backbone.encode(tokens, 0))
+
+
+class _Final(nn.Module):
+    """the head's final layer -> heatmaps."""
+
+    def __init__(self, model: ViTPose) -> None:
+        super().__init__()
+        self.head = model.keypoint_head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head.final(x)
+
+
+#: the parts of `write_onnx_parts`, in order
+PART_NAMES = ("stem", "trunk", "final")
+
+
+def write_onnx_parts(model: ViTPose, paths: Sequence[str | os.PathLike],
+                     dataset: int | str | None = None, opset: int = 17) -> None:
+    """Write the graph of `model` for `dataset` as three ONNX files chained by their single
+    input and output: ``stem`` (images -> tokens), ``trunk`` (tokens -> the input of the
+    heatmap layer) and ``final`` (-> heatmaps). The split lies where `models.precision` keeps
+    float32 under autocast (the patch embedding and the heatmap layer), so that a runtime with
+    one precision per graph can do the same (the OpenVINO bf16 engine)."""
+    index = model.dataset_index_of(dataset if dataset is not None else 0)
+    plain = _plain_f32(model, index)
+    meta = _metadata(model, plain, index)
+    h, w = plain.input_size
+    x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
+    stem, trunk, final = _Stem(plain).eval(), _Trunk(plain).eval(), _Final(plain).eval()
+    with torch.no_grad():
+        tokens = stem(x)
+        body = trunk(tokens)
+    for module, example, path, name in zip((stem, trunk, final), (x, tokens, body), paths,
+                                           PART_NAMES, strict=True):
+        _export(module, example, path, "input", "output", {**meta, "part": name}, opset)
 
 
 def model_key(model: ViTPose, dataset: int | str | None = None) -> str:
@@ -156,3 +236,16 @@ def onnx_file_for(model: ViTPose, dataset: int | str | None = None,
     if not path.is_file():
         write_onnx(model, path, dataset)
     return path
+
+
+def onnx_parts_for(model: ViTPose, dataset: int | str | None = None,
+                   folder: str | os.PathLike | None = None, key: str | None = None
+                   ) -> tuple[Path, Path, Path]:
+    """The cached three-part graph of `model` for `dataset` (`write_onnx_parts`), exported on
+    first use beside `onnx_file_for`'s file."""
+    folder = Path(folder) if folder is not None else cache_dir() / "graphs"
+    key = key or model_key(model, dataset)
+    paths = tuple(folder / f"vitpose-{key}.{name}.onnx" for name in PART_NAMES)
+    if not all(p.is_file() for p in paths):
+        write_onnx_parts(model, paths, dataset)
+    return paths  # type: ignore[return-value]

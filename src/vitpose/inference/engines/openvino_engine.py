@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,10 @@ class OpenVinoEngine(Engine):
             at once, each on its own OpenVINO stream (a throughput-hint compiled model sharing
             the threads); one-row calls run on a latency-hint model over all threads. Default:
             2 where there are at least 2 threads, else 1. See docs/PERFORMANCE.md ("Streams").
+        parts: the same graph as three files (`onnx_parts_for`: stem, trunk, final). In bf16
+            the stem and the final layer then run in float32, as `models.precision` does under
+            autocast: OpenVINO's bf16 otherwise rounds the pixels before the patch embedding and
+            the heatmaps' last layer, which moves arg-maxes (docs/PERFORMANCE.md).
     """
 
     backend = "openvino"
@@ -57,14 +63,16 @@ class OpenVinoEngine(Engine):
     def __init__(self, path: str | os.PathLike, dtype: str | torch.dtype = torch.float32,
                  device: str = "CPU", threads: int | None = None,
                  cfg: ViTPoseConfig | None = None, tuned: bool = True,
-                 cache: str | os.PathLike | None = None, streams: int | None = None) -> None:
+                 cache: str | os.PathLike | None = None, streams: int | None = None,
+                 parts: Sequence[str | os.PathLike] | None = None) -> None:
         try:
             import openvino  # noqa: F401 - the missing runtime is an EngineError here
         except ImportError:
             raise EngineError(OV_MISSING) from None
         self.path = Path(path)
-        if not self.path.is_file():
-            raise EngineError(f"model file {self.path} does not exist")
+        for f in [self.path, *(Path(q) for q in parts or ())]:
+            if not f.is_file():
+                raise EngineError(f"model file {f} does not exist")
         self.dtype = resolve_dtype(dtype, "cpu")
         self.device = torch.device("cpu")
         self.ov_device = device
@@ -72,47 +80,75 @@ class OpenVinoEngine(Engine):
         if cfg is None:
             cfg = _config_from_file(core, self.path)
         self.cfg = cfg
-        self.streams = _default_streams(threads) if streams is None else max(1, int(streams))
         if not tuned:
             self.streams = 1
-        self._compile = lambda n: compile_openvino(
-            self.path, self.dtype, device=device, threads=threads, cache=cache, tuned=tuned,
-            core=core, streams=n)
-        self.compiled_model, self.properties = self._compile(1)
-        self.request = self.compiled_model.create_infer_request()
-        self._queue: Any = None  # the split-call requests, compiled on the first such call
+        else:
+            self.streams = _default_streams(threads) if streams is None else max(1, int(streams))
+        # (file, precision) of each graph of the chain
+        self.float32_ends = bool(parts) and self.dtype != torch.float32
+        if self.float32_ends:
+            stem, trunk, final = (Path(q) for q in parts)  # type: ignore[union-attr]
+            self._graphs = [(stem, torch.float32), (trunk, self.dtype), (final, torch.float32)]
+        else:
+            self._graphs = [(self.path, self.dtype)]
+        self._settings = {"device": device, "threads": threads, "cache": cache, "tuned": tuned,
+                          "core": core}
+        self._chains: dict[int, list[list[Any]]] = {}  # streams -> a chain of requests per slot
+        self._pool: ThreadPoolExecutor | None = None
+        self.properties: dict[str, Any] = {}
+        self._chains_for(1)  # compiled now: a bad file fails here, not on the first call
+
+    def _chains_for(self, streams: int) -> list[list[Any]]:
+        """One chain of infer requests (one per graph) for each of `streams` slots, compiled on
+        first use (one-row calls: latency hint; split calls: throughput hint)."""
+        if streams not in self._chains:
+            compiled = []
+            for f, dt in self._graphs:
+                model, properties = compile_openvino(f, dt, streams=streams, **self._settings)
+                compiled.append(model)
+                if f == self._graphs[len(self._graphs) // 2][0]:  # the graph of the matmuls
+                    if streams == 1:
+                        self.properties = {**properties, **self.properties}
+                    else:
+                        self.properties["split"] = properties
+            self._chains[streams] = [[c.create_infer_request() for c in compiled]
+                                     for _ in range(streams)]
+        return self._chains[streams]
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """float32 ``[B, 3, H, W]`` -> float32 heatmaps ``[B, K, h, w]`` (numpy)."""
         x = np.ascontiguousarray(images, dtype=np.float32)
         if self.streams > 1 and len(x) > 1:
             return self._run_split(x)
-        return np.asarray(self.request.infer({0: x}, share_inputs=True)[0], np.float32)
+        return _run_chain(self._chains_for(1)[0], x)
 
     def _run_split(self, x: np.ndarray) -> np.ndarray:
-        """Rows split into up to `streams` contiguous parts inferred at once (the same values
-        as one call: each row is computed independently)."""
-        if self._queue is None:
-            import openvino as ov
-            compiled, properties = self._compile(self.streams)
-            self._queue = ov.AsyncInferQueue(compiled, self.streams)
-            self._queue.set_callback(_keep_output)
-            self.properties = {**self.properties, "split": properties}
-        parts = np.array_split(np.arange(len(x)), min(self.streams, len(x)))
-        outs: list[Any] = [None] * len(parts)
-        for i, rows in enumerate(parts):
-            self._queue.start_async({0: x[rows[0]:rows[-1] + 1]}, (outs, i), share_inputs=True)
-        self._queue.wait_all()
-        return np.concatenate(outs)
+        """Rows split into up to `streams` contiguous parts run at once, one per stream (the
+        values of one call: each row is computed independently)."""
+        chains = self._chains_for(self.streams)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="vitpose-openvino")
+        parts = np.array_split(x, min(self.streams, len(x)))
+        futures = [self._pool.submit(_run_chain, chain, part)
+                   for chain, part in zip(chains, parts, strict=False)]
+        return np.concatenate([f.result() for f in futures])
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.run(images.detach().float().cpu().numpy()))
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "openvino_device": self.ov_device,
-                "streams": self.streams,
+                "streams": self.streams, "float32_ends": self.float32_ends,
                 "properties": {k: str(v) for k, v in self.properties.items()},
                 "file": str(self.path)}
+
+
+def _run_chain(chain: Sequence[Any], x: np.ndarray) -> np.ndarray:
+    """`x` through a chain of infer requests (OpenVINO releases the GIL while it infers)."""
+    out = x
+    for request in chain:
+        out = request.infer({0: out}, share_inputs=True)[0]  # outputs are copies
+    return np.asarray(out, np.float32)
 
 
 def _default_streams(threads: int | None) -> int:
@@ -121,12 +157,6 @@ def _default_streams(threads: int | None) -> int:
     stream (fewer synchronisations, and robust to a core taken by other work)."""
     n = threads or os.cpu_count() or 1
     return 2 if n >= 2 else 1
-
-
-def _keep_output(request: Any, slot: tuple[list[Any], int]) -> None:
-    outs, i = slot
-    outs[i] = np.array(request.get_output_tensor(0).data, np.float32)  # a copy: the request's
-    # output buffer is reused by its next inference
 
 
 def _config_from_file(core: Any, path: Path) -> ViTPoseConfig:
