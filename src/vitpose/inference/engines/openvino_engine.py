@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +93,6 @@ class OpenVinoEngine(Engine):
         self._settings = {"device": device, "threads": threads, "cache": cache, "tuned": tuned,
                           "core": core}
         self._chains: dict[int, list[list[Any]]] = {}  # streams -> a chain of requests per slot
-        self._pool: ThreadPoolExecutor | None = None
         self.properties: dict[str, Any] = {}
         self._chains_for(1)  # compiled now: a bad file fails here, not on the first call
 
@@ -124,14 +122,20 @@ class OpenVinoEngine(Engine):
 
     def _run_split(self, x: np.ndarray) -> np.ndarray:
         """Rows split into up to `streams` contiguous parts run at once, one per stream (the
-        values of one call: each row is computed independently)."""
+        values of one call: each row is computed independently). Each stage of the chain starts
+        on every part, then is waited for; no Python threads (OpenVINO's own run the parts)."""
         chains = self._chains_for(self.streams)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="vitpose-openvino")
-        parts = np.array_split(x, min(self.streams, len(x)))
-        futures = [self._pool.submit(_run_chain, chain, part)
-                   for chain, part in zip(chains, parts, strict=False)]
-        return np.concatenate([f.result() for f in futures])
+        data = np.array_split(x, min(self.streams, len(x)))
+        for stage in range(len(self._graphs)):
+            requests = [chain[stage] for chain in chains[:len(data)]]
+            for request, part in zip(requests, data, strict=True):
+                request.start_async({0: part}, share_inputs=True)
+            for i, request in enumerate(requests):
+                request.wait()
+                # a view of the request's output buffer: valid until its next inference, which
+                # comes after this call (the next stage reads it, the concatenation copies it)
+                data[i] = request.get_output_tensor(0).data
+        return np.concatenate(data).astype(np.float32, copy=False)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.run(images.detach().float().cpu().numpy()))
@@ -144,7 +148,7 @@ class OpenVinoEngine(Engine):
 
 
 def _run_chain(chain: Sequence[Any], x: np.ndarray) -> np.ndarray:
-    """`x` through a chain of infer requests (OpenVINO releases the GIL while it infers)."""
+    """`x` through a chain of infer requests."""
     out = x
     for request in chain:
         out = request.infer({0: out}, share_inputs=True)[0]  # outputs are copies
