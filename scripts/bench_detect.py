@@ -208,12 +208,15 @@ def _webcam_demo(variant: str, estimator, detector, interval: int):
 
 
 def bench_webcam(sizes: list[str], frames: int, rounds: int, det_engine: str,
-                 interval: int) -> dict:
+                 interval: int, engines: tuple[tuple[str, str], ...] = WEBCAM_ENGINES) -> dict:
     """`PoseDemo.predict_frame` as the webcam stream calls it: 640x480 frames, one person,
     the D-FINE-N network every `interval` frames, for each pose engine of `WEBCAM_ENGINES`
     with the flip test on and off, in interleaved rounds (frames/s: the median over rounds)."""
     import functools
 
+    import cv2
+
+    cv2.setNumThreads(1)  # as `vitpose demo` does
     from vitpose.demo import app
     from vitpose.inference.video import IntervalBoxes
 
@@ -227,7 +230,7 @@ def bench_webcam(sizes: list[str], frames: int, rounds: int, det_engine: str,
     for size in sizes:
         variant = f"vitpose-{size}-simple"
         demos = {f"{b}/{d}": _webcam_demo(variant, _engine_estimator(variant, b, d, 16), det,
-                                          interval) for b, d in WEBCAM_ENGINES}
+                                          interval) for b, d in engines}
         fps: dict[str, list[float]] = {}
         for _ in range(rounds):
             for name, demo in demos.items():
@@ -297,6 +300,8 @@ def main() -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--parts", default="ABCD", help="which measurements (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (C, D)")
+    p.add_argument("--pose-dtypes", default="bfloat16,float32",
+                   help="OpenVINO pose engine precisions for the webcam (C)")
     p.add_argument("--det-engine", default=None,
                    help="the webcam's detector engine (C; default: what --det-engine auto "
                         "picks for D-FINE-N here)")
@@ -326,7 +331,8 @@ def main() -> int:
                                                            ["s", "b", "l", "h"])
         out["webcam"] = bench_webcam(sizes, args.frames or (10 if args.quick else 30),
                                      args.rounds or (1 if args.quick else 3),
-                                     args.det_engine or _auto_detector_engine(), 5)
+                                     args.det_engine or _auto_detector_engine(), 5,
+                                     tuple(("openvino", d) for d in args.pose_dtypes.split(",")))
     if "D" in args.parts:
         out["detector_engines"] = bench_detector_engines(
             args.rounds or (1 if args.quick else 3), args.frames or (20 if args.quick else 30),
