@@ -300,8 +300,9 @@ def main() -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--parts", default="ABCD", help="which measurements (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (C, D)")
-    p.add_argument("--pose-dtypes", default="bfloat16,float32",
-                   help="OpenVINO pose engine precisions for the webcam (C)")
+    p.add_argument("--pose-engines", default="openvino/bfloat16,openvino/float32",
+                   help="pose engines (backend/dtype) for the webcam (C) (default: "
+                        "%(default)s)")
     p.add_argument("--det-engine", default=None,
                    help="the webcam's detector engine (C; default: what --det-engine auto "
                         "picks for D-FINE-N here)")
@@ -329,10 +330,12 @@ def main() -> int:
     if "C" in args.parts:
         sizes = args.sizes.split(",") if args.sizes else (["s"] if args.quick else
                                                            ["s", "b", "l", "h"])
+        out["webcam_detector_engine"] = args.det_engine or _auto_detector_engine()
         out["webcam"] = bench_webcam(sizes, args.frames or (10 if args.quick else 30),
                                      args.rounds or (1 if args.quick else 3),
-                                     args.det_engine or _auto_detector_engine(), 5,
-                                     tuple(("openvino", d) for d in args.pose_dtypes.split(",")))
+                                     out["webcam_detector_engine"], 5,
+                                     tuple(tuple(e.split("/")) for e in
+                                           args.pose_engines.split(",")))
     if "D" in args.parts:
         out["detector_engines"] = bench_detector_engines(
             args.rounds or (1 if args.quick else 3), args.frames or (20 if args.quick else 30),

@@ -87,8 +87,9 @@ _ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"  # installed with t
 _EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"  # the source checkout's
 _EXAMPLE_IMAGE = "000000000785.jpg"
 #: The webcam tab's flip test, off by default (its own checkbox in the tab): the flip test runs
-#: the model twice per person (each crop and its mirror) for about +1 COCO AP, which halves
-#: the frame rate; real-time pose tools (rtmlib, the mmpose webcam demos) do not flip.
+#: the model twice per person (each crop and its mirror) for a small accuracy gain, which
+#: nearly halves the frame rate; real-time pose tools such as rtmlib do not
+#: flip.
 #: docs/PERFORMANCE.md ("Webcam tab") has the frames/s both ways for S, B, L and H.
 WEBCAM_FLIP_TEST = False
 _PREVIEW_MAX_SIDE = 854  # browser preview of a video (when the mp4 itself is not playable)
