@@ -15,6 +15,7 @@ C. Webcam tab: `PoseDemo.predict_frame` on 640x480 frames, one person, detector 
    on the two pose engines ``--backend auto`` ends on (OpenVINO bf16 / fp32), interleaved.
 D. The detector engines (ONNX Runtime, OpenVINO) end to end beside the pose model: offline
    video with the detector every 5 frames, and the single-image predict, interleaved.
+P. (only when asked: --parts P) where a webcam frame's time goes: cProfile of predict_frame.
 """
 
 from __future__ import annotations
@@ -251,6 +252,49 @@ def bench_webcam(sizes: list[str], frames: int, rounds: int, det_engine: str,
     return rows
 
 
+def profile_webcam(size: str, frames: int, det_engine: str) -> dict:
+    """Where a webcam frame's time goes: cProfile of `predict_frame` (ViTPose-`size` on
+    OpenVINO bf16, one person), cumulative ms per frame of the functions above 0.5 ms."""
+    import cProfile
+    import functools
+    import pstats
+
+    import cv2
+
+    cv2.setNumThreads(1)  # as `vitpose demo` does
+    from vitpose.demo import app
+    from vitpose.inference.video import IntervalBoxes
+
+    app.IntervalBoxes = functools.partial(IntervalBoxes, kpt_thr=-1.0, min_keypoints=0)
+    frame = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    box = np.array([[220, 60, 200, 400, 0.9]], np.float32)
+    det = FixedBoxes(random_detector("dfine-n", engine=det_engine), box)
+    variant = f"vitpose-{size}-simple"
+    demo = _webcam_demo(variant, _engine_estimator(variant, "openvino", "bfloat16", 16), det, 5)
+    out: dict[str, dict] = {}
+    for flip in (True, False):
+        for _ in range(5):
+            demo.predict_frame(frame, None, None, flip, 0.3)
+        prof = cProfile.Profile()
+        t0 = time.perf_counter()
+        prof.enable()
+        for _ in range(frames):
+            demo.predict_frame(frame, None, None, flip, 0.3)
+        prof.disable()
+        wall = time.perf_counter() - t0
+        stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+        rows = {f"{Path(f).name}:{line}:{name}": 1e3 * cum / frames
+                for (f, line, name), (_, _, _, cum, _) in stats.items()
+                if 1e3 * cum / frames > 0.5}
+        key = f"vitpose-{size}/flip={'on' if flip else 'off'}"
+        out[key] = {"ms_per_frame": 1e3 * wall / frames, "functions_ms": dict(
+            sorted(rows.items(), key=lambda kv: -kv[1])[:25])}
+        print(key, f"{1e3 * wall / frames:.1f} ms/frame")
+        for name, ms in list(out[key]["functions_ms"].items()):
+            print(f"  {ms:7.1f} ms  {name}")
+    return out
+
+
 def bench_detector_engines(rounds: int, frames: int, persons: int, interval: int) -> dict:
     """The detector engines end to end beside the pose model (OpenVINO bf16, the default
     engine where bf16 passes the gate), in interleaved rounds:
@@ -336,6 +380,10 @@ def main() -> int:
                                      out["webcam_detector_engine"], 5,
                                      tuple(tuple(e.split("/")) for e in
                                            args.pose_engines.split(",")))
+    if "P" in args.parts:
+        out["webcam_profile"] = profile_webcam((args.sizes or "s").split(",")[0],
+                                               args.frames or 40,
+                                               args.det_engine or _auto_detector_engine())
     if "D" in args.parts:
         out["detector_engines"] = bench_detector_engines(
             args.rounds or (1 if args.quick else 3), args.frames or (20 if args.quick else 30),

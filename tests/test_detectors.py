@@ -366,6 +366,13 @@ def test_hub_detector_downloads_through_hub_fetch(
     assert d(np.zeros((64, 64, 3), np.uint8)).shape[1] == 5
 
 
+@pytest.mark.parametrize("name", ["./no-such-folder", "/no/such/detector", "a/b/c"])
+def test_a_missing_local_detector_folder_is_not_a_download(name: str) -> None:
+    pytest.importorskip("transformers")
+    with pytest.raises(InputError, match="does not exist"):
+        det.TransformersDetector(name)
+
+
 def test_unreachable_hub_fails_fast_for_a_detector(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,9 +5,9 @@ original-image pixels (``x, y`` = top-left corner). The sources are:
 
 * `TransformersDetector`: a DETR-family detector from the Hugging Face hub (downloaded through
   `vitpose.hub.fetch`), run through OpenVINO or ONNX Runtime (fixed-size input on the CPU; the
-  faster one here, by a calibration remembered in the cache) or PyTorch. ``auto``, the default, is D-FINE-N
-  (`AUTO_DETECTOR`); D-FINE-S and RT-DETR-R50 are selectable (`DETECTOR_MODELS`, and
-  docs/DETECTORS.md for the choice). It can keep several classes and says which class each box
+  faster one here, by a calibration remembered in the cache) or PyTorch. ``auto``, the
+  default, is D-FINE-N (`AUTO_DETECTOR`); D-FINE-S and RT-DETR-R50 are selectable
+  (`DETECTOR_MODELS`, and docs/DETECTORS.md for the choice). It can keep several classes and says which class each box
   is (`TransformersDetector.detect_labeled`), which routes animals to an animal keypoint head.
 * `HOGPersonDetector`: OpenCV's built-in HOG + linear SVM people detector. Offline, no download,
   but far weaker: it only finds fairly upright, unoccluded people at least ~64x128 pixels tall,
@@ -865,6 +865,11 @@ def _detector_source_error(model_id: str, exc: BaseException) -> InputError:
     )
 
 
+def _is_hub_id(name: str) -> bool:
+    """``owner/name`` with the hub's characters (not a path such as ``./x`` or ``/a/b``)."""
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", name) is not None
+
+
 #: What a detector takes from its hub repository: configs (model, image processor) and weights.
 _DETECTOR_FILES = ("*.json", "*.safetensors")
 
@@ -897,9 +902,12 @@ def _load_transformers_detector(model_id: str, revision: str | None,
             "the learned person detector needs the 'transformers' package "
             f"(pip install transformers): {exc}. {_OFFLINE_HINT}"
         ) from exc
-    local = Path(model_id)
+    local = Path(os.path.expanduser(model_id))
     if local.is_file():
         raise _detector_source_error(model_id, InputError("a file, not a model folder"))
+    if not local.is_dir() and not _is_hub_id(model_id):
+        raise InputError(f"the detector folder {model_id!r} does not exist (a hub detector is "
+                         "named owner/name)")
     folder = local if local.is_dir() else _fetch_detector(model_id, revision, cache_dir)
     try:
         model = AutoModelForObjectDetection.from_pretrained(folder)
