@@ -887,7 +887,8 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
                            info="when the detector finds nobody, the whole image is used",
                            elem_id="box-source")
         with gr.Row():
-            flip = gr.Checkbox(value=True, label="Flip test", elem_id="flip-test")
+            flip = gr.Checkbox(value=True, label="Flip test (image and video)",
+                               elem_id="flip-test")
             thr = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Keypoint threshold",
                             info="keypoints below this score are not drawn",
                             elem_id="kpt-thr")
