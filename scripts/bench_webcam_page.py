@@ -38,9 +38,9 @@ def serve(size: str, engine: str, port: int) -> None:
     """The page with the injected model and detector, on 127.0.0.1:port (blocks)."""
     import functools
 
+    import bench_detect as b
     import cv2
 
-    import bench_detect as b
     from vitpose.demo import app
     from vitpose.demo.app import build_app, launch_app
     from vitpose.inference.video import IntervalBoxes
