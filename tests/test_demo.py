@@ -217,6 +217,11 @@ def test_build_app_without_launching(demo):
     # the webcam tab has its own flip checkbox, off by default; the image/video one is on
     boxes = {c["props"].get("elem_id"): c["props"] for c in app.get_config_file()["components"]}
     assert boxes["webcam-flip-test"]["value"] is False and boxes["flip-test"]["value"] is True
+    ids = {c["id"]: c["props"].get("elem_id") for c in app.get_config_file()["components"]}
+    stream = next(d for d in app.get_config_file()["dependencies"]
+                  if d.get("api_name") == "predict_frame")
+    assert [ids.get(i) for i in stream["inputs"]] == [
+        "webcam-input", "model-choice", "box-source", "webcam-flip-test", "kpt-thr"]
     assert "predict_image" in config and "predict_video" in config
     assert "predict_frame" in config  # the webcam stream
     assert not getattr(app, "is_running", False)
