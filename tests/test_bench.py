@@ -232,7 +232,8 @@ def test_bench_detector_ms_per_frame_on_each_engine(tmp_path, capsys, monkeypatc
         assert r["detector"] == "dfine-n" and r["input_hw"] == [640, 640]
         assert r["calls"] == 2 and r["ms_per_frame"] > 0
     auto = [e for e, r in rows.items() if r["auto"]]
-    want = (det._engine_order("auto", True, torch.device("cpu")) or ["torch"])[0]
-    assert auto == [want]
+    order = det._engine_order("auto", True, torch.device("cpu"))
+    timed = {e: rows[e]["ms_per_frame"] for e in order}
+    assert auto == [det.choose_detector_engine(timed, order) if timed else "torch"]
     assert "detector (random weights)" in printed and "<- --det-engine auto" in printed
     assert "640x640" in printed

@@ -212,8 +212,16 @@ def test_build_app_without_launching(demo):
     for elem in ("image-input", "image-run", "image-output", "image-json", "image-status",
                  "video-input", "video-run", "video-output", "video-mp4", "model-choice",
                  "box-source", "flip-test", "kpt-thr", "webcam-input", "webcam-output",
-                 "webcam-status"):
+                 "webcam-status", "webcam-flip-test"):
         assert f'"{elem}"' in config
+    # the webcam tab has its own flip checkbox, off by default; the image/video one is on
+    boxes = {c["props"].get("elem_id"): c["props"] for c in app.get_config_file()["components"]}
+    assert boxes["webcam-flip-test"]["value"] is False and boxes["flip-test"]["value"] is True
+    ids = {c["id"]: c["props"].get("elem_id") for c in app.get_config_file()["components"]}
+    stream = next(d for d in app.get_config_file()["dependencies"]
+                  if d.get("api_name") == "predict_frame")
+    assert [ids.get(i) for i in stream["inputs"]] == [
+        "webcam-input", "model-choice", "box-source", "webcam-flip-test", "kpt-thr"]
     assert "predict_image" in config and "predict_video" in config
     assert "predict_frame" in config  # the webcam stream
     assert not getattr(app, "is_running", False)
@@ -260,6 +268,11 @@ def test_people_and_animals_choice(tmp_path, data_dir):
     "offline, download the checkpoint on another machine and pass its path with --weights PATH "
     "(Python: weights=PATH); files already in the Hugging Face cache are used with "
     "HF_HUB_OFFLINE=1.",
+    "the detector 'x/y': not in the Hugging Face cache (/root/.cache/huggingface/hub), and "
+    "HF_HUB_OFFLINE=1 forbids downloading. If this machine is offline, download the detector "
+    "on another machine and pass its folder (--detector PATH; files already in the Hugging Face "
+    "cache are used with HF_HUB_OFFLINE=1), or use '--detector hog' (weaker, offline), "
+    "'--detector none' (whole image) or a detections file.",
     "no built-in keypoint metadata for dataset 'x' (a custom dataset?): pass its metadata file "
     "(--dataset-meta FILE, or meta=load_dataset_meta(FILE) in Python)",
 ])
@@ -267,7 +280,7 @@ def test_messages_speak_the_page_language(message):
     from vitpose.demo.app import page_text
     text = page_text(message)
     assert "--" not in text and ".." not in text.replace("...", ""), text
-    assert text.split()[0] in ("could", "no")  # the reason itself is kept
+    assert text.split()[0] in ("could", "no", "the")  # the reason itself is kept
 
 
 def test_webcam_frames_stream_with_fps_and_tracking(demo, data_dir):
@@ -286,6 +299,8 @@ def test_webcam_frames_stream_with_fps_and_tracking(demo, data_dir):
     assert drawn is None and text.startswith("**Error:**") and "camera" in text
     drawn, text = demo.predict_frame(frames[0], None, WHOLE)
     assert drawn is not None and "instance(s)" in text
+    # live frames skip the flip test unless asked (the page's webcam checkbox, off)
+    assert demo._webcam["key"] == (None, WHOLE, False)
 
 
 def test_weights_alone_take_the_files_architecture(tmp_path, coco_images):
@@ -305,3 +320,30 @@ def test_weights_alone_take_the_files_architecture(tmp_path, coco_images):
     assert [len(e["keypoints"]) for e in out.results] == [51]
     est = PoseEstimator.from_pretrained(weights=str(path))
     assert est.model.cfg.embed_dim == 48 and est.dataset == "coco"
+
+
+def test_webcam_runs_torch_on_one_thread_beside_an_exported_engine(monkeypatch):
+    """torch only prepares and decodes small tensors beside OpenVINO / ONNX Runtime: one
+    thread there, restored after; a model run by PyTorch keeps its threads."""
+    import types
+
+    import torch
+
+    from vitpose.demo.app import _torch_threads_beside
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    exported = types.SimpleNamespace(engine=types.SimpleNamespace(backend="openvino"))
+    with _torch_threads_beside(exported):
+        assert seen == [1]
+    assert seen == [1, 2]
+    seen.clear()
+    for est in (types.SimpleNamespace(engine=types.SimpleNamespace(backend="torch")),
+                types.SimpleNamespace()):  # a routed estimator: PyTorch
+        with _torch_threads_beside(est):
+            pass
+    assert seen == []
+    monkeypatch.undo()
+    assert torch.get_num_threads() == before

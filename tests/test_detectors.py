@@ -339,6 +339,68 @@ def test_transformers_detector_offline_error(
         det.TransformersPersonDetector("vitpose-tests/no-such-detector", cache_dir=tmp_path)
 
 
+def test_hub_detector_downloads_through_hub_fetch(
+    tiny_rtdetr_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub id goes through the one hub door (`vitpose.hub.fetch`) with its revision and
+    cache folder; the snapshot's commit keys the cached ONNX export."""
+    from vitpose import hub
+
+    seen: dict[str, object] = {}
+
+    def fetch(repo_id, filename=None, **kwargs):
+        seen.update(kwargs, repo_id=repo_id, filename=filename)
+        snapshot = tmp_path / "snapshots" / "0123abcd"
+        if not snapshot.exists():
+            import shutil
+            shutil.copytree(tiny_rtdetr_dir, snapshot)
+        return snapshot
+
+    monkeypatch.setattr(hub, "fetch", fetch)
+    d = det.TransformersDetector("someone/tiny-detector", revision="v1", cache_dir=tmp_path,
+                                 device="cpu", engine="torch")
+    assert seen["repo_id"] == "someone/tiny-detector" and seen["filename"] is None
+    assert seen["revision"] == "v1" and seen["cache_dir"] == tmp_path
+    assert "*.safetensors" in seen["allow_patterns"] and "--detector hog" in seen["advice"]
+    assert d.model.config._commit_hash == "0123abcd"
+    assert d(np.zeros((64, 64, 3), np.uint8)).shape[1] == 5
+
+
+@pytest.mark.parametrize("name", ["./no-such-folder", "/no/such/detector", "a/b/c"])
+def test_a_missing_local_detector_folder_is_not_a_download(name: str) -> None:
+    pytest.importorskip("transformers")
+    with pytest.raises(InputError, match="does not exist"):
+        det.TransformersDetector(name)
+
+
+def test_unreachable_hub_fails_fast_for_a_detector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No cached copy and no hub: one DownloadError from `hub.fetch`'s probe, with the
+    detector's offline advice, and no download attempt (it would retry for tens of seconds)."""
+    pytest.importorskip("transformers")
+    import huggingface_hub
+
+    def probe(*args, **kwargs):
+        raise OSError("[Errno -2] Name or service not known")
+
+    def download(*args, **kwargs):
+        if not kwargs.get("local_files_only"):
+            raise AssertionError("an online download was attempted")
+        raise huggingface_hub.utils.LocalEntryNotFoundError("not cached")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", probe)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
+    with pytest.raises(DownloadError) as err:
+        det.TransformersDetector("vitpose-tests/no-such-detector", cache_dir=tmp_path)
+    text = str(err.value)
+    assert "the detector 'vitpose-tests/no-such-detector'" in text
+    assert "unreachable" in text and "--detector hog" in text and "--weights" not in text
+
+
 def test_transformers_missing_gives_download_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(DownloadError, match="pip install transformers"):
@@ -411,13 +473,13 @@ def test_dfine_random_weights_decoding_is_engine_independent(runtime: str) -> No
         assert np.abs(persons - row).max(axis=1).min() < 1e-4
 
 
-def test_detector_engine_auto_is_a_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_detector_engine_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
     cpu = torch.device("cpu")
     monkeypatch.setattr(det, "_have_onnxruntime", lambda: True)
     monkeypatch.setattr(det, "_have_openvino", lambda: True)
-    # ONNX Runtime first: the engine measured end to end beside the pose model
-    assert det._engine_order("auto", True, cpu) == ["onnxruntime", "openvino"]
+    # both runtimes are candidates (the calibration picks; OpenVINO first on a tie)
+    assert det._engine_order("auto", True, cpu) == ["openvino", "onnxruntime"]
     assert det._engine_order("auto", False, cpu) == []  # varying input size: PyTorch
     assert det._engine_order("auto", True, torch.device("cuda")) == []
     assert det._engine_order("openvino", True, cpu) == ["openvino"]
@@ -431,6 +493,81 @@ def test_detector_engine_auto_is_a_rule(monkeypatch: pytest.MonkeyPatch) -> None
     assert det._engine_order("auto", True, cpu) == []
     with pytest.raises(InputError, match="needs openvino"):
         det._engine_order("openvino", True, cpu)
+
+
+def test_choose_detector_engine_takes_the_fastest_and_breaks_ties_by_order() -> None:
+    order = ("openvino", "onnxruntime")
+    assert det.choose_detector_engine({"openvino": 0.060, "onnxruntime": 0.040}, order) == \
+        "onnxruntime"
+    assert det.choose_detector_engine({"openvino": 0.040, "onnxruntime": 0.060}, order) == \
+        "openvino"
+    # within DETECTOR_TIE of the fastest: the first of the order
+    assert det.choose_detector_engine({"openvino": 0.0505, "onnxruntime": 0.0500}, order) == \
+        "openvino"
+    assert det.choose_detector_engine({"onnxruntime": 0.05}, order) == "onnxruntime"
+    with pytest.raises(ValueError):
+        det.choose_detector_engine({}, order)
+
+
+class _FakeRunner:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def test_auto_detector_engine_is_calibrated_once_and_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Injected timings (no test depends on speed): the faster engine wins, the choice is
+    written beside the export and read back without timing or building the other engine; a
+    different machine or runtime calibrates again."""
+    built: list[str] = []
+
+    def build(name, graph, hw, path):
+        built.append(name)
+        return _FakeRunner(name)
+
+    timings = {"openvino": 0.090, "onnxruntime": 0.030}
+    monkeypatch.setattr(det, "_build_runner", build)
+    monkeypatch.setattr(det, "_time_runners", lambda runners, hw: dict(timings))
+    monkeypatch.setattr(det, "_calibration_fingerprint",
+                        lambda names: {"cpu": "test cpu", "candidates": list(names)})
+    export = tmp_path / "dfine-640x640-key.onnx"
+    names = ["openvino", "onnxruntime"]
+    runner = det._calibrated_runner(None, (640, 640), export, names, "m")
+    assert runner.name == "onnxruntime" and sorted(built) == sorted(names)
+    record = json.loads((tmp_path / "dfine-640x640-key.auto-engine.json").read_text())
+    assert record["engine"] == "onnxruntime"
+    assert record["ms_per_frame"] == {"openvino": 90.0, "onnxruntime": 30.0}
+
+    def no_timing(runners, hw):
+        raise AssertionError("timed again")
+
+    monkeypatch.setattr(det, "_time_runners", no_timing)
+    built.clear()
+    assert det._calibrated_runner(None, (640, 640), export, names, "m").name == "onnxruntime"
+    assert built == ["onnxruntime"]  # only the remembered engine is built
+
+    timings = {"openvino": 0.020, "onnxruntime": 0.030}
+    monkeypatch.setattr(det, "_time_runners", lambda runners, hw: dict(timings))
+    monkeypatch.setattr(det, "_calibration_fingerprint",
+                        lambda names: {"cpu": "another cpu", "candidates": list(names)})
+    assert det._calibrated_runner(None, (640, 640), export, names, "m").name == "openvino"
+    # not cacheable (no export file): timed each time, nothing written
+    assert det._calibrated_runner(None, (640, 640), None, names, "m").name == "openvino"
+
+
+def test_auto_detector_engine_on_real_runtimes_follows_the_timings(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    for faster in ("onnxruntime", "openvino"):
+        other = {"onnxruntime": "openvino", "openvino": "onnxruntime"}[faster]
+        monkeypatch.setattr(det, "_time_runners",
+                            lambda runners, hw, f=faster, o=other: {f: 0.01, o: 0.05})
+        d = det.TransformersDetector.from_model(_tiny_dfine(_LABELS), _DFINE_PRE,
+                                                engine="auto", device="cpu")
+        assert d.engine == faster
 
 
 def test_detector_auto_engine_falls_back_in_order(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -123,9 +123,15 @@ _TRUE = {"1", "on", "yes", "true"}
 
 def _hub_offline() -> bool:
     """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``), read now: huggingface_hub reads it
-    once, when its ``constants`` module is first imported, which may be long after start."""
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return value.strip().lower() in _TRUE
+    once, when its ``constants`` module is first imported, which may be long after start.
+    Without either variable, huggingface_hub's own offline switch (``constants.HF_HUB_OFFLINE``,
+    which a program may set) decides."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    if value is not None:
+        return value.strip().lower() in _TRUE
+    import sys
+    constants = sys.modules.get("huggingface_hub.constants")
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
 
 
 def hub_cache_dir() -> Path:
@@ -155,20 +161,22 @@ def _how_to_get_it(entry: ReleasedWeights | None) -> str:
 
 
 def _from_cache(repo_id: str, filename: str | None, patterns: Sequence[str],
-                cache: Path) -> Path | None:
+                cache: Path, revision: str | None = None) -> Path | None:
     """The cached copy, without any network access (None if there is none)."""
     from huggingface_hub import hf_hub_download, snapshot_download
     try:
         if filename:
-            return Path(hf_hub_download(repo_id, filename, cache_dir=cache, local_files_only=True))
+            return Path(hf_hub_download(repo_id, filename, cache_dir=cache, revision=revision,
+                                        local_files_only=True))
         folder = Path(snapshot_download(repo_id, cache_dir=cache, local_files_only=True,
-                                        allow_patterns=list(patterns)))
+                                        revision=revision, allow_patterns=list(patterns)))
     except Exception:  # noqa: BLE001 - "not cached" has several types across versions
         return None
     return folder if folder.is_dir() and any(folder.iterdir()) else None
 
 
-def _probe(repo_id: str, filename: str | None) -> tuple[str, str]:
+def _probe(repo_id: str, filename: str | None, revision: str | None = None
+           ) -> tuple[str, str]:
     """One request, no retries: ``('ok', '')``, ``('missing', why)`` or ``('unreachable', why)``."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.utils import (
@@ -178,7 +186,7 @@ def _probe(repo_id: str, filename: str | None) -> tuple[str, str]:
         RevisionNotFoundError,
     )
     try:
-        get_hf_file_metadata(hf_hub_url(repo_id, filename or "config.json"),
+        get_hf_file_metadata(hf_hub_url(repo_id, filename or "config.json", revision=revision),
                              timeout=_probe_timeout())
     except GatedRepoError:
         return "missing", "the repository is gated: log in with `hf auth login` and accept its terms"
@@ -198,7 +206,8 @@ def _probe(repo_id: str, filename: str | None) -> tuple[str, str]:
 
 def fetch(repo_id: str, filename: str | None = None, *, what: str | None = None,
           allow_patterns: Sequence[str] = _REPO_PATTERNS,
-          entry: ReleasedWeights | None = None) -> Path:
+          entry: ReleasedWeights | None = None, revision: str | None = None,
+          cache_dir: str | os.PathLike[str] | None = None, advice: str | None = None) -> Path:
     """Resolve a hub file or repository to a local path, with our offline rules and messages.
 
     The one way this package reaches the Hugging Face hub (weights, and detectors that live on
@@ -213,6 +222,10 @@ def fetch(repo_id: str, filename: str | None = None, *, what: str | None = None,
         what: how messages name it (default ``'owner/name[/file]'``).
         allow_patterns: files taken from a repository.
         entry: the released weights this is, for the download link in messages.
+        revision: a branch, tag or commit of the repository (default its main branch).
+        cache_dir: the Hugging Face cache folder to use (default `hub_cache_dir`).
+        advice: what messages say to do offline (default: the weights' advice, with
+            ``--weights PATH``; detectors give their own).
 
     Returns:
         the local file (`filename`) or snapshot folder.
@@ -225,34 +238,36 @@ def fetch(repo_id: str, filename: str | None = None, *, what: str | None = None,
     except ImportError:  # pragma: no cover - it is a dependency
         raise DownloadError("huggingface_hub is not installed; pass a local file with --weights")
     label = what or f"'{repo_id}{'/' + filename if filename else ''}'"
-    cache = hub_cache_dir()
-    cached = _from_cache(repo_id, filename, allow_patterns, cache)
+    howto = advice if advice is not None else _how_to_get_it(entry)
+    cache = Path(os.path.expanduser(os.fspath(cache_dir))) if cache_dir else hub_cache_dir()
+    cached = _from_cache(repo_id, filename, allow_patterns, cache, revision)
     if _hub_offline():
         if cached is not None:
             return cached
         raise DownloadError(f"{label}: not in the Hugging Face cache ({cache}), and "
-                            f"HF_HUB_OFFLINE=1 forbids downloading. {_how_to_get_it(entry)}")
-    state, reason = _probe(repo_id, filename)
+                            f"HF_HUB_OFFLINE=1 forbids downloading. {howto}")
+    state, reason = _probe(repo_id, filename, revision)
     if state == "unreachable":
         if cached is not None:
             log.warning("the Hugging Face hub is unreachable (%s); using the cached %s", reason,
                         label)
             return cached
         raise DownloadError(f"{label}: the Hugging Face hub is unreachable ({reason}) and it "
-                            f"is not in the cache ({cache}). {_how_to_get_it(entry)}")
+                            f"is not in the cache ({cache}). {howto}")
     if state == "missing":
         raise DownloadError(f"{label}: not found on the Hugging Face hub ({reason})")
     from huggingface_hub import hf_hub_download, snapshot_download
     try:
         if filename:
-            return Path(hf_hub_download(repo_id, filename, cache_dir=cache))
-        return Path(snapshot_download(repo_id, cache_dir=cache, allow_patterns=list(allow_patterns)))
+            return Path(hf_hub_download(repo_id, filename, cache_dir=cache, revision=revision))
+        return Path(snapshot_download(repo_id, cache_dir=cache, revision=revision,
+                                      allow_patterns=list(allow_patterns)))
     except Exception as e:  # noqa: BLE001 - the hub's errors have many types
         if cached is not None:
             return cached
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DownloadError(f"{label}: the download from the Hugging Face hub failed ({reason}). "
-                            f"{_how_to_get_it(entry)}") from None
+                            f"{howto}") from None
 
 
 # --------------------------------------------------------------------------------------------

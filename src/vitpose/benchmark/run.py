@@ -302,7 +302,8 @@ def detector_runs(cfg: BenchConfig, device: torch.device,
     `DETECTOR_MODELS`, random weights from their transformers config: no download) on every
     detector engine available on `device`, timed in interleaved rounds on one random frame of
     the detector's input size (640x640): pre-processing, the network and decoding, as
-    `predict` calls it. The row of the engine ``--det-engine auto`` picks says so."""
+    `predict` calls it. The row of the engine ``--det-engine auto``'s rule
+    (`choose_detector_engine`) picks on these timings says so."""
     from ..inference import detectors as det
 
     rows: list[dict[str, Any]] = []
@@ -324,11 +325,13 @@ def detector_runs(cfg: BenchConfig, device: torch.device,
         first = next(iter(built.values()))
         h, w = first.preprocess.output_hw(1, 1)
         frame = np.random.default_rng(cfg.seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
-        order = det._engine_order("auto", first.preprocess.fixed_size, device)
-        auto = next((e for e in order if e in built), "torch")
         timings = time_interleaved({e: (lambda d=d, f=frame: d(f)) for e, d in built.items()},
                                    warmup=max(1, cfg.warmup), rounds=cfg.rounds,
                                    min_seconds=cfg.min_seconds)
+        # what --det-engine auto's rule keeps on these timings (it calibrates the same way)
+        order = det._engine_order("auto", first.preprocess.fixed_size, device)
+        timed = {e: round(1e3 * timings[e].median, 2) for e in order if e in timings}
+        auto = det.choose_detector_engine(timed, order) if timed else "torch"
         for engine, t in timings.items():
             row = {"detector": name, "engine": engine, "auto": engine == auto,
                    "input_hw": [h, w], "weights": "random", **t.as_dict(),

@@ -64,7 +64,13 @@ def run(args: argparse.Namespace) -> int:
         from ..demo.app import gradio_missing_message
         print(f"error: {gradio_missing_message()}", file=sys.stderr)
         return 2
+    import cv2
+
     from ..demo.app import PoseDemo, build_app, launch_app
+
+    # the server decodes, draws and encodes beside the model (webcam frames, videos): OpenCV's
+    # own thread pool would compete with the model's threads, as in `vitpose predict VIDEO`
+    cv2.setNumThreads(1)
 
     if args.port is not None and not 0 < args.port < 65536:
         print(f"error: --port must be in 1..65535, got {args.port}", file=sys.stderr)

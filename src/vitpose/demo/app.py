@@ -18,6 +18,7 @@ Two layers, so that everything but the page itself is testable without a server:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import inspect
 import json
 import logging
@@ -29,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from ..inference.video import (IntervalBoxes, PoseTracker, VideoReader, VideoWri
 
 __all__ = [
     "BOX_SOURCES",
+    "WEBCAM_FLIP_TEST",
     "ImageOutput",
     "ModelChoice",
     "PoseDemo",
@@ -84,6 +86,12 @@ VIDEO_TABLE_HEADERS = ["track", "frames", "first frame", "last frame", "mean pos
 _ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"  # installed with the package
 _EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"  # the source checkout's
 _EXAMPLE_IMAGE = "000000000785.jpg"
+#: The webcam tab's flip test, off by default (its own checkbox in the tab): the flip test runs
+#: the model twice per person (each crop and its mirror) for a small accuracy gain, which
+#: nearly halves the frame rate; real-time pose tools such as rtmlib do not
+#: flip.
+#: docs/PERFORMANCE.md ("Webcam tab") has the frames/s both ways for S, B, L and H.
+WEBCAM_FLIP_TEST = False
 _PREVIEW_MAX_SIDE = 854  # browser preview of a video (when the mp4 itself is not playable)
 _KEEP_REQUESTS = 32  # result folders kept in the work folder
 
@@ -289,6 +297,30 @@ def _estimate(estimator: Any, image: np.ndarray, boxes: np.ndarray | None,
     if hasattr(estimator, "routes"):
         return estimator(image, boxes, image_id=image_id, labels=labels)
     return estimator(image, boxes, image_id=image_id)
+
+
+@contextlib.contextmanager
+def _torch_threads_beside(estimator: Any) -> Iterator[None]:
+    """One torch thread while an exported engine (OpenVINO, ONNX Runtime) runs the model.
+
+    torch then only crops, normalises, flips and decodes a few small tensors; its second
+    thread would wait for a core that the engine's own threads hold, which on the busy 2-core
+    machine halved the webcam's frames/s (docs/PERFORMANCE.md, "Webcam tab"). A model run by
+    PyTorch itself (a routed "people and animals" model, ``--backend torch``) keeps every
+    thread. torch's thread count is process-wide: a request of another tab running at the
+    same moment gets one thread too (slower, not different)."""
+    import torch
+
+    backend = getattr(getattr(estimator, "engine", None), "backend", "torch")
+    before = torch.get_num_threads()
+    if backend == "torch" or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _sets_text(estimator: Any, result: PoseResult | None) -> str:
@@ -639,8 +671,8 @@ class PoseDemo:
 
     # -- webcam tab ---------------------------------------------------------------------------
     def predict_frame(self, frame: Any, model: str | int | None = None,
-                      box_source: str | None = None, flip: bool = True, kpt_thr: float = 0.3
-                      ) -> tuple[np.ndarray | None, str]:
+                      box_source: str | None = None, flip: bool = WEBCAM_FLIP_TEST,
+                      kpt_thr: float = 0.3) -> tuple[np.ndarray | None, str]:
         """Poses of one webcam frame, streamed from the page: the drawn frame and a status with
         the measured frames per second.
 
@@ -650,7 +682,8 @@ class PoseDemo:
 
         Args:
             frame: ``(H, W, 3)`` uint8 RGB frame (None when the camera stopped).
-            model, box_source, flip, kpt_thr: as for `predict_image`.
+            model, box_source, kpt_thr: as for `predict_image`.
+            flip: flip test (default off, `WEBCAM_FLIP_TEST`).
 
         Returns:
             ``(drawn frame or None, Markdown status)``; a missing camera or a bad frame is a
@@ -685,8 +718,9 @@ class PoseDemo:
                     return boxes, labels
 
                 state["boxes"] = IntervalBoxes(detect, self.webcam_det_interval)
-            boxes, labels, _ = state["boxes"](frame)
-            result = _estimate(estimator, frame, boxes, labels, state["frames"])
+            with _torch_threads_beside(estimator):  # the detector's threads are its own
+                boxes, labels, _ = state["boxes"](frame)
+                result = _estimate(estimator, frame, boxes, labels, state["frames"])
             result.drop_nonfinite()
             state["boxes"].update(result)
             assign_tracks(state["tracker"], None, result, state["frames"])
@@ -853,7 +887,8 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
                            info="when the detector finds nobody, the whole image is used",
                            elem_id="box-source")
         with gr.Row():
-            flip = gr.Checkbox(value=True, label="Flip test", elem_id="flip-test")
+            flip = gr.Checkbox(value=True, label="Flip test (image and video)",
+                               elem_id="flip-test")
             thr = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Keypoint threshold",
                             info="keypoints below this score are not drawn",
                             elem_id="kpt-thr")
@@ -906,6 +941,11 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
                     with gr.Column(scale=1):
                         cam = gr.Image(sources=["webcam"], streaming=True, type="numpy",
                                        label="Camera", elem_id="webcam-input")
+                        cam_flip = gr.Checkbox(
+                            value=WEBCAM_FLIP_TEST, label="Flip test (live)",
+                            info="off by default here: it runs the model twice per person, "
+                                 "halving the frame rate, for a small accuracy gain",
+                            elem_id="webcam-flip-test")
                         gr.Markdown("Start the camera: each frame goes through the model as it "
                                     "comes, and the poses show on the right. The detector runs "
                                     f"every {demo.webcam_det_interval} frames; in between, "
@@ -916,7 +956,7 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
                                            interactive=False, elem_id="webcam-output",
                                            **no_share)
         settings = [model, box, flip, thr]
-        cam.stream(webcam_handler, [cam, *settings], [cam_out, cam_status],
+        cam.stream(webcam_handler, [cam, model, box, cam_flip, thr], [cam_out, cam_status],
                    api_name="predict_frame", stream_every=0.04,  # at most 25 frames/s
                    time_limit=demo.webcam_time_limit, concurrency_limit=1,
                    show_progress="hidden")

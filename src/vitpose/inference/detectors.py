@@ -3,10 +3,11 @@
 Every source returns boxes as a float32 array of shape ``(N, 5)``: ``x, y, w, h, score`` in
 original-image pixels (``x, y`` = top-left corner). The sources are:
 
-* `TransformersDetector`: a DETR-family detector from the Hugging Face hub, run through ONNX
-  Runtime (fixed-size input on the CPU) or PyTorch. ``auto``, the default, is D-FINE-N
-  (`AUTO_DETECTOR`); D-FINE-S and RT-DETR-R50 are selectable (`DETECTOR_MODELS`, and
-  docs/DETECTORS.md for the choice). It can keep several classes and says which class each box
+* `TransformersDetector`: a DETR-family detector from the Hugging Face hub (downloaded through
+  `vitpose.hub.fetch`), run through OpenVINO or ONNX Runtime (fixed-size input on the CPU; the
+  faster one here, by a calibration remembered in the cache) or PyTorch. ``auto``, the
+  default, is D-FINE-N (`AUTO_DETECTOR`); D-FINE-S and RT-DETR-R50 are selectable
+  (`DETECTOR_MODELS`, and docs/DETECTORS.md for the choice). It can keep several classes and says which class each box
   is (`TransformersDetector.detect_labeled`), which routes animals to an animal keypoint head.
 * `HOGPersonDetector`: OpenCV's built-in HOG + linear SVM people detector. Offline, no download,
   but far weaker: it only finds fairly upright, unoccluded people at least ~64x128 pixels tall,
@@ -35,7 +36,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from vitpose.errors import DownloadError, InputError, VitPoseError
+from vitpose.errors import DownloadError, InputError
 
 __all__ = [
     "ANIMAL_CLASSES",
@@ -52,6 +53,7 @@ __all__ = [
     "TransformersPersonDetector",
     "WholeImageDetector",
     "available_detector_engines",
+    "choose_detector_engine",
     "build_detector",
     "decode_detr_detections",
     "detector_config",
@@ -683,17 +685,19 @@ DETECTOR_MODELS: dict[str, str] = {
     "rtdetr": DEFAULT_TRANSFORMERS_DETECTOR,
 }
 #: What ``--detector auto`` (the default) loads: D-FINE-N, 42.8 COCO box AP, Apache-2.0, ~4 M
-#: parameters, about 30 ms per 640x640 frame through ONNX Runtime on a 2-core Zen 5 CPU.
+#: parameters, about 30 ms per 640x640 frame through ONNX Runtime or OpenVINO on a 2-core Zen 5
+#: CPU.
 AUTO_DETECTOR = "dfine-n"
 #: Engines a learned detector runs on.
 DETECTOR_ENGINES = ("auto", "onnxruntime", "openvino", "torch")
-#: What ``engine="auto"`` tries, in order, on the CPU (fixed input size) among the installed
-#: runtimes; PyTorch when none is. ONNX Runtime first: it is the engine measured end to end
-#: beside the pose model (video at 0.97 of the model's crop throughput, docs/DETECTORS.md).
-#: OpenVINO was 5-20% faster per isolated frame on a loaded machine ("Detector engines" in
-#: docs/PERFORMANCE.md) but is not yet checked beside the pose model; ``--det-engine
-#: openvino`` selects it.
-AUTO_DETECTOR_ENGINES = ("onnxruntime", "openvino")
+#: The runtimes ``engine="auto"`` chooses between on the CPU (fixed input size), the faster
+#: one by a short calibration remembered beside the cached export (`choose_detector_engine`);
+#: this order breaks ties and is the order tried. PyTorch when none is installed.
+AUTO_DETECTOR_ENGINES = ("openvino", "onnxruntime")
+#: Engines within this fraction of the fastest tie (the first of `AUTO_DETECTOR_ENGINES` wins).
+DETECTOR_TIE = 0.03
+#: Interleaved timing rounds of that calibration (the fastest round of each engine counts).
+DETECTOR_CALIBRATION_ROUNDS = 5
 
 _AUTO_WARNED = False
 
@@ -848,26 +852,48 @@ def _onnx_cache_path(model_id: str, model: Any, input_hw: tuple[int, int],
     return base / f"{safe}-{input_hw[0]}x{input_hw[1]}-{key}.onnx"
 
 
-def _detector_source_error(model_id: str, exc: BaseException) -> VitPoseError:
-    """The one message for a detector that cannot be loaded."""
+def _detector_source_error(model_id: str, exc: BaseException) -> InputError:
+    """The one message for a folder, file or downloaded repository that is not a detector
+    (downloads fail earlier, with `vitpose.hub.fetch`'s message)."""
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
     local = Path(model_id)
-    if local.exists() or isinstance(exc, ValueError):
-        where = "folder" if local.is_dir() else ("file" if local.exists() else "model")
-        return InputError(
-            f"the detector {where} {model_id!r} is not a transformers object-detection model "
-            f"({reason}); give a detector name ({', '.join(sorted(DETECTOR_NAMES))}), a Hugging "
-            "Face hub id or a folder with config.json, the weights and preprocessor_config.json"
-        )
-    return DownloadError(
-        f"could not download the detector {model_id!r} from the Hugging Face hub ({reason}). "
-        f"{_OFFLINE_HINT}"
+    where = "folder" if local.is_dir() else ("file" if local.exists() else "model")
+    return InputError(
+        f"the detector {where} {model_id!r} is not a transformers object-detection model "
+        f"({reason}); give a detector name ({', '.join(sorted(DETECTOR_NAMES))}), a Hugging "
+        "Face hub id or a folder with config.json, the weights and preprocessor_config.json"
     )
+
+
+def _is_hub_id(name: str) -> bool:
+    """``owner/name`` with the hub's characters (not a path such as ``./x`` or ``/a/b``)."""
+    return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", name) is not None
+
+
+#: What a detector takes from its hub repository: configs (model, image processor) and weights.
+_DETECTOR_FILES = ("*.json", "*.safetensors")
+
+
+def _fetch_detector(model_id: str, revision: str | None,
+                    cache_dir: str | os.PathLike[str] | None) -> Path:
+    """The local snapshot of a hub detector, through the one hub door (`vitpose.hub.fetch`:
+    the cache first, one quick reachability check, the offline rules and messages)."""
+    from vitpose.hub import fetch
+
+    folder = fetch(model_id, what=f"the detector {model_id!r}", allow_patterns=_DETECTOR_FILES,
+                   revision=revision, cache_dir=cache_dir, advice=_OFFLINE_HINT)
+    if not any(folder.glob("*.safetensors")):  # an older repository: PyTorch .bin weights
+        folder = fetch(model_id, what=f"the detector {model_id!r}",
+                       allow_patterns=(*_DETECTOR_FILES, "*.bin"), revision=revision,
+                       cache_dir=cache_dir, advice=_OFFLINE_HINT)
+    return folder
 
 
 def _load_transformers_detector(model_id: str, revision: str | None,
                                 cache_dir: str | os.PathLike[str] | None
                                 ) -> tuple[Any, dict[str, Any]]:
+    """The ``transformers`` model and image-processor settings of a local folder or hub id
+    (downloaded through `_fetch_detector`)."""
     try:
         from transformers import AutoModelForObjectDetection
         from transformers.image_processing_base import ImageProcessingMixin
@@ -876,27 +902,16 @@ def _load_transformers_detector(model_id: str, revision: str | None,
             "the learned person detector needs the 'transformers' package "
             f"(pip install transformers): {exc}. {_OFFLINE_HINT}"
         ) from exc
-    local = Path(model_id)
+    local = Path(os.path.expanduser(model_id))
     if local.is_file():
         raise _detector_source_error(model_id, InputError("a file, not a model folder"))
-    kwargs: dict[str, Any] = {"revision": revision}
-    if cache_dir is not None:
-        kwargs["cache_dir"] = os.fspath(cache_dir)
-    def load(**extra: Any) -> tuple[Any, dict[str, Any]]:
-        model = AutoModelForObjectDetection.from_pretrained(model_id, **kwargs, **extra)
-        proc_cfg, _ = ImageProcessingMixin.get_image_processor_dict(model_id, **kwargs, **extra)
-        return model, proc_cfg
-
+    if not local.is_dir() and not _is_hub_id(model_id):
+        raise InputError(f"the detector folder {model_id!r} does not exist (a hub detector is "
+                         "named owner/name)")
+    folder = local if local.is_dir() else _fetch_detector(model_id, revision, cache_dir)
     try:
-        if not local.is_dir():
-            try:  # the cached copy first: no network round trip, no retries when offline
-                return load(local_files_only=True)
-            except (OSError, ValueError):
-                pass
-            reason = _hub_unreachable()
-            if reason:
-                raise OSError(reason)
-        return load()
+        model = AutoModelForObjectDetection.from_pretrained(folder)
+        proc_cfg, _ = ImageProcessingMixin.get_image_processor_dict(os.fspath(folder))
     except ImportError as exc:  # e.g. a model whose backbone needs timm
         raise DownloadError(
             f"the detector {model_id!r} needs a package that is not installed: {exc}. "
@@ -904,33 +919,130 @@ def _load_transformers_detector(model_id: str, revision: str | None,
         ) from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise _detector_source_error(model_id, exc) from exc
-    except Exception as exc:  # network stacks raise their own types (httpx, requests, ...)
-        if type(exc).__module__.split(".")[0] in {"httpx", "requests", "huggingface_hub"}:
-            raise _detector_source_error(model_id, exc) from exc
-        raise
+    if not local.is_dir():  # a hub snapshot folder is named by its commit: the export's key
+        model.config._commit_hash = folder.name
+    return model, proc_cfg
 
 
-def _hub_unreachable(timeout: float = 3.0) -> str | None:
-    """Why the Hugging Face hub cannot be reached (offline mode, no DNS, no route), or None.
+_RunnerType = Any  # _OrtRunner | _OpenVinoRunner
 
-    Checked before a download so that an offline machine fails at once instead of after the
-    hub client's retries (tens of seconds)."""
-    import socket
-    from urllib.parse import urlparse
 
-    try:
-        from huggingface_hub import constants
-    except ImportError:
+def _build_runner(name: str, graph: Any, hw: tuple[int, int], path: Path | None) -> _RunnerType:
+    return (_OpenVinoRunner if name == "openvino" else _OrtRunner)(graph, hw, path)
+
+
+def _first_runner(graph: Any, hw: tuple[int, int], path: Path | None, names: Sequence[str],
+                  model_id: str, strict: bool) -> _RunnerType | None:
+    """The first of the `names` engines that runs the graph (None: none does, PyTorch runs
+    it). ``strict``: an engine that fails is an error (a named engine), else a warning."""
+    for name in names:
+        try:
+            return _build_runner(name, graph, hw, path)
+        except Exception as exc:  # noqa: BLE001 - an exporter/runtime gap: torch still works
+            if strict:
+                raise InputError(f"the detector {model_id!r} could not be run with "
+                                 f"{_ENGINE_TITLES[name]}: {exc}") from exc
+            logger.warning("the detector %s does not run with %s (%s)", model_id,
+                           _ENGINE_TITLES[name], exc)
+    return None
+
+
+def choose_detector_engine(seconds: Mapping[str, float],
+                           order: Sequence[str] = AUTO_DETECTOR_ENGINES) -> str:
+    """What ``--det-engine auto`` keeps, given seconds per frame of each candidate engine:
+    the fastest; one within `DETECTOR_TIE` of it that comes first in `order` wins a tie (a
+    difference below the noise of a timing does not flip the choice between runs)."""
+    if not seconds:
+        raise ValueError("no detector engine was timed")
+    best = min(seconds.values())
+    rank = {name: i for i, name in enumerate(order)}
+    near = [name for name, t in seconds.items() if t <= best * (1.0 + DETECTOR_TIE)]
+    return min(near, key=lambda name: (rank.get(name, len(rank)), seconds[name]))
+
+
+def _time_runners(runners: Mapping[str, Any], hw: tuple[int, int],
+                  rounds: int = DETECTOR_CALIBRATION_ROUNDS) -> dict[str, float]:
+    """Seconds per frame of each runner on one random input: a warm-up call, then `rounds`
+    interleaved rounds; the fastest round of each counts (the least disturbed one)."""
+    import time
+
+    batch = np.random.default_rng(0).random((1, 3, *hw), dtype=np.float32)
+    for runner in runners.values():
+        runner(batch)
+    best = {name: float("inf") for name in runners}
+    for _ in range(rounds):
+        for name, runner in runners.items():
+            t0 = time.perf_counter()
+            runner(batch)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def _choice_record(path: Path | None) -> Path | None:
+    """Where the `auto` engine choice of a cached export is remembered (beside it)."""
+    return None if path is None else path.with_name(path.stem + ".auto-engine.json")
+
+
+def _calibration_fingerprint(names: Sequence[str]) -> dict[str, Any]:
+    """What makes the choice differ: the machine, threads and runtime versions, the
+    candidates."""
+    from .engines.auto import machine_fingerprint
+
+    return {**machine_fingerprint(), "candidates": list(names)}
+
+
+def _remembered_engine(record: Path | None, fingerprint: Mapping[str, Any]) -> str | None:
+    if record is None or not record.is_file():
         return None
-    if getattr(constants, "HF_HUB_OFFLINE", False):
-        return "offline mode (HF_HUB_OFFLINE=1) and not in the local cache"
-    url = urlparse(getattr(constants, "ENDPOINT", "https://huggingface.co"))
-    host = url.hostname or "huggingface.co"
     try:
-        with socket.create_connection((host, url.port or 443), timeout=timeout):
-            return None
-    except OSError as exc:
-        return f"not in the local cache, and {host} cannot be reached: {exc}"
+        data = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("fingerprint") != json.loads(json.dumps(
+            fingerprint)):
+        return None
+    engine = data.get("engine")
+    return engine if engine in fingerprint["candidates"] else None
+
+
+def _remember_engine(record: Path | None, fingerprint: Mapping[str, Any], engine: str,
+                     seconds: Mapping[str, float]) -> None:
+    if record is None:
+        return
+    data = {"engine": engine, "ms_per_frame": {k: round(1e3 * v, 3) for k, v in seconds.items()},
+            "fingerprint": dict(fingerprint)}
+    tmp = record.with_name(record.name + f".{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, record)
+    except OSError as exc:  # a read-only cache: calibrate again next time
+        logger.warning("cannot remember the detector engine choice in %s: %s", record, exc)
+
+
+def _calibrated_runner(graph: Any, hw: tuple[int, int], path: Path | None,
+                       names: Sequence[str], model_id: str) -> _RunnerType | None:
+    """``--det-engine auto`` among several installed runtimes: the choice remembered for this
+    export, machine and runtimes, else a short calibration (`_time_runners`,
+    `choose_detector_engine`), remembered beside the cached export."""
+    fingerprint = _calibration_fingerprint(names)
+    record = _choice_record(path)
+    remembered = _remembered_engine(record, fingerprint)
+    if remembered is not None:
+        ordered = [remembered, *[n for n in names if n != remembered]]
+        return _first_runner(graph, hw, path, ordered, model_id, strict=False)
+    runners: dict[str, Any] = {}
+    for name in names:
+        runner = _first_runner(graph, hw, path, [name], model_id, strict=False)
+        if runner is not None:
+            runners[name] = runner
+    if len(runners) < 2:
+        return next(iter(runners.values()), None)
+    seconds = _time_runners(runners, hw)
+    engine = choose_detector_engine(seconds, names)
+    logger.info("detector engine auto: %s (%s ms per frame)", _ENGINE_TITLES[engine],
+                ", ".join(f"{_ENGINE_TITLES[k]} {1e3 * v:.1f}" for k, v in seconds.items()))
+    _remember_engine(record, fingerprint, engine, seconds)
+    return runners[engine]
 
 
 class TransformersDetector:
@@ -942,10 +1054,11 @@ class TransformersDetector:
     classes are looked up by name in ``config.id2label``. Weights are downloaded on first use
     and cached by ``huggingface_hub``.
 
-    The network is run as a plain function of a fixed-size tensor (`_detector_graph`): through
-    ONNX Runtime, else OpenVINO (`AUTO_DETECTOR_ENGINES`) when the input size is fixed and the
-    device is the CPU (exported once and cached under ``~/.cache/vitpose/detectors``; 3-5x
-    faster than eager PyTorch on CPUs), else through PyTorch.
+    The network is run as a plain function of a fixed-size tensor (`_detector_graph`): when the
+    input size is fixed and the device is the CPU, through OpenVINO or ONNX Runtime, whichever
+    a short calibration found faster here (`AUTO_DETECTOR_ENGINES`, `choose_detector_engine`;
+    exported once and cached under ``~/.cache/vitpose/detectors`` with the choice; 3-5x faster
+    than eager PyTorch on CPUs), else through PyTorch.
 
     Args:
         model_id: a name of `DETECTOR_MODELS`, a hub id or a local folder of a ``transformers``
@@ -1041,20 +1154,12 @@ class TransformersDetector:
         if choices and not self.preprocess.fixed_size:
             raise InputError(f"the detector {model_id!r} resizes images to varying sizes; "
                              f"the {engine} engine needs a fixed input size (use torch)")
-        self.runner = None  # type: ignore[assignment]
-        for name in choices:
-            hw = self.preprocess.output_hw(1, 1)
-            path = _onnx_cache_path(model_id, model, hw, onnx_dir) if cacheable else None
-            runner_cls = _OpenVinoRunner if name == "openvino" else _OrtRunner
-            try:
-                self.runner = runner_cls(graph, hw, path)
-                break
-            except Exception as exc:  # noqa: BLE001 - an exporter/runtime gap: torch still works
-                if engine != "auto":
-                    raise InputError(f"the detector {model_id!r} could not be run with "
-                                     f"{_ENGINE_TITLES[name]}: {exc}") from exc
-                logger.warning("the detector %s does not run with %s (%s)", model_id,
-                               _ENGINE_TITLES[name], exc)
+        hw = self.preprocess.output_hw(1, 1)
+        path = _onnx_cache_path(model_id, model, hw, onnx_dir) if choices and cacheable else None
+        if engine == "auto" and len(choices) > 1:
+            self.runner = _calibrated_runner(graph, hw, path, choices, model_id)
+        else:
+            self.runner = _first_runner(graph, hw, path, choices, model_id, strict=engine != "auto")
         if self.runner is None:
             self.runner = _TorchRunner(graph, self.device)
         self.engine = self.runner.name
@@ -1162,12 +1267,11 @@ _ENGINE_TITLES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "torch"
 
 
 def _engine_order(engine: str, fixed_size: bool, device: Any) -> list[str]:
-    """The exported-graph engines to try, in order (an empty list: PyTorch).
+    """The exported-graph engines to try (an empty list: PyTorch).
 
-    A named engine is that engine. ``auto`` on the CPU with a fixed input size is the order of
-    `AUTO_DETECTOR_ENGINES` among the installed runtimes (a rule, not a timing: the same
-    choice on every run; docs/PERFORMANCE.md has the measurements behind it); elsewhere
-    PyTorch.
+    A named engine is that engine. ``auto`` on the CPU with a fixed input size is the installed
+    runtimes of `AUTO_DETECTOR_ENGINES`, in that order (with two, a calibration picks the
+    faster: `_calibrated_runner`); elsewhere PyTorch.
     """
     if engine == "torch":
         return []
