@@ -167,6 +167,23 @@ def test_three_part_graph_chains_to_the_model(name):
         assert torch.equal(head.final(head.body(f)), head(f))
 
 
+@needs_ort
+def test_large_graphs_keep_their_weights_beside_the_file(monkeypatch, tmp_path):
+    """Past protobuf's 2 GiB (ViTPose-H) the weights go to ``<file>.data``; both runtimes load
+    the pair, and nothing else is left in the folder."""
+    from vitpose.inference.engines import graph
+    monkeypatch.setattr(graph, "EXTERNAL_DATA_BYTES", 0)  # every graph is "large"
+    model = _tiny()
+    path = E.onnx_file_for(model, folder=tmp_path)
+    data = path.with_name(path.name + ".data")
+    assert data.is_file() and data.stat().st_size > path.stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, data.name])
+    x = _x(2)
+    assert rel_l2(E.OnnxRuntimeEngine(path)(x), _ref(model, x)) <= E.EXACT_REL_L2
+    if HAS_OV:
+        assert rel_l2(OpenVinoEngine(path, "float32")(x), _ref(model, x)) <= E.EXACT_REL_L2
+
+
 @needs_ov
 def test_openvino_bf16_keeps_the_ends_float32():
     model = _tiny()

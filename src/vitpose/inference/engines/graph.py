@@ -19,9 +19,11 @@ import dataclasses
 import hashlib
 import json
 import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -121,10 +123,16 @@ def _metadata(model: ViTPose, plain: ViTPose, index: int) -> dict[str, str]:
             "num_keypoints": str(plain.cfg.num_keypoints), "producer": "vitpose"}
 
 
+#: ONNX files are protobuf messages, limited to 2 GiB: larger graphs (ViTPose-H and G) keep
+#: their weights in a ``<file>.data`` beside the ``.onnx`` (ONNX's external data)
+EXTERNAL_DATA_BYTES = 1_500_000_000
+
+
 def _export(module: nn.Module, example: torch.Tensor, path: str | os.PathLike, input_name: str,
             output_name: str, meta: dict[str, str], opset: int = 17) -> None:
     """Trace `module` to an ONNX file with a dynamic batch and `meta` as metadata, written
-    atomically (a temporary file renamed into place)."""
+    atomically (in a temporary folder beside it, then renamed into place: the weights file
+    first, so that an ``.onnx`` that exists is complete)."""
     try:
         import onnx
     except ImportError:
@@ -132,20 +140,42 @@ def _export(module: nn.Module, example: torch.Tensor, path: str | os.PathLike, i
             from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # TracerWarnings on shape checks, legacy-exporter notice
-        torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=opset,
-                          input_names=[input_name], output_names=[output_name],
-                          dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
-                          do_constant_folding=True)
-    proto = onnx.load(str(tmp))
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, path)
+    try:
+        _write(onnx, module, example, path, input_name, output_name, meta, opset)
+    except (OSError, RuntimeError, ValueError, onnx.checker.ValidationError) as e:
+        raise EngineError(f"cannot write the ONNX graph {path}: {e}") from None
+
+
+def _write(onnx: Any, module: nn.Module, example: torch.Tensor, path: Path, input_name: str,
+           output_name: str, meta: dict[str, str], opset: int) -> None:
+    external = sum(t.numel() * t.element_size() for t in module.state_dict().values()) > \
+        EXTERNAL_DATA_BYTES
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp_dir:
+        traced = Path(tmp_dir) / "traced" / "graph.onnx"  # large graphs: a file per weight here
+        traced.parent.mkdir()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # TracerWarnings on shape checks, exporter notices
+            torch.onnx.export(module, (example,), str(traced), dynamo=False,
+                              opset_version=opset, input_names=[input_name],
+                              output_names=[output_name],
+                              dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+                              do_constant_folding=True)
+        proto = onnx.load(str(traced))  # with the weights, wherever the exporter put them
+        for k, v in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v
+        out = Path(tmp_dir) / path.name
+        data = f"{path.name}.data"
+        if external:
+            onnx.save_model(proto, str(out), save_as_external_data=True,
+                            all_tensors_to_one_file=True, location=data, size_threshold=1024)
+        else:
+            onnx.save_model(proto, str(out))
+        del proto
+        onnx.checker.check_model(str(out))  # by path: works past 2 GiB
+        if external:
+            os.replace(Path(tmp_dir) / data, path.parent / data)
+        os.replace(out, path)
 
 
 class _Stem(nn.Module):
