@@ -108,9 +108,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                             "--dataset auto: person and the animals)")
     boxes.add_argument("--det-engine", choices=("auto", "onnxruntime", "openvino", "torch"),
                        default="auto",
-                       help="how a learned detector runs: auto = on the CPU OpenVINO, "
-                            "else ONNX Runtime (the graph exported once, cached), else PyTorch "
-                            "(default: %(default)s; docs/DETECTORS.md)")
+                       help="how a learned detector runs: auto = on the CPU the faster of "
+                            "OpenVINO and ONNX Runtime on this machine (timed once, remembered "
+                            "beside the cached export), else PyTorch (default: %(default)s; "
+                            "docs/DETECTORS.md)")
     boxes.add_argument("--wholebody", action="store_true",
                        help="with --dataset auto: persons get COCO-WholeBody keypoints")
     boxes.add_argument("--det-file", help="detections in COCO results format")
