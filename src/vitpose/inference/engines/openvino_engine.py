@@ -156,9 +156,11 @@ def _run_chain(chain: Sequence[Any], x: np.ndarray) -> np.ndarray:
 
 
 def _default_streams(threads: int | None) -> int:
-    """Two streams where there are two threads or more: on the 2-core machines of
-    docs/PERFORMANCE.md two one-thread streams run a split call faster than one two-thread
-    stream (fewer synchronisations, and robust to a core taken by other work)."""
+    """Two streams where there are two threads or more. Measured on the 2-core machine of
+    docs/PERFORMANCE.md ("Streams", "S, L and H"): in bf16 at batch 8, 1.05x (B) and 1.13x (S)
+    OpenVINO's one request on a quiet machine, 1.25-1.43x with other work on the cores (a
+    two-thread request waits for its slower thread at every layer), 0.96x for L and H (one row
+    already fills the cores)."""
     n = threads or os.cpu_count() or 1
     return 2 if n >= 2 else 1
 
