@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from vitpose.inference.detectors import random_detector  # noqa: E402
+from vitpose.inference.detectors import random_detector
 
 
 def timed(fn, repeat: int, warmup: int = 2) -> list[float]:
@@ -60,13 +60,13 @@ def bench_detectors(repeat: int, names: list[str]) -> dict:
     for name in names:
         for engine in ("onnxruntime", "torch"):
             det = random_detector(name, engine=engine, threshold=0.5)
-            rows[f"{name}/{engine}/fp32"] = summary(timed(lambda: det(frame), repeat))
+            rows[f"{name}/{engine}/fp32"] = summary(timed(lambda det=det: det(frame), repeat))
             print(name, engine, rows[f"{name}/{engine}/fp32"], flush=True)
         if torch.backends.mkldnn.is_available():
             x = torch.from_numpy(det.preprocess(frame)[None])
             graph = det.runner.graph
 
-            def bf16():
+            def bf16(graph=graph, x=x):
                 with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
                     graph(x)
 
@@ -121,8 +121,15 @@ def _video_run(clip: Path, tmp: Path, est, det: FixedBoxes, interval: int
                ) -> tuple[float, int, int]:
     """`vitpose predict VIDEO`'s loop on `clip`: (seconds, instances, detector passes)."""
     from vitpose.inference.results import ResumableResults
-    from vitpose.inference.video import (BackgroundWriter, IntervalBoxes, PoseTracker,
-                                         VideoReader, VideoWriter, estimate_video, prefetch)
+    from vitpose.inference.video import (
+        BackgroundWriter,
+        IntervalBoxes,
+        PoseTracker,
+        VideoReader,
+        VideoWriter,
+        estimate_video,
+        prefetch,
+    )
 
     reader = VideoReader(clip)
     tracker = PoseTracker(metric="oks", sigmas=est.meta.sigmas)
@@ -363,7 +370,7 @@ def main() -> int:
         import cv2
         cv2.setNumThreads(int(os.environ["BENCH_CV2_THREADS"]))
     out = {"cpu": subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | cut -d: -f2"],
-                                 capture_output=True, text=True).stdout.strip(),
+                                 check=False, capture_output=True, text=True).stdout.strip(),
            "threads": torch.get_num_threads(), "load_before": os.getloadavg()}
     if "A" in args.parts:
         names = args.detectors.split(",") if args.detectors else (

@@ -2,9 +2,10 @@
 `predict_many` spends outside the engine call (reading, cropping, flip, heatmap decoding,
 rescoring), per pass over the COCO sample images with the paper's detections.
 
-    python scripts/nonmodel_share.py [DATA_DIR] vitpose-s-simple [vitpose-b-simple ...]
+    python scripts/nonmodel_share.py [--data DATA_DIR] vitpose-s-simple [vitpose-b-simple ...]
 """
 
+import argparse
 import json
 import sys
 import time
@@ -35,7 +36,11 @@ class Timed:
 
 
 def main(argv):
-    root = argv.pop(0) if argv and "/" in argv[0] else "../shared/data/coco"
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("models", nargs="+", help="variants, e.g. vitpose-s-simple")
+    p.add_argument("--data", default="../shared/data/coco", help="COCO sample folder")
+    args = p.parse_args(argv)
+    root = args.data
     with open(f"{root}/test_coco.json") as fh:
         files = {im["id"]: im["file_name"] for im in json.load(fh)["images"]}
     dets = defaultdict(list)
@@ -45,7 +50,7 @@ def main(argv):
                 dets[d["image_id"]].append(d["bbox"] + [d["score"]])
     items = [(f"{root}/{files[i]}", np.array(b, np.float32), i) for i, b in dets.items()]
     print("images", len(items), "boxes", sum(len(b) for _, b, _ in items))
-    for name in argv:
+    for name in args.models:
         model = vitpose.build_model(name).eval()
         for dt in (torch.float32, torch.bfloat16):
             timed = Timed(build_engine("openvino", model, "coco", dt, "cpu"))

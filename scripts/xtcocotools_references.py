@@ -323,6 +323,11 @@ def reference(name: str, gt: dict, results: list[dict], folder: Path, tag: str) 
 
 
 def main() -> int:
+    import argparse
+    argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=f"writes {OUT.relative_to(ROOT)}; run it with a numpy<2 venv that has "
+               "xtcocotools==1.14.3 (see the module docstring)").parse_args()
     import xtcocotools
     refs = {"generator": "scripts/xtcocotools_references.py",
             "xtcocotools": getattr(xtcocotools, "__version__", "1.14.3"),
