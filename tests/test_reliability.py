@@ -304,15 +304,21 @@ def test_same_names_in_other_folders_or_cases_stay_apart(ckpt, tmp_path):
 # 4. Non-finite predictions: valid JSON, reported
 # ---------------------------------------------------------------------------------------------
 
-def test_nan_model_gives_valid_json_and_a_warning(tmp_path, capsys):
+@pytest.mark.parametrize("dtype", [None, "float32", "bfloat16"])
+def test_nan_model_gives_valid_json_and_a_warning(tmp_path, capsys, monkeypatch, dtype):
+    """Under the default --backend auto too, whatever the CPU: the accuracy gate compares engines
+    with the model's own float32 output, which is NaN here; the CPU decides which dtypes `auto`
+    tries (bf16 only where it is fast), so the float32 and bf16 policies are both forced."""
+    monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
     model = tiny_simple_model()
     with torch.no_grad():
         list(model.keypoint_head.parameters())[-1].fill_(float("nan"))
     ckpt = vitpose.save_checkpoint(model, tmp_path / "nan.pth")
     _images(tmp_path / "imgs", ["a.png", "b.png"])
     out = tmp_path / "out"
+    extra = ["--dtype", dtype] if dtype else []
     assert predict(tmp_path / "imgs", "--model", ckpt, "--detector", "whole-image",
-                   "--out-dir", out) == 1
+                   "--out-dir", out, *extra) == 1
     err = capsys.readouterr().err
     assert ("2 instance(s) in 2 image(s) had non-finite (NaN or infinite) keypoints or scores "
             "and were left out") in err

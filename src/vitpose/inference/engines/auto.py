@@ -397,6 +397,18 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
     x = (inputs if inputs is not None else calibration_inputs(model)).to(device)
     reference = TorchEngine(model, dataset, torch.float32)
     ref = reference(x).float().cpu()
+    if not bool(torch.isfinite(ref).all()):
+        # The gate compares every engine with this output; NaN or infinity in it makes every
+        # comparison fail (or, for an arg-max, pass by accident, depending on the CPU's dtype).
+        # Such a model is judged by nobody: the exact path runs, and the caller's non-finite
+        # checks report the keypoints it cannot trust, as with --backend torch.
+        reason = ("the model's own float32 output is not finite on the calibration crops, so "
+                  "no engine can be compared with it: the exact torch/float32 path runs")
+        log.warning("engine torch/float32: %s", reason)
+        choice = AutoChoice("torch/float32", policy, reason,
+                            [Measurement("torch/float32", "float32", note="non-finite output")],
+                            calibration_seconds=round(time.perf_counter() - t0, 2))
+        return reference, choice
     engines: dict[str, Engine] = {}
     measures: dict[str, Measurement] = {}
     prepared: dict[torch.dtype, ViTPose] = {}
