@@ -77,8 +77,8 @@ def bench_detectors(repeat: int, names: list[str]) -> dict:
 
 def _pose_estimator(variant: str, batch_size: int, flip: bool):
     import vitpose
+    from vitpose.inference.engines.precision import optimize_for_inference, resolve_dtype
     from vitpose.inference.pipeline import PoseEstimator
-    from vitpose.inference.precision import optimize_for_inference, resolve_dtype
 
     torch.manual_seed(0)
     net = vitpose.build_model(variant).eval()

@@ -151,7 +151,7 @@ def main() -> int:
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the page did not start")
+                    raise SystemExit("the page did not start") from None
                 time.sleep(1)
         rates = measure(f"http://127.0.0.1:{args.port}/", args.seconds, feed)
     finally:

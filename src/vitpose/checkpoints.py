@@ -129,7 +129,7 @@ def read_hf_config(folder: str | os.PathLike) -> dict[str, Any] | None:
     return cfg
 
 
-def unwrap_state_dict(obj: Mapping[str, Any]) -> "OrderedDict[str, torch.Tensor]":
+def unwrap_state_dict(obj: Mapping[str, Any]) -> OrderedDict[str, torch.Tensor]:
     """Take the tensors out of a container (``state_dict``/``model``/``module``), strip
     ``module.`` / ``_orig_mod.`` prefixes, and check that every value is a tensor."""
     for key in ("state_dict", "model", "module"):
@@ -174,7 +174,7 @@ _HF_LAYER = {"layernorm_before": "norm1", "layernorm_after": "norm2",
              "attention.output.dense": "attn.proj", "mlp": "mlp"}
 
 
-def hf_to_official(sd: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
+def hf_to_official(sd: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
     """Rename a transformers VitPose state dict to the official naming (q, k, v re-fused)."""
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
     qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
@@ -211,7 +211,7 @@ def hf_to_official(sd: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Te
     return out
 
 
-def official_to_hf(sd: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
+def official_to_hf(sd: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
     """Rename an official/our state dict to the transformers VitPose naming (qkv split).
 
     Associate heads have no place in the transformers layout and are dropped (with a log line).
@@ -244,7 +244,7 @@ def official_to_hf(sd: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Te
     return out
 
 
-def _normalise_official(sd: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
+def _normalise_official(sd: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
     """Official quirks: drop the unused ``backbone.cls_token``; ``associate_heads`` alias."""
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
     for k, v in sd.items():
@@ -254,7 +254,7 @@ def _normalise_official(sd: Mapping[str, torch.Tensor]) -> "OrderedDict[str, tor
     return out
 
 
-def to_canonical(sd: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
+def to_canonical(sd: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
     """Any full-model format (official or HF) -> the official/our naming."""
     fmt = detect_format(sd)
     if fmt == "mae":
@@ -382,7 +382,7 @@ class _HFArch:
 
 
 def truncate_to_hf_output(sd: Mapping[str, torch.Tensor], hf_config: Mapping[str, Any]
-                          ) -> "OrderedDict[str, torch.Tensor]":
+                          ) -> OrderedDict[str, torch.Tensor]:
     """Drop the blocks after the one a transformers config's ``out_indices`` reads.
 
     transformers' pose model applies the final LayerNorm to the output of block
@@ -404,7 +404,7 @@ def truncate_to_hf_output(sd: Mapping[str, torch.Tensor], hf_config: Mapping[str
     return out
 
 
-def canonical_state_dict(obj: Mapping[str, Any]) -> "OrderedDict[str, torch.Tensor]":
+def canonical_state_dict(obj: Mapping[str, Any]) -> OrderedDict[str, torch.Tensor]:
     """The weights a checkpoint holds, as our model computes with them: unwrapped, with the
     official names (`to_canonical`) and, for a transformers file, only the blocks its
     ``out_indices`` reads (`truncate_to_hf_output`).
@@ -542,7 +542,7 @@ def recorded_config(obj: Mapping[str, Any]) -> ViTPoseConfig | None:
 
 def checkpoint_config(obj: Mapping[str, Any], *, num_heads: int | None = None,
                       datasets: Sequence[str] | None = None, source: str = "the checkpoint"
-                      ) -> "tuple[ViTPoseConfig, OrderedDict[str, torch.Tensor]]":
+                      ) -> tuple[ViTPoseConfig, OrderedDict[str, torch.Tensor]]:
     """The architecture a checkpoint holds, and its canonical state dict.
 
     The file decides: our recorded config (``meta.vitpose_config``), else the transformers
@@ -601,7 +601,7 @@ def _guess_img_size(n_tokens: int, patch: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------
 
 def densify_moe(sd: Mapping[str, torch.Tensor], dataset_index: int
-                ) -> "OrderedDict[str, torch.Tensor]":
+                ) -> OrderedDict[str, torch.Tensor]:
     """ViTPose+ state dict -> the exact plain ViTPose of one dataset (reference §1.11-1.12).
 
     fc2 becomes ``cat([fc2, experts[d]])`` in every block, the dataset's head becomes
@@ -633,7 +633,7 @@ def densify_moe(sd: Mapping[str, torch.Tensor], dataset_index: int
 
 
 def split_vitpose_plus(sd: Mapping[str, torch.Tensor], datasets: Sequence[str] = PLUS_DATASETS
-                       ) -> "dict[str, OrderedDict[str, torch.Tensor]]":
+                       ) -> dict[str, OrderedDict[str, torch.Tensor]]:
     """One plain per-dataset state dict per ViTPose+ task (the `vitpose split` tool)."""
     sd = _normalise_official(sd)
     if not any(".mlp.experts." in k for k in sd):
@@ -664,7 +664,7 @@ def resize_pos_embed(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tup
 
 
 def mae_to_backbone(sd: Mapping[str, torch.Tensor], model: ViTPose,
-                    patch_resize: str = "pad") -> tuple["OrderedDict[str, torch.Tensor]", list[str]]:
+                    patch_resize: str = "pad") -> tuple[OrderedDict[str, torch.Tensor], list[str]]:
     """Map an MAE (timm-named) state dict onto ``model.backbone`` parameter names.
 
     Returns:
@@ -779,7 +779,7 @@ def load_state_dict_strict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor
 
 
 def prepare_state_dict(sd: Mapping[str, torch.Tensor], model: ViTPose,
-                       dataset: int | str | None = None) -> "OrderedDict[str, torch.Tensor]":
+                       dataset: int | str | None = None) -> OrderedDict[str, torch.Tensor]:
     """Canonical state dict fitted to `model`'s layout: densify a ViTPose+ file for a plain model,
     drop the leftovers of the original ``model_split.py`` (unused experts and associate heads),
     and pick the head of `dataset` for a single-head model."""
@@ -806,7 +806,7 @@ def prepare_state_dict(sd: Mapping[str, torch.Tensor], model: ViTPose,
     return sd
 
 
-def _pick_head(sd: Mapping[str, torch.Tensor], index: int) -> "OrderedDict[str, torch.Tensor]":
+def _pick_head(sd: Mapping[str, torch.Tensor], index: int) -> OrderedDict[str, torch.Tensor]:
     prefix = f"associate_keypoint_heads.{index - 1}."
     out = OrderedDict((k, v) for k, v in sd.items()
                       if not k.startswith(("associate_keypoint_heads.", "keypoint_head.")))

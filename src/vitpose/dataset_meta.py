@@ -29,10 +29,11 @@ metadata (callers that read user files wrap it into their own error types).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any
 
 import numpy as np
 
@@ -765,7 +766,7 @@ def dataset_meta_from_dict(data: Mapping[str, Any], *, source: str = "dataset me
         raise ValueError(f"{source}: {exc}") from None
 
 
-def load_dataset_meta(path: Union[str, Path]) -> DatasetMeta:
+def load_dataset_meta(path: str | Path) -> DatasetMeta:
     """Read a custom dataset layout from a YAML (``.yaml``/``.yml``) or JSON file.
 
     See :func:`dataset_meta_from_dict` for the fields and

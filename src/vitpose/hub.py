@@ -17,15 +17,20 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import checkpoints
-from .checkpoints import checkpoint_config, load_state_dict_strict, prepare_state_dict, read_checkpoint
+from .checkpoints import (
+    checkpoint_config,
+    load_state_dict_strict,
+    prepare_state_dict,
+    read_checkpoint,
+)
 from .errors import CheckpointError, DownloadError
 from .models.vitpose import ViTPose, ViTPoseConfig, apply_overrides, canonical_name, variant_config
 
@@ -236,7 +241,8 @@ def fetch(repo_id: str, filename: str | None = None, *, what: str | None = None,
     try:
         import huggingface_hub  # noqa: F401
     except ImportError:  # pragma: no cover - it is a dependency
-        raise DownloadError("huggingface_hub is not installed; pass a local file with --weights")
+        raise DownloadError(
+            "huggingface_hub is not installed; pass a local file with --weights") from None
     label = what or f"'{repo_id}{'/' + filename if filename else ''}'"
     howto = advice if advice is not None else _how_to_get_it(entry)
     cache = Path(os.path.expanduser(os.fspath(cache_dir))) if cache_dir else hub_cache_dir()

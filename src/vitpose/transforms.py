@@ -24,7 +24,7 @@ Arrays are float32, except the classic affine matrix, which is float64 like Open
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -55,8 +55,8 @@ __all__ = [
 #: The official unit of ``scale``: the box is ``scale * PIXEL_STD`` pixels.
 PIXEL_STD = 200.0
 
-ArrayLike = Union[np.ndarray, Sequence[float]]
-FlipPairs = Union[np.ndarray, Sequence[Sequence[int]]]
+ArrayLike = np.ndarray | Sequence[float]
+FlipPairs = np.ndarray | Sequence[Sequence[int]]
 
 
 # ============================================================================================
@@ -68,7 +68,7 @@ def box_xywh_to_center_scale(
     boxes_xywh: ArrayLike,
     image_size_wh: Sequence[int] = (192, 256),
     padding: float = 1.25,
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Boxes -> (centre, scale) of the crops that the model sees (official ``_xywh2cs``).
 
     The box is first widened or heightened (about its centre) to the crop aspect ratio
@@ -127,7 +127,7 @@ def _as_float(a: ArrayLike) -> np.ndarray:
     return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
 
 
-def _rotate(point: Tuple[float, float], angle_rad: float) -> np.ndarray:
+def _rotate(point: tuple[float, float], angle_rad: float) -> np.ndarray:
     """Rotate a 2-vector by ``angle_rad`` with the standard rotation matrix."""
     sn, cs = np.sin(angle_rad), np.cos(angle_rad)
     return np.array([point[0] * cs - point[1] * sn, point[0] * sn + point[1] * cs])
@@ -296,8 +296,8 @@ def crop_boxes(
     scales: ArrayLike,
     image_size_wh: Sequence[int],
     use_udp: bool,
-    rotations: Optional[ArrayLike] = None,
-) -> Tuple[np.ndarray, np.ndarray]:
+    rotations: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Crop ``N`` boxes from one image (inference: one warp per box, rotation 0 by default).
 
     Args:
@@ -395,7 +395,7 @@ def top_down_affine(
     rotation: float,
     image_size_wh: Sequence[int],
     use_udp: bool,
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Official ``TopDownAffine``: crop the image and move the joints into the crop.
 
     Args:
@@ -511,7 +511,7 @@ def flip_back_heatmaps_torch(
 
 def flip_joints(
     joints: ArrayLike, visible: ArrayLike, image_width: int, flip_pairs: FlipPairs
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Joints of an image -> joints of the horizontally flipped image (official ``fliplr_joints``).
 
     Swaps the flip pairs (coordinates and visibility), maps ``x -> image_width - 1 - x`` (pixel
@@ -545,7 +545,7 @@ def random_flip(
     flip_pairs: FlipPairs,
     rng: np.random.Generator,
     prob: float = 0.5,
-) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
     """``TopDownRandomFlip``: with probability ``prob`` mirror image, joints and box centre.
 
     Args:
@@ -584,7 +584,7 @@ def half_body_center_scale(
     rng: np.random.Generator,
     image_size_wh: Sequence[int] = (192, 256),
     padding: float = 1.5,
-) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+) -> tuple[np.ndarray, np.ndarray] | None:
     """The box of the upper or the lower body (official ``half_body_transform``).
 
     Visible joints are split into "upper" (``upper_body_ids``) and all others ("lower"). The
@@ -640,7 +640,7 @@ def random_half_body(
     prob: float = 0.3,
     image_size_wh: Sequence[int] = (192, 256),
     padding: float = 1.5,
-) -> Tuple[np.ndarray, np.ndarray, bool]:
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """``TopDownHalfBodyTransform``: sometimes replace the box by an upper- or lower-body box.
 
     Triggers only when *more than* ``num_joints_half_body`` joints are visible and a uniform draw
@@ -679,7 +679,7 @@ def random_scale_rotation(
     scale_factor: float = 0.5,
     rot_factor: float = 40.0,
     rot_prob: float = 0.6,
-) -> Tuple[np.ndarray, float]:
+) -> tuple[np.ndarray, float]:
     """``TopDownGetRandomScaleRotation``: random zoom and rotation.
 
     ``scale *= clip(1 + scale_factor * N(0,1), 1 - scale_factor, 1 + scale_factor)`` and

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..datasets.records import _load_results_file
-from ..engine.build import resolve_dataset_meta
 from ..errors import InputError, OutputError
 from ..inference.results import is_journal_header
 from ..metrics import evaluate
+from ..training.build import resolve_dataset_meta
 
 #: datasets whose results are not in COCO results format (matched by ``ann_id`` instead)
 _NOT_COCO_RESULTS = {"mpii", "interhand2d"}

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from ..checkpoints import checkpoint_config, densify_moe, read_checkpoint
-from ..engine.checkpoint import atomic_save
 from ..errors import CheckpointError, InputError
 from ..models.vitpose import ViTPose, ViTPoseConfig
+from ..training.checkpoint import atomic_save
 
 log = logging.getLogger("vitpose.split")
 

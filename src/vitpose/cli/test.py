@@ -16,12 +16,12 @@ import torch
 
 from .. import distributed as dist
 from ..checkpoints import load_weights
-from ..engine.build import build_model_from_config
-from ..engine.config import ExperimentConfig, find_config, load_config
-from ..engine.evaluate import check_val_files, evaluate_model, format_metrics
 from ..errors import ConfigError
 from ..hub import resolve_weights
 from ..models.vitpose import canonical_name
+from ..training.build import build_model_from_config
+from ..training.config import ExperimentConfig, find_config, load_config
+from ..training.evaluate import check_val_files, evaluate_model, format_metrics
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

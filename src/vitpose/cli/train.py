@@ -22,8 +22,8 @@ import logging
 from pathlib import Path
 
 from .. import distributed
-from ..engine.config import find_config, load_config
 from ..errors import ConfigError
+from ..training.config import find_config, load_config
 
 log = logging.getLogger("vitpose.train")
 
@@ -53,7 +53,7 @@ def _work_dir(args: argparse.Namespace, configured: str | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.train import fit
+    from ..training.train import fit
 
     overrides = list(args.overrides)
     if args.data_root:

@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple, Type
-
 import numpy as np
 
 from ._ops import as_numpy, get_max_preds, heatmap_to_image
@@ -30,7 +28,7 @@ __all__ = [
 ]
 
 #: Codec classes by name.
-CODECS: Dict[str, Type[HeatmapCodec]] = {"msra": MSRAHeatmap, "udp": UDPHeatmap}
+CODECS: dict[str, type[HeatmapCodec]] = {"msra": MSRAHeatmap, "udp": UDPHeatmap}
 
 #: Accepted ``mode`` values of :func:`decode_heatmaps`.
 DECODE_MODES = ("none", "default", "dark", "unbiased", "udp")
@@ -59,9 +57,9 @@ def decode_heatmaps(
     heatmaps: np.ndarray,
     center: np.ndarray,
     scale: np.ndarray,
-    mode: Optional[str] = "udp",
+    mode: str | None = "udp",
     kernel: int = 11,
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps of top-down crops -> image keypoints (official ``keypoints_from_heatmaps``).
 
     Modes (official arguments in brackets):

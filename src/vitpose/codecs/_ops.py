@@ -20,7 +20,7 @@ Coordinates are ``(x, y)`` = (column, row); integer coordinates are pixel centre
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -122,7 +122,7 @@ def gaussian_blur(maps: np.ndarray, kernel: int, zero_pad: bool) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def get_max_preds(heatmaps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def get_max_preds(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Integer arg-max of every heatmap.
 
     Args:
@@ -347,7 +347,7 @@ def msra_targets(
     input_size_wh: Sequence[int],
     heatmap_size_wh: Sequence[int],
     sigma: float,
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Classic MSRA targets: an integer-centred Gaussian (peak exactly 1) in a 6σ+1 window.
 
     The centre is ``int(joint / stride + 0.5)`` with ``stride = input_size / heatmap_size``;
@@ -396,7 +396,7 @@ def msra_unbiased_targets(
     input_size_wh: Sequence[int],
     heatmap_size_wh: Sequence[int],
     sigma: float,
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """DARK "unbiased" targets: a Gaussian centred on the exact sub-pixel location.
 
     ``mu = joint / stride`` (``stride = input / heatmap``), evaluated on the whole heatmap
@@ -430,7 +430,7 @@ def udp_gaussian_targets(
     input_size_wh: Sequence[int],
     heatmap_size_wh: Sequence[int],
     sigma: float,
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """UDP Gaussian targets: a sub-pixel Gaussian in a 6σ+1 window around the rounded centre.
 
     UDP uses ``stride = (input_size - 1) / (heatmap_size - 1)`` so that the first and last pixel
@@ -473,9 +473,9 @@ def udp_gaussian_targets(
 def finish_targets(
     target: np.ndarray,
     weight: np.ndarray,
-    joint_weights: Optional[np.ndarray] = None,
-    max_num_joints: Optional[int] = None,
-) -> Tuple[np.ndarray, np.ndarray]:
+    joint_weights: np.ndarray | None = None,
+    max_num_joints: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Apply per-joint loss weights and pad to a fixed number of channels.
 
     Args:

@@ -10,7 +10,7 @@ the source image: mapping back to image pixels needs the crop's centre and scale
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class HeatmapCodec(ABC):
     # ---------------------------------------------------------------- encode
 
     @abstractmethod
-    def _encode(self, keypoints: np.ndarray, visible: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def _encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Targets ``[K, H, W]`` and weights ``[K]`` from ``keypoints [K, 2]``, ``visible [K]``."""
 
     def encode(
@@ -62,9 +62,9 @@ class HeatmapCodec(ABC):
         keypoints: np.ndarray,
         visible: np.ndarray,
         *,
-        joint_weights: Optional[np.ndarray] = None,
-        max_num_joints: Optional[int] = None,
-    ) -> Tuple[np.ndarray, np.ndarray]:
+        joint_weights: np.ndarray | None = None,
+        max_num_joints: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Training targets for one crop.
 
         Args:
@@ -95,7 +95,7 @@ class HeatmapCodec(ABC):
     # ---------------------------------------------------------------- decode
 
     @abstractmethod
-    def decode(self, heatmaps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints from heatmaps.
 
         Args:
@@ -108,7 +108,7 @@ class HeatmapCodec(ABC):
 
     def decode_to_image(
         self, heatmaps: np.ndarray, center: np.ndarray, scale: np.ndarray
-    ) -> Tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Decode and map back to image pixels.
 
         Args:

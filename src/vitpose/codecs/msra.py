@@ -10,7 +10,7 @@ configs (classic affine, ``stride = input / heatmap``).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class MSRAHeatmap(HeatmapCodec):
         heatmap_size_wh: Sequence[int] = (48, 64),
         sigma: float = 2.0,
         unbiased: bool = False,
-        post_process: Optional[str] = "default",
+        post_process: str | None = "default",
         blur_kernel: int = 11,
     ) -> None:
         super().__init__(input_size_wh, heatmap_size_wh, sigma)
@@ -70,11 +70,11 @@ class MSRAHeatmap(HeatmapCodec):
         return (f"{super().__repr__()[:-1]}, unbiased={self.unbiased}, "
                 f"post_process={self.post_process!r}, blur_kernel={self.blur_kernel})")
 
-    def _encode(self, keypoints: np.ndarray, visible: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def _encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         fn = msra_unbiased_targets if self.unbiased else msra_targets
         return fn(keypoints, visible, self.input_size_wh, self.heatmap_size_wh, self.sigma)
 
-    def decode(self, heatmaps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Arg-max + the configured refinement (see the class docstring).
 
         Args:

@@ -11,7 +11,7 @@ box coincide.
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -53,11 +53,11 @@ class UDPHeatmap(HeatmapCodec):
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, blur_kernel={self.blur_kernel})"
 
-    def _encode(self, keypoints: np.ndarray, visible: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def _encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return udp_gaussian_targets(
             keypoints, visible, self.input_size_wh, self.heatmap_size_wh, self.sigma)
 
-    def decode(self, heatmaps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Arg-max + DARK-UDP refinement.
 
         Args:

@@ -22,8 +22,9 @@ Detections (``image_id``, ``bbox``, ``score``, ``category_id`` rows) keep only `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any
 
 import numpy as np
 
@@ -205,7 +206,7 @@ def _records_from_coco(
 
 def read_coco_keypoints(
     ann_path: PathLike,
-    dataset: Union[str, DatasetMeta] = "coco",
+    dataset: str | DatasetMeta = "coco",
     *,
     image_root: PathLike | None = None,
     input_size_hw: tuple[int, int] = (256, 192),
@@ -274,7 +275,7 @@ def read_detections(
     det_path: PathLike,
     ann_path: PathLike,
     *,
-    dataset: Union[str, DatasetMeta] = "coco",
+    dataset: str | DatasetMeta = "coco",
     image_root: PathLike | None = None,
     input_size_hw: tuple[int, int] = (256, 192),
     padding: float = 1.25,

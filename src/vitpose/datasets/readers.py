@@ -17,8 +17,6 @@ Detections are read with :func:`~vitpose.datasets.coco.read_detections`.
 
 from __future__ import annotations
 
-from typing import Union
-
 from vitpose.dataset_meta import DatasetMeta
 from vitpose.datasets.coco import read_coco_keypoints, read_coco_wholebody, read_detections
 from vitpose.datasets.interhand import read_interhand2d
@@ -40,7 +38,7 @@ __all__ = [
 
 
 def read_annotations(
-    dataset: Union[str, DatasetMeta],
+    dataset: str | DatasetMeta,
     ann_path: PathLike,
     *,
     image_root: PathLike | None = None,

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ __all__ = [
     "resolve_meta",
 ]
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 
 @dataclass
 class PoseRecord:
@@ -88,7 +89,7 @@ class PoseRecord:
         return 0 if self.keypoints is None else int(self.keypoints.shape[0])
 
 
-def resolve_meta(dataset: Union[str, DatasetMeta]) -> DatasetMeta:
+def resolve_meta(dataset: str | DatasetMeta) -> DatasetMeta:
     """A :class:`DatasetMeta` from a registry name or a meta object.
 
     Raises:
@@ -133,7 +134,7 @@ def _load_json(path: PathLike, what: str) -> Any:
     """Parse a json file; unreadable or invalid files raise :class:`InputError` naming it."""
     path = Path(path)
     try:
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         raise InputError(f"{what} file not found: {path}") from None

@@ -43,8 +43,7 @@ from ..inference.builder import build_estimator
 from ..inference.detectors import HOGPersonDetector, build_detector
 from ..inference.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_file, read_image
 from ..inference.pipeline import PoseEstimator, PoseResult
-from ..inference.video import (IntervalBoxes, PoseTracker, VideoReader, VideoWriter,
-                               assign_tracks)
+from ..inference.video import IntervalBoxes, PoseTracker, VideoReader, VideoWriter, assign_tracks
 
 __all__ = [
     "BOX_SOURCES",

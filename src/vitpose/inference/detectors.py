@@ -7,8 +7,9 @@ original-image pixels (``x, y`` = top-left corner). The sources are:
   `vitpose.hub.fetch`), run through OpenVINO or ONNX Runtime (fixed-size input on the CPU; the
   faster one here, by a calibration remembered in the cache) or PyTorch. ``auto``, the
   default, is D-FINE-N (`AUTO_DETECTOR`); D-FINE-S and RT-DETR-R50 are selectable
-  (`DETECTOR_MODELS`, and docs/DETECTORS.md for the choice). It can keep several classes and says which class each box
-  is (`TransformersDetector.detect_labeled`), which routes animals to an animal keypoint head.
+  (`DETECTOR_MODELS`, and docs/DETECTORS.md for the choice). It can keep several classes
+  and says which class each box is (`TransformersDetector.detect_labeled`), which routes
+  animals to an animal keypoint head.
 * `HOGPersonDetector`: OpenCV's built-in HOG + linear SVM people detector. Offline, no download,
   but far weaker: it only finds fairly upright, unoccluded people at least ~64x128 pixels tall,
   misses many people in crowded or unusual poses, and its boxes are loose. Use it for smoke tests

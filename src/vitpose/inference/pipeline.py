@@ -88,7 +88,7 @@ class TestSettings:
         return not self.use_udp
 
     @classmethod
-    def for_dataset(cls, dataset: str, **kw: Any) -> "TestSettings":
+    def for_dataset(cls, dataset: str, **kw: Any) -> TestSettings:
         """The official test regime of a dataset (vitpose-reference §2.8)."""
         decode = kw.pop("decode", None) or ("udp" if dataset in _UDP_DATASETS else "default")
         padding = kw.pop("padding", None) or (1.5 if dataset.startswith("interhand") else 1.25)
@@ -264,7 +264,7 @@ class PoseEstimator:
     @classmethod
     def from_pretrained(cls, model: str | None = None, weights: str | None = None,
                         dataset: str | None = None, device: str = "cpu", **kw: Any
-                        ) -> "PoseEstimator":
+                        ) -> PoseEstimator:
         """Load released (or given) weights and wrap them; see `vitpose.load_model` (``model``
         None: the default variant, ``vitpose-b-simple``, or with ``weights`` the file's own
         architecture)."""
@@ -272,7 +272,7 @@ class PoseEstimator:
         return cls(load_model(model, weights=weights, device=device, dataset=dataset),
                    dataset=dataset, **kw)
 
-    def with_settings(self, **changes: Any) -> "PoseEstimator":
+    def with_settings(self, **changes: Any) -> PoseEstimator:
         """A copy sharing the model, with `TestSettings` fields changed."""
         other = object.__new__(type(self))
         other.__dict__.update(self.__dict__)
@@ -516,7 +516,7 @@ class RoutedPoseEstimator:
         """The detector classes this estimator takes."""
         return tuple(self.routes)
 
-    def with_settings(self, **changes: Any) -> "RoutedPoseEstimator":
+    def with_settings(self, **changes: Any) -> RoutedPoseEstimator:
         """A copy sharing the model, with `TestSettings` fields changed for every dataset."""
         other = object.__new__(type(self))
         other.__dict__.update(self.__dict__)
@@ -577,7 +577,7 @@ class RoutedPoseEstimator:
     def _run(self, pending: list[tuple[PoseResult, list, np.ndarray]]) -> None:
         """Crops of every pending image, one backbone call per chunk, each dataset's head."""
         tensors, centers, scales, owners, ds_index = [], [], [], [], []
-        for k, (result, crops, array) in enumerate(pending):
+        for k, (_result, crops, array) in enumerate(pending):
             for dataset in self.children:
                 group = [(cat, box) for d, cat, box in crops if d == dataset]
                 if not group:

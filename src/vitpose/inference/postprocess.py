@@ -13,8 +13,6 @@ Sigmas are passed in by the caller (see ``vitpose.dataset_meta``).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 __all__ = ["rescore_instances", "oks_iou", "oks_nms"]
@@ -53,7 +51,7 @@ def oks_iou(
     area_a: float,
     areas_b: np.ndarray,
     sigmas: np.ndarray,
-    vis_thr: Optional[float] = None,
+    vis_thr: float | None = None,
 ) -> np.ndarray:
     """Object keypoint similarity of one pose against ``M`` others.
 
@@ -92,7 +90,7 @@ def oks_nms(
     areas: np.ndarray,
     sigmas: np.ndarray,
     thr: float = 0.9,
-    vis_thr: Optional[float] = None,
+    vis_thr: float | None = None,
 ) -> np.ndarray:
     """Greedy OKS non-maximum suppression.
 

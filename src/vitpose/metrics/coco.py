@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +78,7 @@ WHOLEBODY_PARTS: tuple[str, ...] = ("body", "foot", "face", "lefthand", "rightha
 #: CrowdPose crowdIndex split points (easy < 0.2 <= medium < 0.8 <= hard).
 CROWD_SPLITS = CROWD_LEVELS
 
-ResultsLike = Union[PathLike, Sequence[Mapping[str, Any]]]
+ResultsLike = PathLike | Sequence[Mapping[str, Any]]
 
 
 # --------------------------------------------------------------------------------------------

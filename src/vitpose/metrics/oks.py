@@ -4,7 +4,7 @@ Every OKS number of the ViTPose papers comes from xtcocotools' ``COCOeval`` (the
 API" that mmpose 0.x calls; ref §4). xtcocotools is pycocotools plus keypoint extensions, and it
 differs from pycocotools in places that change results. This module implements the xtcocotools
 rules (version 1.14.3) with numpy; ``tests/data/xtcocotools_references.json`` holds numbers
-computed by xtcocotools itself (``scripts/xtcocotools_references.py``) and the tests require
+computed by xtcocotools itself (``tests/tools/xtcocotools_references.py``) and the tests require
 equality to 1e-6.
 
 The rules, in the order the official evaluator applies them:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +68,7 @@ _MPII_EXCLUDED = (6, 7)  # pelvis, thorax
 _MPII_CURVE = np.arange(0, 0.5 + 0.01, 0.01)
 _MPII_PCKH01_ROW = 10
 
-ResultsLike = Union[PathLike, Sequence[Mapping[str, Any]], np.ndarray]
+ResultsLike = PathLike | Sequence[Mapping[str, Any]] | np.ndarray
 
 
 # --------------------------------------------------------------------------------------------

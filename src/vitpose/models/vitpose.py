@@ -62,11 +62,11 @@ class HeadConfig:
     upsample: int = 0
 
     @classmethod
-    def classic(cls, dataset: str, num_keypoints: int, filters: int = 256) -> "HeadConfig":
+    def classic(cls, dataset: str, num_keypoints: int, filters: int = 256) -> HeadConfig:
         return cls(dataset, num_keypoints, 2, (filters, filters), (4, 4), 1, 0)
 
     @classmethod
-    def simple(cls, dataset: str, num_keypoints: int) -> "HeadConfig":
+    def simple(cls, dataset: str, num_keypoints: int) -> HeadConfig:
         return cls(dataset, num_keypoints, 0, (), (), 3, 4)
 
     @property
@@ -195,7 +195,7 @@ class ViTPoseConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ViTPoseConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> ViTPoseConfig:
         """Inverse of `to_dict`; any malformed value raises `ValueError` (never another type)."""
         if not isinstance(d, Mapping):
             raise ValueError(f"a model config is a mapping, got {type(d).__name__}")

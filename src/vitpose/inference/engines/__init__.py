@@ -4,8 +4,8 @@
 | engine | module | precisions | needs |
 | --- | --- | --- | --- |
 | `TorchEngine` | `torch_engine` | float32, bfloat16, float16 (autocast); eager or compiled | torch |
-| `OnnxRuntimeEngine` | `onnxruntime_engine` | float32 (fp16 with TensorRT); CPU, CUDA, TensorRT providers | ``vitpose[onnx]`` |
-| `OpenVinoEngine` | `openvino_engine` | float32, bfloat16; compiled-model cache on disk | ``vitpose[openvino]`` |
+| `OnnxRuntimeEngine` | `onnxruntime_engine` | float32 (fp16 with TensorRT); CPU, CUDA, TensorRT | onnx |
+| `OpenVinoEngine` | `openvino_engine` | float32, bfloat16; compiled-model cache on disk | openvino |
 
 `build_engine` builds one by name; `select_engine` is ``--backend auto`` (calibration, accuracy
 gate, choice remembered in the cache folder). `PoseEstimator` runs any engine; the flip test,
