@@ -11,7 +11,6 @@ Conventions (docs/ARCHITECTURE.md): points are ``(x, y)`` in original-image pixe
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import numpy as np
 
 from vitpose.dataset_meta import DatasetMeta, get_dataset_meta
 from vitpose.errors import InputError
+from vitpose.fileio import read_json, read_results_file
 from vitpose.transforms import box_xywh_to_center_scale
 
 __all__ = [
@@ -132,46 +132,12 @@ def crop_center_scale(
 
 def _load_json(path: PathLike, what: str) -> Any:
     """Parse a json file; unreadable or invalid files raise :class:`InputError` naming it."""
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise InputError(f"{what} file not found: {path}") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{what} file {path} is not valid JSON: {exc}") from None
+    return read_json(path, what)
 
 
 def _load_results_file(path: PathLike, what: str = "results") -> Any:
-    """A results file: JSON (`_load_json`), or JSON lines for a ``.jsonl`` file: the list of
-    its lines' values, one result per line as ``vitpose predict --out results.jsonl`` writes
-    them (blank lines skipped). A line that is not valid JSON raises :class:`InputError`
-    naming its number."""
-    path = Path(path)
-    if path.suffix.lower() != ".jsonl":
-        return _load_json(path, what)
-    out: list[Any] = []
-    try:
-        with open(path, "rb") as f:
-            for number, raw in enumerate(f, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    out.append(json.loads(raw))
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    torn = "" if raw.endswith(b"\n") else \
-                        "; the file ends in the middle of this line (was its writer interrupted?)"
-                    reason = exc.msg if isinstance(exc, json.JSONDecodeError) else \
-                        "not UTF-8 text"
-                    raise InputError(f"{what} file {path}: line {number} is not valid JSON "
-                                     f"({reason}){torn}") from None
-    except FileNotFoundError:
-        raise InputError(f"{what} file not found: {path}") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
-    return out
+    """A results file, JSON or JSON lines (`vitpose.fileio.read_results_file`)."""
+    return read_results_file(path, what)
 
 
 def _entry_name(section: str, index: int, entry: Any, id_key: str = "id") -> str:
