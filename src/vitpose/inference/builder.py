@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import InputError
 from .detectors import (
     ANIMAL_CLASSES,
+    HOGPersonDetector,
     build_detector,
     find_boxes,
     load_box_mapping,
@@ -211,6 +212,10 @@ class BoxSource:
         self.mapping = None
         self.fixed = None
         self.detector = None
+        self.searched = 0  # images the detector ran on
+        self.found_nobody = 0  # of them, those where it found nobody
+        self.last_found_nobody = False
+        self.missing: list[str] = []  # images without an entry in the detections file
         self.image_ids: dict[str, Any] = {}
         if images_file:
             self.image_ids = read_image_ids(images_file)
@@ -251,7 +256,9 @@ class BoxSource:
         if self.mapping is not None:
             boxes = find_boxes(self.mapping, path) if path else None
             if boxes is None:
-                log.warning("no detections for %s in the detections file", path)
+                log.debug("no detections for %s in the detections file", path)
+                if len(self.missing) < 1000:
+                    self.missing.append(str(path))
                 return np.zeros((0, 5), np.float32), None
             return boxes, None
         labels: list[str] | None = None
@@ -263,12 +270,38 @@ class BoxSource:
             keep = boxes[:, 4] >= self.det_thr
             boxes = boxes[keep]
             labels = None if labels is None else [c for c, k in zip(labels, keep) if k]
+        self.searched += 1
+        self.found_nobody += len(boxes) == 0
+        self.last_found_nobody = len(boxes) == 0
         if len(boxes) == 0 and self.fallback == "whole-image":
-            log.warning("the %s detector found nobody in %s: using the whole image",
-                        self.detector_name, path or "the frame")
+            log.debug("the %s detector found nobody in %s: using the whole image",
+                      self.detector_name, path or "the frame")
             h, w = image.shape[:2]
             boxes, labels = np.array([[0, 0, w, h, 1.0]], np.float32), None
         return boxes, labels
+
+    def covers(self, path: str) -> bool:
+        """Whether the detections file (if any) has an entry for this image."""
+        return self.mapping is None or find_boxes(self.mapping, path) is not None
+
+    @property
+    def detector_label(self) -> str:
+        """The detector's name as users know it (``HOG`` also when ``auto`` fell back to it)."""
+        if isinstance(self.detector, HOGPersonDetector):
+            return "HOG"
+        return str(getattr(self, "detector_name", "detector"))
+
+    def nobody_note(self, unit: str = "image(s)") -> str | None:
+        """One line on the inputs where the detector found nobody, with what helps (None when
+        it found someone everywhere)."""
+        if not self.found_nobody:
+            return None
+        head = (f"the {self.detector_label} detector found nobody in {self.found_nobody} of "
+                f"{self.searched} {unit}")
+        if self.fallback == "whole-image":
+            return head + "; the whole image was used there"
+        return (head + " (no poses there); for photos of one person, --fallback whole-image "
+                "uses the whole image where the detector finds nobody")
 
     def image_id(self, path: Path, default: str | None = None) -> Any:
         """The results' ``image_id``: from the images file (by the relative path `default`,
