@@ -197,3 +197,28 @@ def test_demo_takes_every_detector_of_predict_and_documents_its_options(ckpt, tm
     undocumented = [a.dest for a in sub._actions if a.option_strings and not a.help]
     assert undocumented == []
     assert sub.parse_args(["--detector", "dfine-s"]).detector == "dfine-s"
+
+
+def test_an_exported_graph_given_as_the_model_runs_with_its_runtime(ckpt, tmp_path, capsys):
+    """``--model x.onnx`` / ``--weights x.onnx`` (was: "not a readable PyTorch checkpoint ...
+    truncated?"): the exported file runs through ONNX Runtime with the same crops, flip test
+    and decoding as the checkpoint."""
+    pytest.importorskip("onnxruntime")
+    from vitpose.export import export_onnx
+    onnx = tmp_path / "tiny.onnx"
+    export_onnx(vitpose.load_model(ckpt), onnx)
+    image = _images(tmp_path / "in", 1)[0]
+    assert predict(image, "--model", ckpt, "--detector", "whole-image", "--no-draw",
+                   "--out", tmp_path / "ref.json") == 0
+    reference = json.loads((tmp_path / "ref.json").read_text())
+    for flag in ("--model", "--weights"):
+        out = tmp_path / f"{flag[2:]}.json"
+        rc = main(["predict", str(image), flag, str(onnx), "--detector", "whole-image",
+                   "--no-draw", "--out", str(out), "--device", "cpu"])
+        assert rc == 0, capsys.readouterr().err
+        got = json.loads(out.read_text())
+        assert len(got) == len(reference) == 1
+        np.testing.assert_allclose(got[0]["keypoints"], reference[0]["keypoints"], atol=0.05)
+    assert predict(image, "--model", onnx, "--detector", "whole-image", "--out",
+                   tmp_path / "t.json") == 2  # --backend torch cannot run it: said so
+    assert "exported graph" in capsys.readouterr().err

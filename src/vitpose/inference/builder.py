@@ -29,8 +29,8 @@ from .pipeline import PoseEstimator, RoutedPoseEstimator, TestSettings
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["AUTO_CLASSES", "BoxSource", "build_estimator", "engine_for", "estimator_from_file",
-           "read_image_ids", "routes_for"]
+__all__ = ["AUTO_CLASSES", "EXPORTED_SUFFIXES", "BoxSource", "build_estimator", "engine_for",
+           "estimator_from_file", "read_image_ids", "routes_for"]
 
 #: Detector classes asked for with ``dataset="auto"``: people and the animals of `routes_for`.
 AUTO_CLASSES: tuple[str, ...] = ("person", *ANIMAL_CLASSES)
@@ -83,6 +83,12 @@ def build_estimator(model: str | None = None, *, weights: str | None = None,
     persons to COCO-WholeBody); it runs on PyTorch (one backbone call with per-sample
     experts), whatever `backend`. With a one-dataset model, that dataset."""
     from ..hub import load_model
+    exported = _exported_file(model, weights)
+    if exported is not None:  # an exported graph (`vitpose export`): its own runtime
+        return _exported_estimator(exported, dataset=dataset, dataset_meta=dataset_meta,
+                                   device=device, dtype=dtype, flip_test=flip_test,
+                                   decode=decode, oks_nms=oks_nms, batch_size=batch_size,
+                                   backend=backend, threads=threads)
     auto = dataset is not None and dataset.lower() == "auto"
     if not auto and wholebody:
         raise InputError("whole-body keypoints for persons go with --dataset auto "
@@ -130,6 +136,55 @@ def build_estimator(model: str | None = None, *, weights: str | None = None,
                         batch_size=batch_size, engine=engine)
     est.engine_choice = choice
     return est
+
+
+#: Files of exported graphs (`vitpose export`), run by `estimator_from_file`.
+EXPORTED_SUFFIXES = (".onnx", ".xml")
+
+
+def _exported_file(model: str | None, weights: str | None) -> Path | None:
+    """The exported graph named by ``model`` or ``weights`` (an existing ``.onnx`` or OpenVINO
+    ``.xml`` file), else None."""
+    for name in (weights, model):
+        if name and Path(name).suffix.lower() in EXPORTED_SUFFIXES and Path(name).is_file():
+            if model and weights and name == weights and model != weights:
+                raise InputError(f"{weights} is an exported graph, which holds its own "
+                                 f"architecture: pass it alone (--model {weights}), without "
+                                 f"--model {model}")
+            return Path(name)
+    return None
+
+
+def _exported_estimator(path: Path, *, dataset: str | None, dataset_meta: str | None,
+                        device: str, dtype: str, flip_test: bool, decode: str | None,
+                        oks_nms: float | None, batch_size: int, backend: str,
+                        threads: int | None) -> PoseEstimator:
+    """`estimator_from_file` with the options of `build_estimator`: ONNX Runtime for ``.onnx``
+    (OpenVINO when asked), OpenVINO for ``.xml``; the dataset is the one baked in."""
+    if backend == "torch":
+        raise InputError(f"{path} is an exported graph: it runs with --backend onnxruntime or "
+                         "openvino (or auto), not torch")
+    runtime = "openvino" if path.suffix.lower() == ".xml" or backend == "openvino" \
+        else "onnxruntime"
+    meta = None
+    if dataset_meta:
+        from ..dataset_meta import load_dataset_meta
+        try:
+            meta = load_dataset_meta(dataset_meta)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+    run_dtype = "float32" if dtype == "auto" or runtime == "onnxruntime" else dtype
+    est = estimator_from_file(path, runtime, dtype=run_dtype, meta=meta, batch_size=batch_size,
+                              device=device, threads=threads)
+    if dataset not in (None, "auto") and dataset != est.dataset:
+        raise InputError(f"{path} was exported for {est.dataset}, not {dataset}: the dataset "
+                         "of an exported graph is baked in")
+    changes: dict[str, Any] = {"flip_test": flip_test}
+    if decode:
+        changes["decode"] = decode
+    if oks_nms is not None:
+        changes["nms_thr"] = oks_nms
+    return est.with_settings(**changes)
 
 
 def estimator_from_file(path: str | Path, backend: str = "onnxruntime", *,
