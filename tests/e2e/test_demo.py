@@ -347,3 +347,16 @@ def test_webcam_runs_torch_on_one_thread_beside_an_exported_engine(monkeypatch):
     assert seen == []
     monkeypatch.undo()
     assert torch.get_num_threads() == before
+
+
+def test_missing_released_weights_message_says_the_way_out(tmp_path, monkeypatch, coco_images):
+    """Offline without the released weights: the page says how to get going (download the
+    checkpoint elsewhere and start the demo with it), not only what failed."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
+    demo = PoseDemo(work_dir=tmp_path / "work", backend="torch")
+    out = demo.predict_image(coco_images[0], None, WHOLE)
+    assert out.error and "released weights" in out.message
+    assert "download the checkpoint" in out.message and "start the demo with that file" in \
+        out.message, out.message
