@@ -160,8 +160,7 @@ _PAGE_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"To work offline: download the checkpoint on a machine with internet "
                 r"(\(or from \S+\) )?and pass its path with --weights PATH.*?README\)\.", re.S),
      r"To work offline: download the checkpoint on a machine with internet \1and start the "
-     "demo with that file as its weights (vitpose demo \N{HYPHEN}\N{HYPHEN}weights FILE), or "
-     "copy that machine's Hugging Face cache here."),
+     "demo with that file as its weights, or copy that machine's Hugging Face cache here."),
     (re.compile(r"Without internet access use '--detector hog'.*?detections file\.", re.S),
      f"Without internet access choose the box source \u201c{_HOG_LABEL}\u201d or "
      f"\u201c{_WHOLE_LABEL}\u201d."),
