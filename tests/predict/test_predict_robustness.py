@@ -222,3 +222,19 @@ def test_an_exported_graph_given_as_the_model_runs_with_its_runtime(ckpt, tmp_pa
     assert predict(image, "--model", onnx, "--detector", "whole-image", "--out",
                    tmp_path / "t.json") == 2  # --backend torch cannot run it: said so
     assert "exported graph" in capsys.readouterr().err
+
+
+def test_a_video_browsers_cannot_play_is_said(ckpt, data_dir, tmp_path, capsys):
+    """The annotated mp4 is MPEG-4 Part 2 when this OpenCV cannot encode H.264: the summary
+    says browsers do not play it and how to re-encode it (nothing is said for H.264)."""
+    out = tmp_path / "o"
+    assert predict(data_dir / "video" / "demo.mp4", "--model", ckpt, "--detector",
+                   "whole-image", "--max-frames", "2", "--out-dir", out) == 0
+    err = capsys.readouterr().err
+    cap = cv2.VideoCapture(str(out / "demo_pose.mp4"))
+    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode(errors="replace")
+    cap.release()
+    mp4v = fourcc.lower() in ("mp4v", "fmp4")
+    assert ("MPEG-4 Part 2" in err) == mp4v, (fourcc, err)
+    if mp4v:
+        assert "web browsers do not play" in err and "ffmpeg" in err
