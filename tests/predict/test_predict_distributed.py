@@ -27,6 +27,7 @@ import vitpose
 from vitpose import distributed
 from vitpose.cli.main import main
 from vitpose.inference import sharding
+from vitpose.inference.threads import map_ahead
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -341,7 +342,7 @@ def test_journals_of_any_world_size_are_read_and_merged(tmp_path):
     assert sharding.journal_paths(out) == []
 
 
-def test_prefetch_keeps_order_bounds_memory_and_hands_back_errors():
+def test_map_ahead_keeps_order_bounds_memory_and_hands_back_errors():
     started: list[int] = []
     lock = threading.Lock()
 
@@ -357,13 +358,13 @@ def test_prefetch_keeps_order_bounds_memory_and_hands_back_errors():
         yield from range(8)
 
     got = []
-    for item, value, error in sharding.prefetch(work, items(), workers=2, depth=3):
+    for item, value, error in map_ahead(work, items(), workers=2, depth=3):
         with lock:
             assert len(started) <= item + 3 + 1  # never more than `depth` ahead
         got.append((item, value, type(error).__name__ if error else None))
     assert got == [(i, None if i == 3 else i * 10, "ValueError" if i == 3 else None)
                    for i in range(8)]
-    assert list(sharding.prefetch(work, [1], workers=0)) == [(1, 10, None)]
+    assert list(map_ahead(work, [1], workers=0)) == [(1, 10, None)]
 
 
 def test_find_videos(tmp_path):
