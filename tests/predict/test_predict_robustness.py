@@ -238,3 +238,25 @@ def test_a_video_browsers_cannot_play_is_said(ckpt, data_dir, tmp_path, capsys):
     assert ("MPEG-4 Part 2" in err) == mp4v, (fourcc, err)
     if mp4v:
         assert "web browsers do not play" in err and "ffmpeg" in err
+
+
+def test_log_lines_do_not_break_the_progress_bar(ckpt, tmp_path):
+    """A log line during a folder run (a skipped file) is written through the progress bar: on
+    a line of its own, not glued to a half-drawn bar."""
+    import subprocess
+    import sys
+    folder = tmp_path / "in"
+    _images(folder, 5)
+    (folder / "broken.png").write_bytes(b"not a png at all" * 10)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "vitpose", "predict", str(folder), "--model",
+                           ckpt, "--detector", "whole-image", "--out-dir", str(tmp_path / "o"),
+                           "--no-draw", *TORCH], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert proc.returncode == 1, proc.stderr
+    lines = [part for line in proc.stderr.split("\n") for part in [line.split("\r")[-1]]
+             if "skipping" in line]
+    assert lines and all(part.startswith("ERROR") for part in lines), proc.stderr
+    assert "%|" in proc.stderr  # the bar was drawn
