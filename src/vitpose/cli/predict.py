@@ -178,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if not stopped_by:
             raise
-        print("stopped (SIGTERM) before any result was saved", file=sys.stderr)
+        print("stopped (SIGTERM); what was journalled is kept: rerun the same command to "
+              "continue (--overwrite starts afresh)", file=sys.stderr)
         return 143
     finally:
         if previous is not None:
