@@ -29,6 +29,7 @@ from .outputs import (
     drawn_paths,
     input_keys,
     nonfinite_message,
+    output_sinks,
     write_image,
 )
 from .report import Interrupted, Notify, Summary, log_notice
@@ -119,6 +120,7 @@ def run_images(opts: PredictOptions, spec: InputSpec, max_pixels: int, *,
         notify(f"resuming: {earlier} of {total} image(s) already done "
                f"(journal {results.partial}); doing the other {len(todo)}")
     summary = Summary()
+    sinks = [*output_sinks(opts, "images", out_dir, results_path), *sinks]
     failed: list[str] = []
     n_instances = n_done = n_nonfinite = 0
     nonfinite_images: set[str] = set()

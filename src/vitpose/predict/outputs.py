@@ -5,7 +5,8 @@ over), and the writers of drawn images.
 
 Where more output formats plug in: the job hands every finished `PoseResult` to
 `ResultSink.add` in input order (`vitpose.predict.images`, `vitpose.predict.video`), beside the
-journal; a writer of another format subclasses `ResultSink`."""
+journal and the drawings, and calls `ResultSink.close` at the end; a writer of another format
+subclasses `ResultSink` and is returned by `output_sinks` for the options that ask for it."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ..errors import InputError, OutputError
 from ..inference.io import InputSpec
 from ..inference.pipeline import PoseResult
 
-__all__ = ["ResultSink", "check_not_inputs", "check_outputs", "check_writable", "drawn_paths",
+__all__ = ["ResultSink", "output_sinks", "check_not_inputs", "check_outputs", "check_writable", "drawn_paths",
            "input_keys", "input_root", "nonfinite_message", "write_image"]
 
 #: Longest file name most file systems take (bytes); drawing names are kept under it.
@@ -37,6 +38,13 @@ class ResultSink:
 
     def close(self, complete: bool) -> None:
         """The job ended (``complete``: every input was done)."""
+
+
+def output_sinks(opts: Any, kind: str, out_dir: Path, results_path: Path) -> list[ResultSink]:
+    """The writers of the extra output formats the options ask for (``kind``: ``"images"`` or
+    ``"video"``; ``results_path``: the run's results JSON). None yet: the COCO results JSON
+    (journal) and the drawings are written by the jobs themselves."""
+    return []
 
 
 def input_root(spec: InputSpec) -> Path:

@@ -26,7 +26,14 @@ from ..inference.threads import BackgroundWriter, prefetch
 from ..inference.tracking import IntervalBoxes, PoseSmoother, assign_tracks, tracker_for
 from ..inference.video import VideoReader, VideoWriter, estimate_video
 from .options import PredictOptions, build_box_source, build_estimator, run_settings
-from .outputs import ResultSink, check_not_inputs, check_outputs, check_writable, nonfinite_message
+from .outputs import (
+    ResultSink,
+    check_not_inputs,
+    check_outputs,
+    check_writable,
+    nonfinite_message,
+    output_sinks,
+)
 from .report import Interrupted, Notify, Summary, log_notice
 
 __all__ = ["FrameLoop", "exact_row", "run_video", "stored_result", "video_outputs",
@@ -190,6 +197,7 @@ def run_video(opts: PredictOptions, spec: InputSpec, out_dir: Path, max_pixels: 
     boxes = boxes if boxes is not None else build_box_source(opts)
     estimator = estimator if estimator is not None else build_estimator(opts)
     loop = FrameLoop(opts, estimator, boxes, reader.fps)
+    sinks = [*output_sinks(opts, "video", out_dir, json_path), *sinks]
     results.start()
     if results.resumed:
         notify(f"resuming: {len(results.done)} frame(s) already done (journal "
