@@ -162,14 +162,15 @@ def run_images(opts: PredictOptions, spec: InputSpec, max_pixels: int, *,
             "afresh)") from None
     finally:
         bar.close()
-        for sink in sinks:
-            sink.close(complete)
         try:
             results.finish(order=[keys[p] for p in spec.image_paths], complete=complete)
         except OutputError as e:
             if complete:
                 raise
             log.error("%s", e)
+        finally:
+            for sink in sinks:  # after the results file: a sink may read it whole
+                sink.close(complete)
     dt = time.perf_counter() - t0
     if results.resumed and earlier:  # the whole run's counts, the new part in brackets
         n_all = sum(len(results.done[keys[p]]) for p in spec.image_paths

@@ -29,9 +29,12 @@ NAME_MAX = 255
 
 
 class ResultSink:
-    """Receives every finished result of a job, in input order (after non-finite instances
-    are dropped and track ids assigned): ``add(key, result, image)`` per image or frame,
-    ``close(complete)`` at the end. The base class does nothing."""
+    """Receives every new result of a job, in input order (after non-finite instances are
+    dropped and track ids assigned): ``add(key, result, image)`` per image or frame (``key``:
+    the image's key, its path relative to the input root, or the frame index), and
+    ``close(complete)`` at the end, after the results JSON is written (a resumed run sends only
+    the new results: a sink that needs them all reads that file). The base class does
+    nothing."""
 
     def add(self, key: Any, result: PoseResult, image: np.ndarray | None) -> None:
         """One image's (or frame's) result; ``image`` is the decoded RGB input."""

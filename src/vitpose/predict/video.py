@@ -251,14 +251,15 @@ def run_video(opts: PredictOptions, spec: InputSpec, out_dir: Path, max_pixels: 
             reader.close()
             if video is not None:
                 video.close()
-            for sink in sinks:
-                sink.close(complete)
             try:
                 results.finish(order=sorted(results.done), complete=complete)
             except OutputError as e:
                 if complete:
                     raise
                 log.error("%s", e)
+            finally:
+                for sink in sinks:  # after the results file: a sink may read it whole
+                    sink.close(complete)
     summary = Summary()
     extra = f" ({loop.interval.detections} detector pass(es))" if opts.det_interval > 1 else ""
     summary.lines.append(
