@@ -153,3 +153,33 @@ def test_predictor_refuses_unknown_options_and_sources(ckpt):
         predictor(np.zeros((4, 4), np.float32))
     with pytest.raises(InputError):
         predictor(3.5)
+
+
+def test_a_result_sink_gets_every_result_in_order_then_the_end(ckpt, tmp_path):
+    """`ResultSink`: where another output format plugs into the job."""
+    from vitpose.inference.io import iter_inputs
+    from vitpose.predict import ResultSink, run_images
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("b.png", "a.png", "c.png"):
+        import cv2
+        cv2.imwrite(str(folder / name), np.full((40, 30, 3), 120, np.uint8))
+
+    class Sink(ResultSink):
+        def __init__(self):
+            self.seen, self.closed = [], None
+
+        def add(self, key, result, image):
+            self.seen.append((key, len(result.instances), image.shape))
+
+        def close(self, complete):
+            self.closed = (complete, (tmp_path / "o" / "results.json").exists())
+
+    sink = Sink()
+    opts = PredictOptions(input=str(folder), model=ckpt, detector="whole-image",
+                          backend="torch", dtype="float32", device="cpu",
+                          out_dir=str(tmp_path / "o"), no_draw=True)
+    summary = run_images(opts, iter_inputs(str(folder)), opts.validate(), sinks=[sink])
+    assert summary.exit_code == 0 and summary.counts["images"] == 3
+    assert sink.seen == [(n, 1, (40, 30, 3)) for n in ("a.png", "b.png", "c.png")]
+    assert sink.closed == (True, True)  # after the results file was written
