@@ -153,6 +153,8 @@ def test_predictor_refuses_unknown_options_and_sources(ckpt):
         predictor(np.zeros((4, 4), np.float32))
     with pytest.raises(InputError):
         predictor(3.5)
+    with pytest.raises(InputError, match="stream"):  # a webcam never ends
+        predictor(0)
 
 
 def test_a_result_sink_gets_every_result_in_order_then_the_end(ckpt, tmp_path):

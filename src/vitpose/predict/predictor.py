@@ -87,7 +87,14 @@ class Predictor:
         return self._boxes
 
     def __call__(self, source: Any) -> list[PoseResult]:
-        """Poses of every image or frame of ``source`` (see the class docstring)."""
+        """Poses of every image or frame of ``source`` (see the class docstring); a webcam or
+        stream never ends: iterate `stream` over it."""
+        live = isinstance(source, (int, np.integer)) and not isinstance(source, bool) or \
+            isinstance(source, str) and ("://" in source or source.strip().isdigit()
+                                         and not Path(source).exists())
+        if live:
+            raise InputError(f"{source!r} is a webcam or stream, which never ends: iterate "
+                             f"over predictor.stream({source!r}) instead")
         return list(self.stream(source))
 
     def stream(self, source: Any) -> Iterator[PoseResult]:
