@@ -93,10 +93,12 @@ class FrameLoop:
             ) -> Iterator[tuple[int, np.ndarray, PoseResult]]:
         """``(index, frame, result)`` of every frame (`estimate_video`); ``stored`` replays the
         frames of an interrupted run."""
-        frames = self.frames(frames)
-        yield from estimate_video(prefetch(frames) if read_ahead else frames, self.estimator,
-                                  self.interval, self.tracker, self.smoother, stored=stored,
-                                  prepare=self._prepare)
+        ahead = prefetch(self.frames(frames)) if read_ahead else self.frames(frames)
+        try:
+            yield from estimate_video(ahead, self.estimator, self.interval, self.tracker,
+                                      self.smoother, stored=stored, prepare=self._prepare)
+        finally:
+            ahead.close()  # the reading thread stops before the caller closes the video
 
     def step(self, frame: np.ndarray) -> PoseResult:
         """One frame of a live stream (the demo's webcam tab): the same boxes, tracking and
