@@ -222,6 +222,12 @@ def test_build_app_without_launching(demo):
                   if d.get("api_name") == "predict_frame")
     assert [ids.get(i) for i in stream["inputs"]] == [
         "webcam-input", "model-choice", "box-source", "webcam-flip-test", "kpt-thr"]
+    video = next(d for d in app.get_config_file()["dependencies"]
+                 if d.get("api_name") == "predict_video")
+    assert [ids.get(i) for i in video["inputs"]] == [
+        "video-input", "model-choice", "box-source", "flip-test", "kpt-thr",
+        "video-det-interval"]  # the video tab's detection interval reaches the job
+    assert boxes["video-det-interval"]["value"] == demo.det_interval
     assert "predict_image" in config and "predict_video" in config
     assert "predict_frame" in config  # the webcam stream
     assert not getattr(app, "is_running", False)

@@ -725,12 +725,17 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
         return (out.image, pd.DataFrame(out.table, columns=IMAGE_TABLE_HEADERS), out.json_path,
                 out.message)
 
-    def video_handler(upload, model, box, flip, thr, progress=gr.Progress()):  # noqa: B008
+    def video_handler(upload, model, box, flip, thr, interval, progress=gr.Progress()):  # noqa: B008
         def report(done: int, total: int | None) -> None:
             progress((done, total), desc="estimating poses", unit="frames")
 
         progress(0, desc="opening the video")
-        out = demo.predict_video(upload, model, box, flip, thr, progress=report)
+        try:
+            interval = int(interval) if interval is not None else None
+        except (TypeError, ValueError):
+            pass  # predict_video says what a detection interval is
+        out = demo.predict_video(upload, model, box, flip, thr, progress=report,
+                                 det_interval=interval)
         return (out.video_path, pd.DataFrame(out.table, columns=VIDEO_TABLE_HEADERS),
                 out.mp4_path, out.json_path, out.message)
 
@@ -792,6 +797,12 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
                         if clip is not None:
                             gr.Examples([[str(clip)]], inputs=[video_in],
                                         label="Example clip (made from the example image)")
+                        video_interval = gr.Number(
+                            value=demo.det_interval, precision=0, minimum=1,
+                            label="Detector every N frames",
+                            info="in between, people are followed from their poses "
+                                 "(as vitpose predict --det-interval)",
+                            elem_id="video-det-interval")
                         gr.Markdown(f"At most {demo.max_frames} frames are processed.")
                         video_run = gr.Button("Estimate poses", variant="primary",
                                               elem_id="video-run")
@@ -833,7 +844,7 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
         image_run.click(image_handler, [image_in, *settings],
                         [image_out, image_table, image_json, image_status],
                         api_name="predict_image", concurrency_limit=1)
-        video_run.click(video_handler, [video_in, *settings],
+        video_run.click(video_handler, [video_in, *settings, video_interval],
                         [video_out, video_table, video_mp4, video_json, video_status],
                         api_name="predict_video", concurrency_limit=1)
     app.vitpose_demo = demo  # for launch_app (allowed paths) and tests
