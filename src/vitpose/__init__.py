@@ -3,6 +3,10 @@
 Public API::
 
     import vitpose
+    predictor = vitpose.Predictor()                             # what `vitpose predict` runs
+    result, = predictor("people.jpg")                           # image, array, folder, video
+    result.xy, result.scores, result.boxes                      # (N, K, 2), (N, K), (N, 5)
+    estimator = vitpose.PoseEstimator.from_pretrained("vitpose-b-simple")  # boxes given
     model = vitpose.build_model("vitpose-b-simple")            # random weights
     vitpose.load_weights(model, "ViTPose_base_simple.pth")      # official, HF, ours, hub ids
     model = vitpose.load_model("vitpose-b-simple")              # released weights, eval mode
@@ -15,7 +19,20 @@ from .models import VARIANTS, ViTPose, ViTPoseConfig, build_model, list_models
 
 __version__ = "0.1.0"
 
+_LAZY = {"Predictor": "vitpose.predict", "PoseEstimator": "vitpose.inference.pipeline",
+         "PoseResult": "vitpose.inference.pipeline",
+         "RoutedPoseEstimator": "vitpose.inference.pipeline"}
+
+
+def __getattr__(name: str):
+    """The inference names, imported on first use (``import vitpose`` stays light)."""
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vitpose' has no attribute {name!r}")
+
 __all__ = [
+    "Predictor", "PoseEstimator", "PoseResult", "RoutedPoseEstimator",
     "build_model", "load_model", "load_weights", "load_pretrained_backbone", "save_checkpoint",
     "save_hf_pretrained", "list_models", "VARIANTS", "ViTPose", "ViTPoseConfig", "VitPoseError",
     "CheckpointError", "ConfigError", "DownloadError", "InputError", "__version__",

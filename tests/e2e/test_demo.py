@@ -222,6 +222,12 @@ def test_build_app_without_launching(demo):
                   if d.get("api_name") == "predict_frame")
     assert [ids.get(i) for i in stream["inputs"]] == [
         "webcam-input", "model-choice", "box-source", "webcam-flip-test", "kpt-thr"]
+    video = next(d for d in app.get_config_file()["dependencies"]
+                 if d.get("api_name") == "predict_video")
+    assert [ids.get(i) for i in video["inputs"]] == [
+        "video-input", "model-choice", "box-source", "flip-test", "kpt-thr",
+        "video-det-interval"]  # the video tab's detection interval reaches the job
+    assert boxes["video-det-interval"]["value"] == demo.det_interval
     assert "predict_image" in config and "predict_video" in config
     assert "predict_frame" in config  # the webcam stream
     assert not getattr(app, "is_running", False)
@@ -347,3 +353,16 @@ def test_webcam_runs_torch_on_one_thread_beside_an_exported_engine(monkeypatch):
     assert seen == []
     monkeypatch.undo()
     assert torch.get_num_threads() == before
+
+
+def test_missing_released_weights_message_says_the_way_out(tmp_path, monkeypatch, coco_images):
+    """Offline without the released weights: the page says how to get going (download the
+    checkpoint elsewhere and start the demo with it), not only what failed."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
+    demo = PoseDemo(work_dir=tmp_path / "work", backend="torch")
+    out = demo.predict_image(coco_images[0], None, WHOLE)
+    assert out.error and "released weights" in out.message
+    assert "download the checkpoint" in out.message and "start the demo with that file" in \
+        out.message, out.message

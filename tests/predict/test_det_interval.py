@@ -47,7 +47,7 @@ class BlobEstimator:
         self.calls = []
 
     def predict_many(self, items):
-        for image, boxes, image_id in items:
+        for image, boxes, image_id, *_ in items:
             self.calls.append(len(boxes))
             result = PoseResult("<array>", image_id, image.shape[:2], "coco")
             for b in np.asarray(boxes, np.float32).reshape(-1, 5):
@@ -186,7 +186,8 @@ def test_resume_replays_the_journal_to_the_same_result():
     the rest of the video comes out as in one uninterrupted run."""
     import json
 
-    from vitpose.cli.predict import _exact_row, _stored_result
+    from vitpose.predict.video import exact_row as _exact_row
+    from vitpose.predict.video import stored_result as _stored_result
 
     def run(stored=None):
         calls, rows, exact = [], {}, {}

@@ -284,6 +284,7 @@ def test_interrupted_run_keeps_partial_results(ckpt, tmp_path, monkeypatch, caps
     assert rc == 130
     err = capsys.readouterr().err
     assert "interrupted after 2 of 5 image(s)" in err and "rerun the same command" in err
+    assert "\ninterrupted\n" not in err and not err.startswith("interrupted\n")  # said once
     results = json.loads((out / "results.json").read_text())
     assert [r["image_id"] for r in results] == [p.name for p in paths[:2]]
     # the journal stays: it marks the run as resumable (issue 12 item 2)
@@ -298,7 +299,8 @@ def test_interrupted_run_keeps_partial_results(ckpt, tmp_path, monkeypatch, caps
     assert calls["n"] == -100 + 3
     captured = capsys.readouterr()
     assert "resuming: 2 of 5 image(s) already done" in captured.err
-    assert "3 image(s), 3 instance(s)" in captured.out
+    # the summary counts the whole run, the new part in brackets
+    assert "5 image(s) (3 new, 2 from the interrupted run), 5 instance(s)" in captured.out
     final = json.loads((out / "results.json").read_text())
     assert [r["image_id"] for r in final] == [p.name for p in paths]
     assert final[:2] == results  # kept, not recomputed
@@ -318,18 +320,23 @@ def test_interrupted_run_keeps_partial_results(ckpt, tmp_path, monkeypatch, caps
     assert json.loads((out / "results.json").read_text()) == final
 
 
-def test_detector_fallback_to_whole_image(ckpt, tmp_path, caplog):
+def test_detector_fallback_to_whole_image(ckpt, tmp_path, capsys):
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((120, 90, 3), 127, np.uint8))  # HOG finds nobody here
     assert predict(str(blank), "--model", str(ckpt), "--detector", "hog", "--no-draw",
                    "--out", str(tmp_path / "none.json")) == 0
     assert json.loads((tmp_path / "none.json").read_text()) == []
-    with caplog.at_level(logging.WARNING):
-        assert predict(str(blank), "--model", str(ckpt), "--detector", "hog", "--no-draw",
-                       "--fallback", "whole-image", "--out", str(tmp_path / "whole.json")) == 0
+    # nobody found: said once, at the end, with the option that helps
+    err = capsys.readouterr().err
+    assert err.count("found nobody") == 1
+    assert "HOG detector found nobody in 1 of 1 image(s)" in err
+    assert "--fallback whole-image" in err
+    assert predict(str(blank), "--model", str(ckpt), "--detector", "hog", "--no-draw",
+                   "--fallback", "whole-image", "--out", str(tmp_path / "whole.json")) == 0
     results = json.loads((tmp_path / "whole.json").read_text())
     assert len(results) == 1 and results[0]["bbox"] == [0.0, 0.0, 90.0, 120.0]
-    assert "found nobody" in caplog.text
+    err = capsys.readouterr().err
+    assert "HOG detector found nobody in 1 of 1 image(s); the whole image was used" in err
 
 
 def test_custom_keypoints_need_and_use_their_metadata(tmp_path, capsys):

@@ -27,8 +27,10 @@ import vitpose
 from vitpose import distributed
 from vitpose.cli.main import main
 from vitpose.inference import sharding
+from vitpose.inference.threads import map_ahead
 
 ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -46,19 +48,20 @@ def _free_port() -> int:
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARS}
     env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"),
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), str(HERE),
                                                       env.get("PYTHONPATH")]))
     env.update(extra)
     return env
 
 
-def _predict(nproc: int | None, *args: object, **env: str) -> subprocess.CompletedProcess:
+def _predict(nproc: int | None, *args: object, module: str = "vitpose", **env: str
+             ) -> subprocess.CompletedProcess:
     """``vitpose predict ARGS --device cpu``: under torchrun with `nproc` processes, or as one
-    plain process (None)."""
+    plain process (None); ``module`` runs another entry (the fault injector `preempted_rank`)."""
     launcher = [sys.executable] if nproc is None else [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
         "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
-    cmd = [*launcher, "-m", "vitpose", "predict", *map(str, args), "--device", "cpu"]
+    cmd = [*launcher, "-m", module, "predict", *map(str, args), "--device", "cpu"]
     return subprocess.run(cmd, check=False, cwd=ROOT, env=_env(**env), capture_output=True,
                           text=True, timeout=300)
 
@@ -113,7 +116,7 @@ def test_killed_rank_then_rerun_does_exactly_the_missing_part(ckpt, tmp_path):
     out = tmp_path / "out"
     # rank 1 dies hard after journalling 2 images (a pre-empted node); torchrun then stops rank 0
     killed = _predict(2, tmp_path / "in", *opts, "--out-dir", out, "--out", out / "r.jsonl",
-                      VITPOSE_TEST_EXIT_AFTER="1:2")
+                      module="preempted_rank", PREEMPT_RANK_AFTER="1:2")
     assert killed.returncode != 0
     assert not (out / "r.jsonl").exists()
     journals = sharding.journal_paths(out / "r.jsonl")
@@ -286,7 +289,7 @@ def test_video_list_with_a_missing_file_is_an_error(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 
 def test_output_names_of_a_large_folder_take_linear_time(tmp_path):
-    from vitpose.cli.predict import _drawn_paths
+    from vitpose.predict.outputs import drawn_paths as _drawn_paths
     keys = {tmp_path / f"d{i % 7}" / f"img{i}.jpg": f"d{i % 7}/img{i}.jpg" for i in range(20000)}
     keys[tmp_path / "d0" / "img0.JPG"] = "d0/img0.JPG"  # meets d0/img0.jpg
     start = time.perf_counter()
@@ -339,7 +342,7 @@ def test_journals_of_any_world_size_are_read_and_merged(tmp_path):
     assert sharding.journal_paths(out) == []
 
 
-def test_prefetch_keeps_order_bounds_memory_and_hands_back_errors():
+def test_map_ahead_keeps_order_bounds_memory_and_hands_back_errors():
     started: list[int] = []
     lock = threading.Lock()
 
@@ -355,13 +358,13 @@ def test_prefetch_keeps_order_bounds_memory_and_hands_back_errors():
         yield from range(8)
 
     got = []
-    for item, value, error in sharding.prefetch(work, items(), workers=2, depth=3):
+    for item, value, error in map_ahead(work, items(), workers=2, depth=3):
         with lock:
             assert len(started) <= item + 3 + 1  # never more than `depth` ahead
         got.append((item, value, type(error).__name__ if error else None))
     assert got == [(i, None if i == 3 else i * 10, "ValueError" if i == 3 else None)
                    for i in range(8)]
-    assert list(sharding.prefetch(work, [1], workers=0)) == [(1, 10, None)]
+    assert list(map_ahead(work, [1], workers=0)) == [(1, 10, None)]
 
 
 def test_find_videos(tmp_path):

@@ -24,10 +24,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                            "(default: a menu of ViTPose-B for people and ViTPose+-B for people, "
                            "whole bodies and animals, released weights fetched on first use)")
     p.add_argument("--detector", default="auto",
-                   choices=["auto", "rtdetr", "hog", "whole-image"],
-                   help="default box source in the page: auto = D-FINE-N, downloaded on first "
-                        "use (offline: HOG) (default: %(default)s; when it finds nobody the "
-                        "whole image is used)")
+                   help="default box source in the page, any detector of `vitpose predict`: "
+                        "auto = D-FINE-N, downloaded on first use (offline: HOG), dfine-s, "
+                        "rtdetr, hog, whole-image, a Hugging Face id or folder (default: "
+                        "%(default)s; when it finds nobody the whole image is used)")
+    p.add_argument("--det-interval", type=int, default=1, metavar="N",
+                   help="video tab: run the detector every N frames, following people from "
+                        "their poses in between, as `vitpose predict --det-interval` "
+                        "(default: %(default)s)")
     p.add_argument("--webcam-det-interval", type=int, default=5, metavar="N",
                    help="webcam tab: run the detector every N frames, following people from "
                         "their poses in between (default: %(default)s)")
@@ -40,7 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="largest accepted upload in MB (default: %(default)s)")
     p.add_argument("--max-frames", type=int, default=300,
                    help="a video stops after this many frames (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="person crops per model call (default: %(default)s)")
 
 
 def _is_loopback(host: str) -> bool:
@@ -78,11 +83,17 @@ def run(args: argparse.Namespace) -> int:
     if not _is_loopback(args.host):
         print(f"warning: listening on {args.host}: anyone who can reach this computer can use "
               "the demo and upload files to it", file=sys.stderr)
-    demo = PoseDemo(args.model, args.weights, args.dataset, device=args.device,
-                    dtype=args.dtype, detector=args.detector, max_frames=args.max_frames,
-                    max_upload_mb=args.max_upload_mb, batch_size=args.batch_size,
-                    webcam_det_interval=args.webcam_det_interval,
-                    backend=getattr(args, "backend", "auto"))
+    from ..errors import VitPoseError
+    try:
+        demo = PoseDemo(args.model, args.weights, args.dataset, device=args.device,
+                        dtype=args.dtype, detector=args.detector, max_frames=args.max_frames,
+                        max_upload_mb=args.max_upload_mb, batch_size=args.batch_size,
+                        det_interval=args.det_interval,
+                        webcam_det_interval=args.webcam_det_interval,
+                        backend=getattr(args, "backend", "auto"))
+    except VitPoseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     app = build_app(demo)
     print(f"vitpose demo: models: {'; '.join(demo.model_labels)}", flush=True)
     signal.signal(signal.SIGTERM, _stop)  # `kill` stops it like Ctrl-C: server closed, files gone

@@ -22,7 +22,6 @@ import contextlib
 import inspect
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -39,11 +38,20 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, VitPoseError
-from ..inference.builder import build_estimator
-from ..inference.detectors import HOGPersonDetector, build_detector
-from ..inference.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_file, read_image
-from ..inference.pipeline import PoseEstimator, PoseResult
-from ..inference.video import IntervalBoxes, PoseTracker, VideoReader, VideoWriter, assign_tracks
+from ..inference.builder import BoxSource
+from ..inference.io import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    is_image_file,
+    max_pixels_from_env,
+    read_image,
+)
+from ..inference.pipeline import Estimator, PoseResult
+from ..inference.tracking import check_det_interval
+from ..inference.video import VideoReader, VideoWriter
+from ..predict import FrameLoop, PredictOptions, build_estimator, estimate_image
+from .choices import ModelChoice, default_model_choices
+from .media import fit_image, make_example_video
 
 __all__ = [
     "BOX_SOURCES",
@@ -70,15 +78,6 @@ BOX_SOURCES: dict[str, str] = {
 }
 _HOG_LABEL = "Detector: HOG (people only; offline, low quality)"
 _WHOLE_LABEL = "Whole image (one box)"
-#: Keypoint sets offered as "model variants": (task, dataset, description). ``auto``: each box's
-#: detector class picks the keypoint set (people -> COCO, animals -> AP-10K; ViTPose+ only).
-_TASKS: tuple[tuple[str, str, str], ...] = (
-    ("People and animals", "auto", "COCO or AP-10K, chosen per box by the detector"),
-    ("Human body", "coco", "COCO, 17 keypoints"),
-    ("Whole body", "wholebody", "COCO-WholeBody, 133 keypoints"),
-    ("Animal", "ap10k", "AP-10K, 17 keypoints"),
-    ("Animal", "apt36k", "APT-36K, 17 keypoints"),
-)
 IMAGE_TABLE_HEADERS = ["#", "box x", "box y", "box w", "box h", "box score", "pose score",
                        "keypoints shown"]
 VIDEO_TABLE_HEADERS = ["track", "frames", "first frame", "last frame", "mean pose score"]
@@ -98,85 +97,6 @@ _KEEP_REQUESTS = 32  # result folders kept in the work folder
 def gradio_missing_message() -> str:
     return ('the web demo needs Gradio, an optional extra: pip install "vitpose[demo]" '
             "(or pip install gradio)")
-
-
-# --------------------------------------------------------------------------------------------
-# Choices
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """One entry of the page's model menu: what `vitpose.load_model` gets."""
-
-    label: str
-    model: str | None  # None with weights: the file's own architecture
-    weights: str | None = None
-    dataset: str | None = None
-
-
-def _offered(task_dataset: str, heads: Sequence[str]) -> bool:
-    """Whether a model with these heads can do a menu entry (``auto`` needs a human and an
-    animal head)."""
-    if task_dataset == "auto":
-        return any(h in heads for h in ("ap10k", "apt36k")) and len(heads) > 1
-    return task_dataset in heads
-
-
-def model_heads(model: str | None, weights: str | None = None) -> list[str] | None:
-    """The keypoint sets (heads) a model has: from the variant table for a variant name with its
-    released weights, else read from the checkpoint (loaded on the CPU); None when it cannot be
-    loaded now (the page then offers its first keypoint set only)."""
-    from ..models import VARIANTS
-
-    known = VARIANTS.get(model)
-    if known is not None and weights is None:
-        return list(known.datasets)
-    try:
-        from ..hub import load_model
-
-        net = load_model(model, weights=weights, device="cpu")
-    except (VitPoseError, OSError, ValueError) as e:
-        log.warning("cannot list the keypoint sets of %s: %s", model or weights, e)
-        return None
-    return [h.dataset for h in net.cfg.heads]
-
-
-def default_model_choices(model: str | None = None, weights: str | None = None,
-                          dataset: str | None = None) -> list[ModelChoice]:
-    """The model menu: only what the model can do.
-
-    Without a model: ViTPose-B for people and ViTPose+-B for people and animals (chosen per box
-    by the detector), COCO, COCO-WholeBody, AP-10K and APT-36K (released weights, fetched on
-    first use). With ``model`` / ``weights``: that model with ``dataset`` (default: its first
-    keypoint set), then the other keypoint sets of the heads it has (read from the checkpoint
-    for a path or hub id).
-    """
-    if model is None and weights is None and dataset is None:
-        return [ModelChoice("Human body · ViTPose-B (COCO, 17 keypoints)", "vitpose-b-simple")] + [
-            ModelChoice(f"{task} · ViTPose+-B ({desc})", "vitpose-plus-b", None, ds)
-            for task, ds, desc in _TASKS]
-    # weights alone: the file decides the architecture (a variant name would have to match it)
-    name = model if model is not None or weights is not None else \
-        ("vitpose-b-simple" if dataset in (None, "coco") else "vitpose-plus-b")
-    if name is None:
-        shown = Path(weights).name
-    else:
-        shown = Path(name).name if os.sep in name or Path(name).exists() else name
-        if weights:
-            shown += f" + {Path(weights).name}"
-    heads = model_heads(name, weights)
-    first = dataset or (heads[0] if heads else None)
-    label = f"{shown} ({first or 'its default keypoints'})"
-    for task, ds, desc in _TASKS:
-        if ds == first:
-            label = f"{task} · {shown} ({desc})"
-    choices = [ModelChoice(label, name, weights, dataset)]
-    for task, ds, desc in _TASKS:
-        if ds == first or heads is None or not _offered(ds, heads):
-            continue
-        choices.append(ModelChoice(f"{task} · {shown} ({desc})", name, weights, ds))
-    return choices
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,6 +157,10 @@ _PAGE_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
                 re.S),
      "If this computer is offline, download the checkpoint on another one and start the demo "
      "with that file as its model."),
+    (re.compile(r"To work offline: download the checkpoint on a machine with internet "
+                r"(\(or from \S+\) )?and pass its path with --weights PATH.*?README\)\.", re.S),
+     r"To work offline: download the checkpoint on a machine with internet \1and start the "
+     "demo with that file as its weights, or copy that machine's Hugging Face cache here."),
     (re.compile(r"Without internet access use '--detector hog'.*?detections file\.", re.S),
      f"Without internet access choose the box source \u201c{_HOG_LABEL}\u201d or "
      f"\u201c{_WHOLE_LABEL}\u201d."),
@@ -290,14 +214,6 @@ def _upload_path(upload: Any) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _estimate(estimator: Any, image: np.ndarray, boxes: np.ndarray | None,
-              labels: list[str] | None, image_id: Any) -> PoseResult:
-    """One image through a plain or a routed (people and animals) estimator."""
-    if hasattr(estimator, "routes"):
-        return estimator(image, boxes, image_id=image_id, labels=labels)
-    return estimator(image, boxes, image_id=image_id)
-
-
 @contextlib.contextmanager
 def _torch_threads_beside(estimator: Any) -> Iterator[None]:
     """One torch thread while an exported engine (OpenVINO, ONNX Runtime) runs the model.
@@ -322,12 +238,12 @@ def _torch_threads_beside(estimator: Any) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _sets_text(estimator: Any, result: PoseResult | None) -> str:
+def _sets_text(estimator: Estimator, result: PoseResult | None) -> str:
     """``coco (17 keypoints)``, or for a routed estimator the keypoint sets it used."""
-    children = getattr(estimator, "children", None)
-    if not children:
+    if not estimator.routed:
         meta = estimator.meta
         return f"{meta.name} ({meta.num_keypoints} keypoints)"
+    children = estimator.children
     used = {i.dataset for i in result.instances} if result is not None else set(children)
     shown = [f"{c.meta.name} ({c.meta.num_keypoints} keypoints)"
              for name, c in children.items() if name in used] or \
@@ -336,21 +252,26 @@ def _sets_text(estimator: Any, result: PoseResult | None) -> str:
 
 
 class PoseDemo:
-    """The demo's state and handlers (no Gradio needed).
+    """The demo's state and handlers (no Gradio needed). The estimation is the predict job of
+    `vitpose.predict` (`estimate_image`, `FrameLoop`), as for `vitpose predict`: the same
+    detection interval, tracking, non-finite handling and pixel budget.
 
     Args:
         model, weights, dataset: what `default_model_choices` builds the model menu from; or
             pass ``choices`` directly.
         device, dtype, backend: where and how models run (see `vitpose predict`; a "people
             and animals" choice runs on PyTorch whatever the backend).
-        detector: default box source, a `build_detector` name (``auto``, ``rtdetr``, ``hog``,
-            ``whole-image``).
+        detector: default box source, a detector name of `vitpose predict` (``auto``,
+            ``dfine-s``, ``rtdetr``, ``hog``, ``whole-image``, a hub id or folder).
         max_frames: a video stops after this many frames (the message says so).
         max_upload_mb: larger uploads are refused (the server enforces the same limit).
         work_dir: where result files go (default: a fresh temporary folder removed at exit).
         cache_size: how many loaded models are kept.
         batch_size: crops per model call.
+        det_interval: the video tab's detector runs every this many frames (``--det-interval``).
         webcam_det_interval: the webcam tab's detector runs every this many frames.
+        max_pixels: images, video frames and webcam frames of more pixels are refused
+            (default: ``$VITPOSE_MAX_PIXELS`` or the default budget of `vitpose predict`).
     """
 
     def __init__(self, model: str | None = None, weights: str | None = None,
@@ -358,35 +279,44 @@ class PoseDemo:
                  device: str = "cpu", dtype: str = "auto", detector: str = "auto",
                  max_frames: int = 300, max_upload_mb: float = 100.0,
                  work_dir: str | os.PathLike[str] | None = None, cache_size: int = 2,
-                 batch_size: int = 16, webcam_det_interval: int = 5,
-                 backend: str = "auto") -> None:
+                 batch_size: int = 16, det_interval: int = 1, webcam_det_interval: int = 5,
+                 backend: str = "auto", max_pixels: int | None = None) -> None:
         self.choices = list(choices) if choices else default_model_choices(model, weights,
                                                                           dataset)
         self.device = device
         self.dtype = dtype
         self.backend = backend
+        self.box_sources = dict(BOX_SOURCES)
         labels = {v: k for k, v in BOX_SOURCES.items()}
         name = {"none": "whole-image", "whole": "whole-image", "rt-detr": "rtdetr",
                 "dfine-n": "auto"}.get(detector, detector)
-        if name not in labels:
-            raise InputError(f"unknown detector {detector!r} for the demo; choose one of "
-                             f"{', '.join(labels)}")
+        if name not in labels:  # another detector `vitpose predict` takes: its own entry
+            from ..inference.detectors import DETECTOR_NAMES
+            if name.lower() not in DETECTOR_NAMES and not Path(name).is_dir() \
+                    and name.count("/") != 1:
+                raise InputError(f"unknown detector {detector!r}; choose one of "
+                                 f"{', '.join(sorted(DETECTOR_NAMES))}, a Hugging Face hub id "
+                                 "or a local detector folder")
+            labels[name] = f"Detector: {name}"
+            self.box_sources[labels[name]] = name
         self.default_box_source = labels[name]
         self.max_frames = int(max_frames)
         self.max_upload_bytes = int(max_upload_mb * 1024 * 1024)
         self.cache_size = max(1, int(cache_size))
         self.batch_size = int(batch_size)
+        self.max_pixels = max_pixels_from_env() if max_pixels is None else int(max_pixels)
         if work_dir is None:
             self.work_dir = Path(tempfile.mkdtemp(prefix="vitpose-demo-"))
             atexit.register(shutil.rmtree, self.work_dir, True)
         else:
             self.work_dir = Path(work_dir)
             self.work_dir.mkdir(parents=True, exist_ok=True)
-        self._estimators: OrderedDict[tuple[Any, ...], PoseEstimator] = OrderedDict()
-        self._detectors: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._estimators: OrderedDict[tuple[Any, ...], Estimator] = OrderedDict()
+        self._box_cache: dict[tuple[str, tuple[str, ...]], BoxSource] = {}
         self._lock = threading.Lock()
         self._example_video: Path | None = None
-        self.webcam_det_interval = max(1, int(webcam_det_interval))
+        self.det_interval = check_det_interval(det_interval)
+        self.webcam_det_interval = check_det_interval(webcam_det_interval)
         self.webcam_time_limit = 600  # seconds of streaming per start of the camera
         self._webcam: dict[str, Any] = {}
 
@@ -405,7 +335,17 @@ class PoseDemo:
                 return c
         raise InputError(f"unknown model choice {label!r}")
 
-    def estimator(self, label: str | int | None = None, flip: bool = True) -> PoseEstimator:
+    def options(self, label: str | int | None = None, flip: bool = True, **changes: Any
+                ) -> PredictOptions:
+        """The predict options of a model choice and the demo's settings (what `vitpose
+        predict` would be given for the same run)."""
+        c = self.choice(label)
+        return PredictOptions(model=c.model, weights=c.weights, dataset=c.dataset,
+                              device=self.device, dtype=self.dtype, backend=self.backend,
+                              batch_size=self.batch_size, no_flip=not flip,
+                              fallback="whole-image", max_pixels=self.max_pixels, **changes)
+
+    def estimator(self, label: str | int | None = None, flip: bool = True) -> Estimator:
         """The (cached) estimator of a model choice, with the flip test on or off."""
         c = self.choice(label)
         key = (c.model, c.weights, c.dataset)
@@ -415,9 +355,7 @@ class PoseDemo:
                 log.info("loading %s%s%s", c.model or "the model",
                          f" with {c.weights}" if c.weights else "",
                          f" ({c.dataset})" if c.dataset else "")
-                est = build_estimator(c.model, weights=c.weights, dataset=c.dataset,
-                                      device=self.device, dtype=self.dtype,
-                                      batch_size=self.batch_size, backend=self.backend)
+                est = build_estimator(self.options(label))
                 self._estimators[key] = est
                 while len(self._estimators) > self.cache_size:
                     self._estimators.popitem(last=False)
@@ -425,45 +363,28 @@ class PoseDemo:
                 self._estimators.move_to_end(key)
         return est.with_settings(flip_test=bool(flip))
 
-    def _detector(self, box_source: str | None, estimator: Any = None):
-        """The (cached) detector of a box source, keeping the classes the estimator takes
-        (people, and animals for a "people and animals" model)."""
+    def _box_source(self, box_source: str | None, estimator: Estimator) -> BoxSource:
+        """The (cached) box source of a page choice: its detector, keeping the classes the
+        estimator takes (people, and animals for a "people and animals" model); the whole
+        image where it finds nobody."""
         label = box_source or self.default_box_source
-        name = BOX_SOURCES.get(label, label)
-        if name == "whole-image":
-            return None
-        classes = tuple(getattr(estimator, "classes", ("person",)))
-        kw: dict[str, Any] = {}
-        if name != "hog":
-            kw = {"labels": classes, "strict_labels": False}
+        name = self.box_sources.get(label, label)
+        classes = tuple(estimator.classes) if estimator.routed else ("person",)
         with self._lock:
-            det = self._detectors.get((name, classes))
-            if det is None:
-                det = self._detectors[(name, classes)] = build_detector(name, device=self.device,
-                                                                        **kw)
-        return det
+            src = self._box_cache.get((name, classes))
+            if src is None:
+                src = BoxSource(detector=name, fallback="whole-image", device=self.device,
+                                classes=None if name == "hog" else list(classes))
+                self._box_cache[(name, classes)] = src
+        return src
 
-    def _detector_note(self, box_source: str | None, detector: Any) -> str | None:
+    def _detector_note(self, box_source: str | None, boxes: BoxSource) -> str | None:
         """What the page says when the default detector could not be used."""
-        name = BOX_SOURCES.get(box_source or self.default_box_source, box_source)
-        if name == "auto" and isinstance(detector, HOGPersonDetector):
+        name = self.box_sources.get(box_source or self.default_box_source, box_source)
+        if name == "auto" and boxes.detector_label == "HOG":
             return ("the D-FINE-N detector could not be downloaded (offline?), so the HOG "
                     "detector was used")
         return None
-
-    def _boxes(self, detector, image: np.ndarray
-               ) -> tuple[np.ndarray | None, list[str] | None, bool]:
-        """Boxes for the estimator (None = whole image), their classes (None: unknown) and
-        whether the detector found none."""
-        if detector is None:
-            return None, None, False
-        if hasattr(detector, "detect_labeled"):
-            boxes, labels = detector.detect_labeled(image)
-        else:
-            boxes, labels = detector(image), None
-        if len(boxes) == 0:
-            return None, None, True
-        return boxes, labels, False
 
     # -- files --------------------------------------------------------------------------------
     def _check_upload(self, path: str | None, what: str) -> str:
@@ -508,14 +429,13 @@ class PoseDemo:
         path = _upload_path(image)
         try:
             path = self._check_upload(path, "an image")
-            array = read_image(path)
+            array = read_image(path, max_pixels=self.max_pixels)
             estimator = self.estimator(model, flip)
-            detector = self._detector(box_source, estimator)
-            boxes, labels, fell_back = self._boxes(detector, array)
-            result = _estimate(estimator, array, boxes, labels, Path(path).name)
-            out = self._image_output(path, array, estimator, result, float(kpt_thr), fell_back,
-                                     time.perf_counter() - t0)
-            note = self._detector_note(box_source, detector)
+            boxes = self._box_source(box_source, estimator)
+            result = estimate_image(estimator, boxes, array, path, Path(path).name)
+            out = self._image_output(path, array, estimator, result, float(kpt_thr),
+                                     boxes.last_found_nobody, time.perf_counter() - t0)
+            note = self._detector_note(box_source, boxes)
             if note:
                 out.message += f" · {note}"
             return out
@@ -526,11 +446,9 @@ class PoseDemo:
             return ImageOutput(message=_error_text(RuntimeError(
                 f"internal error ({type(e).__name__}: {e})"), path), error=True)
 
-    def _image_output(self, path: str, image: np.ndarray, estimator: PoseEstimator,
+    def _image_output(self, path: str, image: np.ndarray, estimator: Estimator,
                       result: PoseResult, kpt_thr: float, fell_back: bool, seconds: float
                       ) -> ImageOutput:
-
-        result.drop_nonfinite()  # said in the page through result.warnings
         drawn = estimator.draw(image, result, kpt_thr)
         entries = result.to_coco()
         out_dir = self._request_dir()
@@ -550,8 +468,8 @@ class PoseDemo:
     # -- video tab ----------------------------------------------------------------------------
     def predict_video(self, video: Any, model: str | int | None = None,
                       box_source: str | None = None, flip: bool = True, kpt_thr: float = 0.3,
-                      progress: Callable[[int, int | None], None] | None = None
-                      ) -> VideoOutput:
+                      progress: Callable[[int, int | None], None] | None = None,
+                      det_interval: int | None = None) -> VideoOutput:
         """Poses, with track ids, in every frame of an uploaded video (up to `max_frames`).
 
         Args:
@@ -559,6 +477,7 @@ class PoseDemo:
             model, box_source, flip, kpt_thr: as for `predict_image`.
             progress: called as ``progress(frames_done, frames_total_or_None)`` after each
                 frame.
+            det_interval: the detector every this many frames (default: `det_interval`).
 
         Returns:
             A `VideoOutput`; on a bad upload or setting, ``error`` is True and ``message``
@@ -571,11 +490,16 @@ class PoseDemo:
             path = self._check_upload(path, "a video")
             if is_image_file(path):
                 raise InputError(f"{Path(path).name} is an image, not a video: use the Image tab")
-            reader = VideoReader(path)
+            interval = check_det_interval(self.det_interval if det_interval is None
+                                          else det_interval)
+            reader = VideoReader(path, max_pixels=self.max_pixels)
             estimator = self.estimator(model, flip)
-            detector = self._detector(box_source, estimator)
-            out = self._run_video(path, reader, estimator, detector, float(kpt_thr), progress, t0)
-            note = self._detector_note(box_source, detector)
+            boxes = self._box_source(box_source, estimator)
+            opts = self.options(model, flip, det_interval=interval, max_frames=self.max_frames,
+                                kpt_thr=float(kpt_thr))
+            out = self._run_video(path, reader, FrameLoop(opts, estimator, boxes, reader.fps),
+                                  progress, t0)
+            note = self._detector_note(box_source, boxes)
             if note:
                 out.message += f" · {note}"
             return out
@@ -589,42 +513,29 @@ class PoseDemo:
             if reader is not None:
                 reader.close()
 
-    def _run_video(self, path: str, reader: VideoReader, estimator: PoseEstimator, detector,
-                   kpt_thr: float, progress, t0: float) -> VideoOutput:
-
+    def _run_video(self, path: str, reader: VideoReader, loop: FrameLoop, progress, t0: float
+                   ) -> VideoOutput:
         out_dir = self._request_dir()
         stem = _safe_stem(path)
         mp4_path = out_dir / f"{stem}_pose.mp4"
         json_path = out_dir / f"{stem}_frames.json"
         total = reader.frame_count
         total = min(total, self.max_frames) if total else None
-        routed = hasattr(estimator, "routes")
-        tracker = PoseTracker(metric="iou") if routed else \
-            PoseTracker(metric="oks", sigmas=estimator.meta.sigmas)
+        estimator, kpt_thr = loop.estimator, loop.opts.kpt_thr
         writer = VideoWriter(mp4_path, reader.fps)
         preview: VideoWriter | None = None
         preview_failed = False
         frames: list[dict[str, Any]] = []
         tracks: dict[int, list[float]] = {}  # id -> [frames, first, last, score sum]
-        fallbacks = nonfinite = 0
-        truncated = False
+        nobody_before = loop.boxes.found_nobody
         try:
-            for index, frame in enumerate(reader):
-                if index >= self.max_frames:
-                    truncated = True
-                    break
-                boxes, labels, fell_back = self._boxes(detector, frame)
-                fallbacks += fell_back
-                result = _estimate(estimator, frame, boxes, labels, index)
-                nonfinite += result.drop_nonfinite()
-                if result.instances:
-                    assign_tracks(tracker, None, result, index)
-                    for inst in result.instances:
-                        tid = int(inst.track_id)
-                        t = tracks.setdefault(tid, [0, index, index, 0.0])
-                        t[0] += 1
-                        t[2] = index
-                        t[3] += inst.score
+            for index, frame, result in loop.run(reader):
+                for inst in result.instances:
+                    tid = int(inst.track_id)
+                    t = tracks.setdefault(tid, [0, index, index, 0.0])
+                    t[0] += 1
+                    t[2] = index
+                    t[3] += inst.score
                 frames.append({"frame": index, "instances": result.to_coco()})
                 drawn = estimator.draw(frame, result, kpt_thr)
                 writer.write(drawn)
@@ -633,7 +544,7 @@ class PoseDemo:
                         if preview is None:
                             preview = VideoWriter(out_dir / f"{stem}_preview.webm", reader.fps,
                                                   codecs=("VP80",))
-                        preview.write(_fit(drawn, _PREVIEW_MAX_SIDE))
+                        preview.write(fit_image(drawn, _PREVIEW_MAX_SIDE))
                     except InputError as e:  # no VP8 encoder in this OpenCV build
                         log.warning("no browser preview of the video: %s", e)
                         preview_failed = True
@@ -650,14 +561,18 @@ class PoseDemo:
                  for tid, t in sorted(tracks.items())]
         parts = [f"{n} frame(s) · {len(tracks)} track(s) · {_sets_text(estimator, None)} · "
                  f"{time.perf_counter() - t0:.1f} s"]
-        if truncated:
+        if loop.truncated:
             parts.append(f"stopped after the first {self.max_frames} frames (this demo's limit)")
+        if loop.opts.det_interval > 1:
+            parts.append(f"the detector ran on {loop.interval.detections} frame(s) (every "
+                         f"{loop.opts.det_interval} frames)")
+        fallbacks = loop.boxes.found_nobody - nobody_before
         if fallbacks:
             parts.append(f"the detector found no person in {fallbacks} frame(s); the whole frame "
                          "was used there")
-        if nonfinite:
-            parts.append(f"{nonfinite} instance(s) had non-finite (NaN or infinite) keypoints or "
-                         "scores and were left out (broken or diverged weights?)")
+        if loop.n_nonfinite:
+            parts.append(f"{loop.n_nonfinite} instance(s) had non-finite (NaN or infinite) "
+                         "keypoints or scores and were left out (broken or diverged weights?)")
         shown = mp4_path
         if writer.codec != "avc1":
             if preview is not None and preview.frames_written:
@@ -676,8 +591,9 @@ class PoseDemo:
         the measured frames per second.
 
         The detector runs every `webcam_det_interval` frames; in between, each tracked person's
-        box comes from their previous keypoints (`IntervalBoxes`), with track ids. A new stream
-        (or one after a pause of 10 s, or other settings) starts a new tracking state.
+        box comes from their previous keypoints (`FrameLoop.step`, as for a video), with track
+        ids. A new stream (or one after a pause of 10 s, or other settings) starts a new
+        tracking state. Frames beyond the pixel budget are refused.
 
         Args:
             frame: ``(H, W, 3)`` uint8 RGB frame (None when the camera stopped).
@@ -694,35 +610,26 @@ class PoseDemo:
             return None, ("**Error:** no picture from the camera: it was stopped, disconnected "
                           "or access to it was refused; start it again with the camera button")
         try:
+            if frame.shape[0] * frame.shape[1] > self.max_pixels:
+                raise InputError(f"the camera's frames are {frame.shape[1]}x{frame.shape[0]} "
+                                 f"= {frame.shape[0] * frame.shape[1]:,} pixels, more than "
+                                 f"this demo's budget of {self.max_pixels:,}")
             if frame.ndim == 2:
                 frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
             elif frame.shape[2] == 4:
                 frame = np.ascontiguousarray(frame[..., :3])
             frame = np.ascontiguousarray(frame, dtype=np.uint8)
             estimator = self.estimator(model, flip)
-            detector = self._detector(box_source, estimator)
+            boxes = self._box_source(box_source, estimator)
             key = (model, box_source, bool(flip))
             state = self._webcam
             if state.get("key") != key or now - state.get("last", now) > 10.0:
                 state.clear()
+                opts = self.options(model, flip, det_interval=self.webcam_det_interval)
                 state.update(key=key, times=[], frames=0,
-                             tracker=PoseTracker(metric="iou") if hasattr(estimator, "routes")
-                             else PoseTracker(metric="oks", sigmas=estimator.meta.sigmas))
-
-                def detect(image: np.ndarray) -> tuple[Any, Any]:
-                    boxes, labels, _ = self._boxes(detector, image)
-                    if boxes is None:  # whole image, or nobody found
-                        h, w = image.shape[:2]
-                        return np.array([[0, 0, w, h, 1.0]], np.float32), None
-                    return boxes, labels
-
-                state["boxes"] = IntervalBoxes(detect, self.webcam_det_interval)
+                             loop=FrameLoop(opts, estimator, boxes, 30.0))
             with _torch_threads_beside(estimator):  # the detector's threads are its own
-                boxes, labels, _ = state["boxes"](frame)
-                result = _estimate(estimator, frame, boxes, labels, state["frames"])
-            result.drop_nonfinite()
-            state["boxes"].update(result)
-            assign_tracks(state["tracker"], None, result, state["frames"])
+                result = state["loop"].step(frame)
             drawn = estimator.draw(frame, result, float(kpt_thr))
         except (VitPoseError, ValueError) as e:
             self._webcam.clear()
@@ -742,7 +649,7 @@ class PoseDemo:
         shown = f"{fps:.1f} frames/s" if len(times) > 1 else "measuring frames/s"
         text = (f"{len(result.instances)} instance(s) · {_sets_text(estimator, result)} · "
                 f"{shown} · {1000 * (done - now):.0f} ms for this frame")
-        note = self._detector_note(box_source, detector)
+        note = self._detector_note(box_source, boxes)
         if note:
             text += f" · {note}"
         return drawn, text
@@ -768,42 +675,6 @@ class PoseDemo:
                 log.warning("no example video: %s", e)
                 return None
         return self._example_video
-
-
-def _fit(image: np.ndarray, max_side: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    s = max_side / max(h, w)
-    if s >= 1:
-        return image
-    return cv2.resize(image, (max(2, round(w * s)), max(2, round(h * s))),
-                      interpolation=cv2.INTER_AREA)
-
-
-def make_example_video(image_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
-                       frames: int = 24, fps: float = 8.0) -> Path:
-    """A short mp4 from one image: a slow zoom towards the centre with a small pan.
-
-    Args:
-        image_path: the still image.
-        out_path: the mp4 to write.
-        frames: number of frames; fps: their rate.
-
-    Returns:
-        ``out_path``.
-    """
-    image = read_image(image_path)
-    h, w = image.shape[:2]
-    out = Path(out_path)
-    with VideoWriter(out, fps) as writer:
-        for i in range(frames):
-            t = i / max(frames - 1, 1)
-            zoom = 1.0 + 0.25 * t
-            dx = 0.04 * w * math.sin(math.pi * t)
-            m = np.array([[zoom, 0.0, (1 - zoom) * w / 2 + dx],
-                          [0.0, zoom, (1 - zoom) * h / 2]], np.float32)
-            writer.write(cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR,
-                                        borderMode=cv2.BORDER_REFLECT))
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -854,12 +725,17 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
         return (out.image, pd.DataFrame(out.table, columns=IMAGE_TABLE_HEADERS), out.json_path,
                 out.message)
 
-    def video_handler(upload, model, box, flip, thr, progress=gr.Progress()):  # noqa: B008
+    def video_handler(upload, model, box, flip, thr, interval, progress=gr.Progress()):  # noqa: B008
         def report(done: int, total: int | None) -> None:
             progress((done, total), desc="estimating poses", unit="frames")
 
         progress(0, desc="opening the video")
-        out = demo.predict_video(upload, model, box, flip, thr, progress=report)
+        try:
+            interval = int(interval) if interval is not None else None
+        except (TypeError, ValueError):
+            pass  # predict_video says what a detection interval is
+        out = demo.predict_video(upload, model, box, flip, thr, progress=report,
+                                 det_interval=interval)
         return (out.video_path, pd.DataFrame(out.table, columns=VIDEO_TABLE_HEADERS),
                 out.mp4_path, out.json_path, out.message)
 
@@ -882,7 +758,7 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
             model = gr.Dropdown(demo.model_labels, value=demo.model_labels[0], label="Model",
                                 elem_id="model-choice")
         with gr.Row():
-            box = gr.Radio(list(BOX_SOURCES), value=demo.default_box_source, label="Boxes",
+            box = gr.Radio(list(demo.box_sources), value=demo.default_box_source, label="Boxes",
                            info="when the detector finds nobody, the whole image is used",
                            elem_id="box-source")
         with gr.Row():
@@ -921,6 +797,12 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
                         if clip is not None:
                             gr.Examples([[str(clip)]], inputs=[video_in],
                                         label="Example clip (made from the example image)")
+                        video_interval = gr.Number(
+                            value=demo.det_interval, precision=0, minimum=1,
+                            label="Detector every N frames",
+                            info="in between, people are followed from their poses "
+                                 "(as vitpose predict --det-interval)",
+                            elem_id="video-det-interval")
                         gr.Markdown(f"At most {demo.max_frames} frames are processed.")
                         video_run = gr.Button("Estimate poses", variant="primary",
                                               elem_id="video-run")
@@ -962,7 +844,7 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
         image_run.click(image_handler, [image_in, *settings],
                         [image_out, image_table, image_json, image_status],
                         api_name="predict_image", concurrency_limit=1)
-        video_run.click(video_handler, [video_in, *settings],
+        video_run.click(video_handler, [video_in, *settings, video_interval],
                         [video_out, video_table, video_mp4, video_json, video_status],
                         api_name="predict_video", concurrency_limit=1)
     app.vitpose_demo = demo  # for launch_app (allowed paths) and tests

@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import InputError
 from .detectors import (
     ANIMAL_CLASSES,
+    HOGPersonDetector,
     build_detector,
     find_boxes,
     load_box_mapping,
@@ -28,8 +29,8 @@ from .pipeline import PoseEstimator, RoutedPoseEstimator, TestSettings
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["AUTO_CLASSES", "BoxSource", "build_estimator", "engine_for", "estimator_from_file",
-           "read_image_ids", "routes_for"]
+__all__ = ["AUTO_CLASSES", "EXPORTED_SUFFIXES", "BoxSource", "build_estimator", "engine_for",
+           "estimator_from_file", "read_image_ids", "routes_for"]
 
 #: Detector classes asked for with ``dataset="auto"``: people and the animals of `routes_for`.
 AUTO_CLASSES: tuple[str, ...] = ("person", *ANIMAL_CLASSES)
@@ -82,6 +83,12 @@ def build_estimator(model: str | None = None, *, weights: str | None = None,
     persons to COCO-WholeBody); it runs on PyTorch (one backbone call with per-sample
     experts), whatever `backend`. With a one-dataset model, that dataset."""
     from ..hub import load_model
+    exported = _exported_file(model, weights)
+    if exported is not None:  # an exported graph (`vitpose export`): its own runtime
+        return _exported_estimator(exported, dataset=dataset, dataset_meta=dataset_meta,
+                                   device=device, dtype=dtype, flip_test=flip_test,
+                                   decode=decode, oks_nms=oks_nms, batch_size=batch_size,
+                                   backend=backend, threads=threads)
     auto = dataset is not None and dataset.lower() == "auto"
     if not auto and wholebody:
         raise InputError("whole-body keypoints for persons go with --dataset auto "
@@ -129,6 +136,55 @@ def build_estimator(model: str | None = None, *, weights: str | None = None,
                         batch_size=batch_size, engine=engine)
     est.engine_choice = choice
     return est
+
+
+#: Files of exported graphs (`vitpose export`), run by `estimator_from_file`.
+EXPORTED_SUFFIXES = (".onnx", ".xml")
+
+
+def _exported_file(model: str | None, weights: str | None) -> Path | None:
+    """The exported graph named by ``model`` or ``weights`` (an existing ``.onnx`` or OpenVINO
+    ``.xml`` file), else None."""
+    for name in (weights, model):
+        if name and Path(name).suffix.lower() in EXPORTED_SUFFIXES and Path(name).is_file():
+            if model and weights and name == weights and model != weights:
+                raise InputError(f"{weights} is an exported graph, which holds its own "
+                                 f"architecture: pass it alone (--model {weights}), without "
+                                 f"--model {model}")
+            return Path(name)
+    return None
+
+
+def _exported_estimator(path: Path, *, dataset: str | None, dataset_meta: str | None,
+                        device: str, dtype: str, flip_test: bool, decode: str | None,
+                        oks_nms: float | None, batch_size: int, backend: str,
+                        threads: int | None) -> PoseEstimator:
+    """`estimator_from_file` with the options of `build_estimator`: ONNX Runtime for ``.onnx``
+    (OpenVINO when asked), OpenVINO for ``.xml``; the dataset is the one baked in."""
+    if backend == "torch":
+        raise InputError(f"{path} is an exported graph: it runs with --backend onnxruntime or "
+                         "openvino (or auto), not torch")
+    runtime = "openvino" if path.suffix.lower() == ".xml" or backend == "openvino" \
+        else "onnxruntime"
+    meta = None
+    if dataset_meta:
+        from ..dataset_meta import load_dataset_meta
+        try:
+            meta = load_dataset_meta(dataset_meta)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+    run_dtype = "float32" if dtype == "auto" or runtime == "onnxruntime" else dtype
+    est = estimator_from_file(path, runtime, dtype=run_dtype, meta=meta, batch_size=batch_size,
+                              device=device, threads=threads)
+    if dataset not in (None, "auto") and dataset != est.dataset:
+        raise InputError(f"{path} was exported for {est.dataset}, not {dataset}: the dataset "
+                         "of an exported graph is baked in")
+    changes: dict[str, Any] = {"flip_test": flip_test}
+    if decode:
+        changes["decode"] = decode
+    if oks_nms is not None:
+        changes["nms_thr"] = oks_nms
+    return est.with_settings(**changes)
 
 
 def estimator_from_file(path: str | Path, backend: str = "onnxruntime", *,
@@ -211,6 +267,10 @@ class BoxSource:
         self.mapping = None
         self.fixed = None
         self.detector = None
+        self.searched = 0  # images the detector ran on
+        self.found_nobody = 0  # of them, those where it found nobody
+        self.last_found_nobody = False
+        self.missing: list[str] = []  # images without an entry in the detections file
         self.image_ids: dict[str, Any] = {}
         if images_file:
             self.image_ids = read_image_ids(images_file)
@@ -251,7 +311,9 @@ class BoxSource:
         if self.mapping is not None:
             boxes = find_boxes(self.mapping, path) if path else None
             if boxes is None:
-                log.warning("no detections for %s in the detections file", path)
+                log.debug("no detections for %s in the detections file", path)
+                if len(self.missing) < 1000:
+                    self.missing.append(str(path))
                 return np.zeros((0, 5), np.float32), None
             return boxes, None
         labels: list[str] | None = None
@@ -263,12 +325,38 @@ class BoxSource:
             keep = boxes[:, 4] >= self.det_thr
             boxes = boxes[keep]
             labels = None if labels is None else [c for c, k in zip(labels, keep) if k]
+        self.searched += 1
+        self.found_nobody += len(boxes) == 0
+        self.last_found_nobody = len(boxes) == 0
         if len(boxes) == 0 and self.fallback == "whole-image":
-            log.warning("the %s detector found nobody in %s: using the whole image",
-                        self.detector_name, path or "the frame")
+            log.debug("the %s detector found nobody in %s: using the whole image",
+                      self.detector_name, path or "the frame")
             h, w = image.shape[:2]
             boxes, labels = np.array([[0, 0, w, h, 1.0]], np.float32), None
         return boxes, labels
+
+    def covers(self, path: str) -> bool:
+        """Whether the detections file (if any) has an entry for this image."""
+        return self.mapping is None or find_boxes(self.mapping, path) is not None
+
+    @property
+    def detector_label(self) -> str:
+        """The detector's name as users know it (``HOG`` also when ``auto`` fell back to it)."""
+        if isinstance(self.detector, HOGPersonDetector):
+            return "HOG"
+        return str(getattr(self, "detector_name", "detector"))
+
+    def nobody_note(self, unit: str = "image(s)") -> str | None:
+        """One line on the inputs where the detector found nobody, with what helps (None when
+        it found someone everywhere)."""
+        if not self.found_nobody:
+            return None
+        head = (f"the {self.detector_label} detector found nobody in {self.found_nobody} of "
+                f"{self.searched} {unit}")
+        if self.fallback == "whole-image":
+            return head + "; the whole image was used there"
+        return (head + " (no poses there); for photos of one person, --fallback whole-image "
+                "uses the whole image where the detector finds nobody")
 
     def image_id(self, path: Path, default: str | None = None) -> Any:
         """The results' ``image_id``: from the images file (by the relative path `default`,

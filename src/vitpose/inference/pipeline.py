@@ -23,7 +23,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from .io import HARD_MAX_PIXELS, read_image
 from .postprocess import oks_nms, rescore_instances
 
 __all__ = ["TestSettings", "PoseInstance", "PoseResult", "PoseEstimator", "RoutedPoseEstimator",
-           "IMAGENET_MEAN", "IMAGENET_STD", "DECODE_CHOICES"]
+           "Estimator", "IMAGENET_MEAN", "IMAGENET_STD", "DECODE_CHOICES"]
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,50 @@ class PoseResult:
         xywh = np.stack([i.box_xywh for i in self.instances])
         return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
 
+    @property
+    def xy(self) -> np.ndarray:
+        """``(N, K, 2)`` keypoint ``x, y`` in image pixels (float32). With a routed estimator
+        instances of different keypoint sets have different K: use the instances then."""
+        kp = self.keypoints
+        return kp[..., :2] if kp.size else np.zeros((0, 0, 2), np.float32)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """``(N, K)`` keypoint confidences."""
+        kp = self.keypoints
+        return kp[..., 2] if kp.size else np.zeros((0, 0), np.float32)
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """``(N, 5)`` boxes ``x, y, w, h, score`` the crops were made from, in image pixels."""
+        if not self.instances:
+            return np.zeros((0, 5), np.float32)
+        return np.array([[*i.box_xywh[:4], i.box_score] for i in self.instances], np.float32)
+
+    @property
+    def instance_scores(self) -> np.ndarray:
+        """``(N,)`` instance scores (mean confident keypoint score x box score)."""
+        return np.array([i.score for i in self.instances], np.float32)
+
+    @property
+    def track_ids(self) -> np.ndarray:
+        """``(N,)`` int64 track ids across video frames (-1 where none: images)."""
+        return np.array([-1 if i.track_id is None else i.track_id for i in self.instances],
+                        np.int64)
+
+    @property
+    def datasets(self) -> list[str]:
+        """Each instance's keypoint set (the estimator's one dataset unless routed)."""
+        return [i.dataset or self.dataset for i in self.instances]
+
+    @property
+    def categories(self) -> list[str | None]:
+        """Each instance's detector class (``person``, ``dog``, ...; None when unknown)."""
+        return [i.category for i in self.instances]
+
+    def __iter__(self) -> Iterator[PoseInstance]:
+        return iter(self.instances)
+
     def to_coco(self, category_id: int = 1) -> list[dict[str, Any]]:
         return [i.to_coco(self.image_id, category_id) for i in self.instances]
 
@@ -186,6 +230,29 @@ class PoseResult:
                                  "keypoints or scores and were left out (broken or diverged "
                                  "weights?)")
         return dropped
+
+
+@runtime_checkable
+class Estimator(Protocol):
+    """What the predict job, the demo and the tracker need of an estimator (`PoseEstimator`,
+    `RoutedPoseEstimator`): ``routed`` is True when each box's detector class picks the keypoint
+    set (instances then carry their ``dataset``; tracks are matched by box IoU)."""
+
+    routed: bool
+    dataset: str
+    meta: DatasetMeta
+    settings: TestSettings
+    batch_size: int
+
+    def __call__(self, image: Any, boxes: Any = None, image_id: int | str | None = None,
+                 labels: Any = None) -> PoseResult: ...
+
+    def predict_many(self, items: Iterable[tuple[Any, ...]]) -> Iterator[PoseResult]: ...
+
+    def draw(self, image: np.ndarray, result: PoseResult, kpt_thr: float = 0.3
+             ) -> np.ndarray: ...
+
+    def with_settings(self, **changes: Any) -> Estimator: ...
 
 
 @dataclass
@@ -225,6 +292,8 @@ class PoseEstimator:
             default eager PyTorch in `dtype`. With an engine, `model` only supplies the facts
             (input size, head, datasets) and may live on the meta device.
     """
+
+    routed = False  # one keypoint set (see `Estimator`)
 
     def __init__(self, model: ViTPose, dataset: str | int | None = None,
                  settings: TestSettings | None = None, meta: DatasetMeta | None = None,
@@ -490,6 +559,8 @@ class RoutedPoseEstimator:
         settings_overrides: `TestSettings` fields set for every dataset (``flip_test``, ...).
         device, batch_size, dtype: as for `PoseEstimator`.
     """
+
+    routed = True  # the box classes pick the keypoint sets (see `Estimator`)
 
     def __init__(self, model: ViTPose, routes: dict[str, str], default: str | None = None,
                  settings_overrides: dict[str, Any] | None = None,

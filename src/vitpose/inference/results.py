@@ -43,6 +43,24 @@ def is_journal_header(row: Any) -> bool:
     return isinstance(row, dict) and _HEADER in row
 
 
+def _lock(fh: Any, path: Path) -> None:
+    """Holds the journal for this run (an exclusive lock, released when the file is closed or
+    the process ends): a second run on the same outputs while this one lives is refused."""
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks here (Windows): runs are not kept apart
+        return
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise InputError(f"{path} is being written by another run right now (two `vitpose "
+                         "predict` on the same outputs would overwrite each other's results): "
+                         "wait for it to finish, or choose another --out / --out-dir") from None
+    except OSError:
+        pass  # a file system without locks
+
+
 class ResumableResults:
     """The journal and final JSON of one output path (see the module docstring).
 
@@ -73,6 +91,12 @@ class ResumableResults:
         self.resumed = False
         self._good_size = 0  # bytes of the journal up to its last complete line
         self._fh = None
+        if self.partial.exists():  # another live run writing it: refused, even with overwrite
+            try:
+                with self.partial.open("rb") as probe:
+                    _lock(probe, self.partial)
+            except OSError:
+                pass
         if overwrite:
             return
         if self.partial.exists():
@@ -127,11 +151,14 @@ class ResumableResults:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.resumed and self._good_size:
                 self._fh = self.partial.open("r+b")
+                _lock(self._fh, self.partial)
                 self._fh.truncate(self._good_size)
                 self._fh.seek(self._good_size)
             else:
                 self.done.clear()
-                self._fh = self.partial.open("wb")
+                self._fh = self.partial.open("ab")
+                _lock(self._fh, self.partial)  # before emptying: never another run's journal
+                self._fh.truncate(0)
                 self._write({_HEADER: 1, "settings": self.settings})
         except OSError as e:
             raise OutputError(f"cannot write {self.partial}: {e.strerror or e}") from None

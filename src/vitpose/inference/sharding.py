@@ -16,8 +16,9 @@ The pieces, each usable on its own:
   what is done.
 * **The merge** (`merge_journals`): rank 0 writes the usual results file from every journal, in
   input order (``.json``) or streamed in journal order, one result per line (``.jsonl``).
-* **Reading ahead** (`prefetch`): images are read and decoded in worker threads (OpenCV releases
-  the GIL while decoding), in order, a bounded number ahead of the model.
+* **Reading ahead** (`vitpose.inference.threads.map_ahead`): images are read and decoded in
+  worker threads (OpenCV releases the GIL while decoding), in order, a bounded number ahead of
+  the model.
 
 This module has no notion of processes: the caller passes ``rank`` and ``world_size``.
 """
@@ -26,11 +27,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 from ..errors import InputError, OutputError
 from .io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -44,7 +43,6 @@ __all__ = [
     "journal_paths",
     "merge_journals",
     "plan_path",
-    "prefetch",
     "read_journal",
     "remove_run_files",
     "shard_path",
@@ -56,8 +54,6 @@ _PLAN_HEADER = "vitpose_plan"
 #: Input list files (one video path per line) are recognised by these extensions.
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
 
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class PlanRow(NamedTuple):
@@ -319,45 +315,3 @@ def find_videos(spec: str) -> list[Path] | None:
             if suffix in VIDEO_EXTENSIONS and entry.is_file():
                 videos.append(Path(entry.path))
     return sorted(videos) or None
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading ahead
-# ---------------------------------------------------------------------------------------------
-
-def prefetch(fn: Callable[[T], R], items: Iterable[T], workers: int = 2, depth: int | None = None
-             ) -> Iterator[tuple[T, R | None, Exception | None]]:
-    """``fn(item)`` for each item in worker threads, yielded in input order as
-    ``(item, result, None)`` or ``(item, None, error)`` when `fn` raised an `Exception`.
-
-    At most `depth` (default ``2 * workers``) items are in flight, so memory stays bounded and
-    the items iterable is consumed lazily. ``workers=0`` calls `fn` in the caller's thread.
-    """
-    if workers <= 0:
-        for item in items:
-            try:
-                yield item, fn(item), None
-            except Exception as e:  # noqa: BLE001 - handed to the caller with its item
-                yield item, None, e
-        return
-    depth = depth or 2 * workers
-    pending: deque[tuple[T, Future[R]]] = deque()
-    it = iter(items)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vitpose-read") as pool:
-        try:
-            for item in it:
-                pending.append((item, pool.submit(fn, item)))
-                if len(pending) >= depth:
-                    yield _result(*pending.popleft())
-            while pending:
-                yield _result(*pending.popleft())
-        finally:
-            for _, future in pending:
-                future.cancel()
-
-
-def _result(item: T, future: Future[R]) -> tuple[T, R | None, Exception | None]:
-    try:
-        return item, future.result(), None
-    except Exception as e:  # noqa: BLE001
-        return item, None, e

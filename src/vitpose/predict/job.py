@@ -1,0 +1,30 @@
+"""The predict job's entry: options -> the image, video or sharded job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..inference.io import iter_inputs
+from .images import run_images
+from .options import PredictOptions
+from .report import Notify, Summary, log_notice
+from .scale import run_sharded, wanted
+from .video import run_video
+
+__all__ = ["run"]
+
+
+def run(opts: PredictOptions, *, notify: Notify = log_notice) -> Summary:
+    """Runs `vitpose predict` with these options: images -> a COCO results JSON (+ drawings),
+    a video -> per-frame JSON (+ the annotated mp4), under torchrun / ``--out *.jsonl`` / a
+    video collection the sharded job (docs/SCALE_OUT.md). Raises `vitpose.errors` kinds for
+    the user's mistakes and `Interrupted` when stopped; returns the `Summary`."""
+    if opts.input is None:
+        raise ValueError("PredictOptions.input is required")
+    max_pixels = opts.validate()
+    if wanted(opts):  # torchrun, --out *.jsonl, video lists: docs/SCALE_OUT.md
+        return run_sharded(opts, max_pixels, notify=notify)
+    spec = iter_inputs(opts.input)
+    if spec.is_video:
+        return run_video(opts, spec, Path(opts.out_dir), max_pixels, notify=notify)
+    return run_images(opts, spec, max_pixels, notify=notify)

@@ -1,0 +1,167 @@
+"""The options of the predict job: one typed dataclass, filled by the command line
+(`PredictOptions.from_namespace`), by the web demo or by Python (`vitpose.Predictor`), and what
+they build: the estimator (`build_estimator`) and the box source (`build_box_source`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..inference import builder
+from ..inference.builder import BoxSource
+from ..inference.io import check_max_pixels, max_pixels_from_env
+from ..inference.pipeline import Estimator
+from ..inference.tracking import check_det_interval
+
+__all__ = ["PredictOptions", "box_source_options", "build_box_source", "build_estimator",
+           "default_device", "run_settings", "weights_identity"]
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is available, else ``cpu`` (the command line's default)."""
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class PredictOptions:
+    """Everything a predict run takes, with the command line's defaults (`vitpose predict -h`
+    says what each does; the field names are the option names with ``_``)."""
+
+    input: str | None = None
+    # model
+    model: str | None = None
+    weights: str | None = None
+    dataset: str | None = None
+    dataset_meta: str | None = None
+    device: str = field(default_factory=default_device)
+    dtype: str = "auto"
+    compile: bool = False
+    backend: str = "auto"
+    # boxes
+    detector: str = "auto"
+    det_classes: str | None = None
+    det_engine: str = "auto"
+    wholebody: bool = False
+    det_file: str | None = None
+    images_file: str | None = None
+    boxes_json: str | None = None
+    box: list[str] = field(default_factory=list)
+    det_thr: float | None = None
+    fallback: str = "none"
+    # test-time settings
+    no_flip: bool = False
+    decode: str | None = None
+    oks_nms: float | None = None
+    batch_size: int = 16
+    # outputs
+    out_dir: str = "vitpose_out"
+    out: str | None = None
+    no_draw: bool = False
+    kpt_thr: float = 0.3
+    overwrite: bool = False
+    max_pixels: int | None = None
+    # video
+    no_track: bool = False
+    smooth: bool = False
+    max_frames: int | None = None
+    det_interval: int = 1
+    # scale-out
+    read_workers: int = 2
+
+    @classmethod
+    def from_namespace(cls, ns: Any) -> PredictOptions:
+        """From an argparse namespace (or any object with these attributes; missing ones keep
+        their defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{n: getattr(ns, n) for n in names if hasattr(ns, n)})
+
+    def replace(self, **changes: Any) -> PredictOptions:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> int:
+        """Rejects impossible values with one message each (`InputError`); returns the pixel
+        budget (``max_pixels``, else ``$VITPOSE_MAX_PIXELS``, else the default)."""
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise InputError(f"--max-frames must be at least 1, got {self.max_frames}")
+        self.det_interval = check_det_interval(self.det_interval)
+        if self.oks_nms is not None and not 0.0 < self.oks_nms <= 1.0:
+            raise InputError(f"--oks-nms takes an OKS threshold in (0, 1], got {self.oks_nms}")
+        for name in ("det_thr", "kpt_thr"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise InputError(f"--{name.replace('_', '-')} must be a number, got {value}")
+        if not 0.0 <= self.kpt_thr <= 1.0:
+            raise InputError(f"--kpt-thr is a keypoint score between 0 and 1, got {self.kpt_thr}")
+        if self.read_workers < 0:
+            raise InputError(f"--read-workers must be 0 or more, got {self.read_workers}")
+        if self.max_pixels is not None:
+            return check_max_pixels(self.max_pixels, "--max-pixels")
+        return max_pixels_from_env()
+
+
+def build_estimator(opts: PredictOptions) -> Estimator:
+    """The estimator of the model options and test-time settings."""
+    return builder.build_estimator(
+        opts.model, weights=opts.weights, dataset=opts.dataset, dataset_meta=opts.dataset_meta,
+        device=opts.device, dtype=opts.dtype, compile=opts.compile, flip_test=not opts.no_flip,
+        decode=opts.decode, oks_nms=opts.oks_nms, batch_size=opts.batch_size,
+        backend=opts.backend, wholebody=opts.wholebody)
+
+
+def box_source_options(opts: PredictOptions) -> dict[str, Any]:
+    """The `BoxSource` keyword arguments of the box options."""
+    classes: Any = opts.det_classes
+    strict = bool(classes)
+    if classes:
+        classes = [c.strip() for c in classes.split(",") if c.strip()]
+    elif (opts.dataset or "").lower() == "auto":
+        classes = list(builder.AUTO_CLASSES)
+    return dict(detector=opts.detector, det_file=opts.det_file, images_file=opts.images_file,
+                boxes_json=opts.boxes_json, boxes=opts.box, det_thr=opts.det_thr,
+                fallback=opts.fallback, device=opts.device, classes=classes,
+                strict_classes=strict, engine=opts.det_engine)
+
+
+def build_box_source(opts: PredictOptions) -> BoxSource:
+    """The box source of the box options."""
+    return BoxSource(**box_source_options(opts))
+
+
+def run_settings(opts: PredictOptions, **extra: Any) -> dict[str, Any]:
+    """What makes a rerun "the same command" for resuming: everything that changes results
+    (the weights are identified by their content, see `weights_identity`)."""
+    names = ("model", "weights", "dataset", "dataset_meta", "dtype", "detector", "det_file",
+             "images_file", "boxes_json", "box", "det_thr", "fallback", "no_flip", "decode",
+             "oks_nms", "det_classes", "wholebody")
+    settings = {n: getattr(opts, n) for n in names}
+    settings["weights_content"] = {n: weights_identity(getattr(opts, n))
+                                   for n in ("model", "weights") if getattr(opts, n)}
+    settings.update(extra)
+    return settings
+
+
+def weights_identity(name: str | None) -> str | None:
+    """A file's content digest (size and SHA-256), so that a rerun after the file at the same
+    path changed is not taken for the same run; None for names that are not files (variant
+    names, hub ids: their files are fixed by the hub)."""
+    if not name:
+        return None
+    path = Path(name).expanduser()
+    try:
+        if not path.is_file():
+            return None
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return f"{path.stat().st_size}:{digest.hexdigest()}"
+    except OSError:
+        return None
