@@ -190,12 +190,15 @@ class PoseResult:
 
 @dataclass
 class _Pending:
-    """Boxes of one image waiting for model calls: only the boxes, not their crops, so that
-    memory does not grow with the number of boxes (crops are made chunk by chunk in `_run`)."""
+    """Boxes of one image waiting for model calls. An image with more boxes than a batch keeps
+    the image, not the crops, which are made chunk by chunk in `_run` (memory does not grow
+    with the number of boxes); one with fewer has its crops made at once and the image
+    dropped (memory does not grow with the image size)."""
 
     owner: int  # index of the image's result
-    image: np.ndarray
+    image: np.ndarray | None
     boxes: np.ndarray  # kept boxes [N, 5]
+    ready: tuple[torch.Tensor, np.ndarray, np.ndarray] | None = None  # crops made at once
     coords: np.ndarray | None = None  # [N, K, 2] once run
     scores: np.ndarray | None = None  # [N, K]
     centers: np.ndarray | None = None  # [N, 2]
@@ -438,7 +441,8 @@ class PoseEstimator:
                                 os.path.basename(source), hw, self.dataset, warnings=warnings)
             pending.append(result)
             if len(kept):
-                queue.append(_Pending(len(pending) - 1, array, kept))
+                queue.append(_Pending(len(pending) - 1, array, kept) if len(kept) > self.batch_size
+                             else _Pending(len(pending) - 1, None, kept, self.crops(array, kept)))
                 n_rows += len(kept)
             if n_rows >= self.batch_size:
                 self._run(queue, pending)
@@ -454,7 +458,8 @@ class PoseEstimator:
         (the same model calls as one concatenated batch cut into chunks): only the keypoints
         are kept, so memory does not depend on the number of boxes of an image."""
         for chunk in _chunks(queue, [len(p.boxes) for p in queue], max(self.batch_size, 1)):
-            parts = [self.crops(p.image, p.boxes[lo:hi]) for p, lo, hi in chunk]
+            parts = [self.crops(p.image, p.boxes[lo:hi]) if p.ready is None else
+                     tuple(part[lo:hi] for part in p.ready) for p, lo, hi in chunk]
             if len(parts) == 1:
                 x, centers, scales = parts[0]
             else:
@@ -480,7 +485,7 @@ class PoseEstimator:
                 row += n
         for p in queue:
             self._fill(results[p.owner], p.boxes, p.coords, p.scores, p.centers, p.scales)
-            p.image = p.coords = p.scores = None  # type: ignore[assignment]
+            p.image = p.ready = p.coords = p.scores = None
 
     def _fill(self, result: PoseResult, boxes: np.ndarray, coords: np.ndarray,
               scores: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> None:
@@ -618,14 +623,14 @@ class RoutedPoseEstimator:
     def _run(self, pending: list[tuple[PoseResult, list, np.ndarray]]) -> None:
         """Crops of every pending image, one backbone call per chunk, each dataset's head. The
         crops are made chunk by chunk (memory does not grow with the number of boxes)."""
-        groups: list[tuple[int, str, list[str | None], np.ndarray]] = []
+        groups: list[tuple[int, str, np.ndarray]] = []
         owners, ds_index = [], []
         for k, (_result, crops, _array) in enumerate(pending):
             for dataset in self.children:
                 group = [(cat, box) for d, cat, box in crops if d == dataset]
                 if not group:
                     continue
-                groups.append((k, dataset, [c for c, _ in group], np.stack([b for _, b in group])))
+                groups.append((k, dataset, np.stack([b for _, b in group])))
                 owners += [(k, dataset, cat, b) for cat, b in group]
                 ds_index += [self.children[dataset].dataset_index] * len(group)
         if not groups:
@@ -637,9 +642,9 @@ class RoutedPoseEstimator:
         center: np.ndarray | None = None
         scale: np.ndarray | None = None
         start = 0
-        for chunk in _chunks(groups, [len(g[3]) for g in groups], max(self.batch_size, 1)):
+        for chunk in _chunks(groups, [len(g[2]) for g in groups], max(self.batch_size, 1)):
             parts = [self.children[dataset].crops(pending[k][2], boxes[lo:hi])
-                     for (k, dataset, _, boxes), lo, hi in chunk]
+                     for (k, dataset, boxes), lo, hi in chunk]
             x = torch.cat([t for t, _, _ in parts])
             c = np.concatenate([c for _, c, _ in parts])
             s = np.concatenate([s for _, _, s in parts])

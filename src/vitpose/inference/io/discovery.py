@@ -123,10 +123,10 @@ def opencv_path(path: str | os.PathLike[str]) -> Iterator[str]:
     try:
         try:
             os.symlink(os.path.abspath(text), link)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
             raise InputError(f"cannot open {printable_name(text)}: its name is not valid UTF-8, "
                              f"which OpenCV cannot take, and no link could be made to it "
-                             f"({exc.strerror or exc}); rename it") from None
+                             f"({getattr(exc, 'strerror', None) or exc}); rename it") from None
         yield link
     finally:
         shutil.rmtree(folder, ignore_errors=True)
