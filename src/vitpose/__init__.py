@@ -12,6 +12,14 @@ Public API::
     model = vitpose.load_model("vitpose-b-simple")              # released weights, eval mode
 """
 
+import os as _os
+
+# OpenCV's own decoder limit, a backstop behind vitpose's pixel budget: OpenCV reads it once, when
+# cv2 is first imported, so it is set here, before any vitpose module imports cv2. The value is
+# `vitpose.inference.io.HARD_MAX_PIXELS` (the largest RGB image OpenCV can index). A program that
+# imported cv2 before vitpose keeps its own setting.
+_os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str((2**31 - 1) // 3))
+
 from .checkpoints import load_pretrained_backbone, save_checkpoint, save_hf_pretrained
 from .errors import CheckpointError, ConfigError, DownloadError, InputError, VitPoseError
 from .hub import load_model, load_weights

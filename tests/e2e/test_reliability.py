@@ -155,13 +155,18 @@ def test_python_api_refuses_arrays_opencv_cannot_warp():
 # ---------------------------------------------------------------------------------------------
 
 def _count_crops(monkeypatch, interrupt_at: int | None = None) -> dict[str, int]:
+    """Counts the images (frames) whose boxes are cropped (an image's boxes may be cropped in
+    several chunks); raises KeyboardInterrupt at the first crop of image `interrupt_at`."""
     calls = {"n": 0}
+    last: list[object] = [None]
     real = PoseEstimator.crops
 
     def crops(self, image, boxes):
-        calls["n"] += 1
-        if calls["n"] == interrupt_at:
-            raise KeyboardInterrupt
+        if image is not last[0]:
+            last[0] = image
+            calls["n"] += 1
+            if calls["n"] == interrupt_at:
+                raise KeyboardInterrupt
         return real(self, image, boxes)
 
     monkeypatch.setattr(PoseEstimator, "crops", crops)

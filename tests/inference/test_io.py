@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -13,11 +17,16 @@ import pytest
 from vitpose.errors import InputError
 from vitpose.inference.io import (
     HARD_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
     apply_exif_orientation,
     exif_orientation,
     header_size,
     iter_inputs,
+    json_safe,
+    opencv_path,
+    printable_name,
     read_image,
+    write_image,
 )
 
 # ------------------------------------------------------------------ helpers: hand-built files
@@ -324,11 +333,220 @@ def test_budget_refuses_before_decoding(tmp_path: Path, monkeypatch) -> None:
         read_image(path, max_pixels=HARD_MAX_PIXELS + 1)
 
 
-def test_budget_is_checked_after_decoding_formats_without_a_parsed_header(tmp_path: Path) -> None:
+def _no_decode(monkeypatch) -> list[int]:
+    """Records every cv2.imdecode call (the tests assert none happened)."""
+    decoded: list[int] = []
+    real = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(1) or real(*a))
+    return decoded
+
+
+@pytest.mark.parametrize("ext", [".jp2", ".hdr", ".pic", ".sr", ".ras", ".avif", ".pbm", ".exr"])
+def test_header_size_of_the_other_accepted_formats(ext: str) -> None:
+    """Every accepted format's header gives the decoded size (encoders this OpenCV has)."""
+    image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    if ext in (".hdr", ".pic", ".exr"):
+        image = image.astype(np.float32) / 255
+    try:
+        ok, buf = cv2.imencode(ext, image[..., 0] if ext == ".pbm" else image)
+    except cv2.error:
+        ok = False
+    if not ok:
+        pytest.skip(f"no {ext} encoder in this OpenCV build")
+    assert header_size(buf.tobytes()) == (37, 53)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if decoded is not None:
+        assert decoded.shape[:2] == (37, 53)
+
+
+def _jp2_bomb(h: int, w: int) -> bytes:
+    """A small JPEG 2000 file whose header declares h x w (a real encoding, header patched)."""
+    ok, buf = cv2.imencode(".jp2", np.zeros((64, 64, 3), np.uint8))
+    assert ok
+    data = bytearray(buf.tobytes())
+    ihdr = data.index(b"ihdr") + 4
+    data[ihdr:ihdr + 8] = struct.pack(">II", h, w)
+    siz = data.index(b"\xff\x4f\xff\x51") + 8
+    data[siz:siz + 16] = struct.pack(">IIII", w, h, 0, 0)
+    return bytes(data)
+
+
+def test_bombs_in_every_accepted_format_are_refused_before_decoding(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """JPEG 2000 and Radiance HDR bombs (a few KB declaring 20000x20000) were decoded before the
+    budget was checked (6.2 GB); now their headers are read like the others'."""
+    decoded = _no_decode(monkeypatch)
+    bombs = {
+        "bomb.jp2": _jp2_bomb(20000, 20000),
+        "bomb.hdr": b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 20000 +X 20000\n" + bytes(64),
+        "bomb.ras": struct.pack(">I7i", 0x59A66A95, 20000, 20000, 24, 0, 1, 0, 0),
+    }
+    for name, data in bombs.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputError, match=rf"{name} is 20000x20000 = 400\.0 MP, above the "):
+            read_image(tmp_path / name)
+    assert not decoded
+
+
+def test_a_file_whose_header_gives_no_size_is_not_decoded(tmp_path: Path, monkeypatch) -> None:
+    decoded = _no_decode(monkeypatch)
+    for ext in sorted(IMAGE_EXTENSIONS):
+        path = tmp_path / f"x{ext}"
+        path.write_bytes(b"\x00" * 100)
+        with pytest.raises(InputError, match=r"cannot decode image file .*no image size in its "
+                                             r"header"):
+            read_image(path)
+    assert not decoded
+
+
+def test_a_huge_file_is_refused_from_its_header_without_being_read(tmp_path: Path) -> None:
+    """A 2 GB JPEG was read whole before the budget refused it: now the header decides, and a
+    file far larger than the image it declares is not read either (sparse files: no disk)."""
+    import tracemalloc
+
+    ok, buf = cv2.imencode(".jpg", np.zeros((10, 10, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    sof = data.index(b"\xff\xc0") + 5
+    big = bytes(data[:sof]) + struct.pack(">HH", 50000, 50000) + bytes(data[sof + 4:])
+    cases = {"big.jpg": (big, "above the pixel budget"), "padded.jpg": (bytes(data), "more than")}
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        with open(path, "wb") as f:
+            f.write(content)
+            f.truncate(2 << 30)
+        tracemalloc.start()
+        try:
+            with pytest.raises(InputError, match=message):
+                read_image(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 << 20, peak
+
+
+def _tiff(bgr: np.ndarray, orientation: int) -> bytes:
+    """An uncompressed little-endian TIFF (3 or 4 samples) with an Orientation tag."""
+    h, w, c = bgr.shape
+    pixels = bgr[..., [2, 1, 0, 3][:c]].tobytes()
+    n = 11 if c == 4 else 10
+    bps_at = 8 + 2 + 12 * n + 4
+    data_at = bps_at + 2 * c
+    entries = [(256, 4, 1, struct.pack("<I", w)), (257, 4, 1, struct.pack("<I", h)),
+               (258, 3, c, struct.pack("<I", bps_at)), (259, 3, 1, struct.pack("<HH", 1, 0)),
+               (262, 3, 1, struct.pack("<HH", 2, 0)), (273, 4, 1, struct.pack("<I", data_at)),
+               (274, 3, 1, struct.pack("<HH", orientation, 0)),
+               (277, 3, 1, struct.pack("<HH", c, 0)), (278, 4, 1, struct.pack("<I", h)),
+               (279, 4, 1, struct.pack("<I", len(pixels)))]
+    if c == 4:
+        entries.append((338, 3, 1, struct.pack("<HH", 2, 0)))  # unassociated alpha
+    ifd = struct.pack("<H", n) + b"".join(struct.pack("<HHI", t, k, m) + v
+                                          for t, k, m, v in entries) + struct.pack("<I", 0)
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack(f"<{c}H", *[8] * c) + pixels
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_tiff_orientation_is_applied_once_like_jpeg(tmp_path: Path, channels: int) -> None:
+    """OpenCV's TIFF decoder turns TIFFs itself, and the EXIF step turned them again: 3, 6 and
+    8 (and the mirrors) ended in the wrong frame. All eight must give JPEG's upright image."""
+    marker = _marker_image()
+    ok, jpg = cv2.imencode(".png", marker)  # lossless reference through the JPEG-like path
+    for orientation in range(1, 9):
+        bgr = marker if channels == 3 else np.dstack([marker, np.full(marker.shape[:2], 255,
+                                                                       np.uint8)])
+        tif = tmp_path / f"o{orientation}.tif"
+        tif.write_bytes(_tiff(bgr, orientation))
+        png = tmp_path / f"o{orientation}.png"
+        png.write_bytes(_png_insert_exif(jpg.tobytes(), orientation))
+        np.testing.assert_array_equal(read_image(tif), read_image(png), err_msg=str(orientation))
+        ref = _jpeg_with_exif(cv2.imencode(".jpg", marker, [cv2.IMWRITE_JPEG_QUALITY, 100])[1]
+                              .tobytes(), orientation)
+        (tmp_path / "r.jpg").write_bytes(ref)
+        assert _red_centroid(read_image(tif)) == pytest.approx(
+            _red_centroid(read_image(tmp_path / "r.jpg")), abs=1.0)
+
+
+def test_budget_applies_to_radiance_hdr_before_decoding(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "x.hdr"
-    if not cv2.imwrite(str(path), np.ones((40, 50, 3), np.float32)):
+    ok, buf = cv2.imencode(".hdr", np.ones((40, 50, 3), np.float32))
+    if not ok:
         pytest.skip("no Radiance HDR encoder")
-    assert header_size(path.read_bytes()) is None
+    path.write_bytes(buf.tobytes())
+    assert header_size(path.read_bytes()) == (40, 50)
+    decoded = _no_decode(monkeypatch)
     with pytest.raises(InputError, match="pixel budget"):
         read_image(path, max_pixels=1999)
+    assert not decoded
     assert read_image(path, max_pixels=2000).shape == (40, 50, 3)
+
+
+def test_opencv_size_limit_is_set_before_cv2_is_imported(tmp_path: Path) -> None:
+    """The OPENCV_IO_MAX_IMAGE_PIXELS backstop: OpenCV reads it when cv2 is first imported, which
+    happened before vitpose set it. A child interpreter imports the io package (which imports
+    cv2) and decodes a 28000x28000 PNG header: OpenCV itself must refuse it."""
+    comp = zlib.compressobj()
+    png = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 28000, 28000,
+                                                                   8, 0, 0, 0, 0))
+           + _png_chunk(b"IDAT", comp.compress(bytes(28001)) + comp.flush()))
+    (tmp_path / "bomb.png").write_bytes(png)
+    code = ("import sys; from vitpose.inference.io import HARD_MAX_PIXELS; import cv2, numpy as np\n"
+            "data = np.fromfile(sys.argv[1], np.uint8)\n"
+            "try:\n    cv2.imdecode(data, cv2.IMREAD_UNCHANGED)\n    print('decoded')\n"
+            "except cv2.error as e:\n    print('refused' if 'MAX_IMAGE_PIXELS' in str(e) else e)\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    import vitpose
+    env["PYTHONPATH"] = str(Path(vitpose.__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "bomb.png")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "refused", (out.stdout, out.stderr[-2000:])
+    assert str(HARD_MAX_PIXELS) == str((2**31 - 1) // 3)
+
+
+# ------------------------------------------------------------------ names that are not UTF-8
+
+
+BAD = os.fsdecode(b"caf\xe9")  # a Latin-1 name: not valid UTF-8 (a lone surrogate in Python)
+
+
+def test_printable_name_and_json_safe() -> None:
+    assert printable_name("caf\u00e9.jpg") == "caf\u00e9.jpg"  # valid UTF-8 names are unchanged
+    assert printable_name(BAD + ".jpg") == "caf\\xe9.jpg"
+    assert printable_name(b"caf\xe9.jpg") == "caf\\xe9.jpg"
+    assert printable_name("a\ud800") == "a\\ud800"  # a surrogate that is no escaped byte
+    value = json_safe({"image_id": BAD + ".jpg", BAD: [1.5, BAD, None], "n": 3})
+    text = json.dumps(value)
+    text.encode("utf-8", "strict")
+    assert "\\ud" not in text and json.loads(text)["image_id"] == "caf\\xe9.jpg"
+
+
+def test_images_with_names_that_are_not_utf8_are_read_and_written(tmp_path: Path) -> None:
+    """OpenCV's imwrite/imread crash (segfault) on such names; we encode and decode in memory."""
+    folder = tmp_path / BAD
+    image = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    path = write_image(folder / f"{BAD}.png", image)
+    assert os.fsencode(path).endswith(b"caf\xe9/caf\xe9.png")
+    np.testing.assert_array_equal(read_image(path), image)
+    assert iter_inputs(str(folder)).image_paths == (path,)
+
+
+def test_opencv_path_opens_videos_whose_names_are_not_utf8(tmp_path: Path) -> None:
+    video = tmp_path / f"{BAD}.avi"
+    with opencv_path(video) as name:
+        name.encode("ascii")
+        writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 24))
+        assert writer.isOpened()
+        for i in range(3):
+            writer.write(np.full((24, 32, 3), 60 * i, np.uint8))
+        writer.release()
+        link_folder = Path(name).parent
+    assert not link_folder.exists()  # the link is removed
+    assert video.stat().st_size > 0
+    with opencv_path(video) as name:
+        cap = cv2.VideoCapture(name)
+        frames = 0
+        while cap.read()[0]:
+            frames += 1
+        cap.release()
+    assert frames == 3
+    plain = tmp_path / "plain.avi"
+    with opencv_path(plain) as name:  # UTF-8 names pass through
+        assert name == str(plain)

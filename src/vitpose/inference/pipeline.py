@@ -256,17 +256,40 @@ class Estimator(Protocol):
 
 
 @dataclass
-class _Batch:
-    """Crops of several images waiting for one model call."""
+class _Pending:
+    """Boxes of one image waiting for model calls. An image with more boxes than a batch keeps
+    the image, not the crops, which are made chunk by chunk in `_run` (memory does not grow
+    with the number of boxes); one with fewer has its crops made at once and the image
+    dropped (memory does not grow with the image size)."""
 
-    tensors: list[torch.Tensor] = field(default_factory=list)
-    centers: list[np.ndarray] = field(default_factory=list)
-    scales: list[np.ndarray] = field(default_factory=list)
-    owners: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (result index, boxes)
+    owner: int  # index of the image's result
+    image: np.ndarray | None
+    boxes: np.ndarray  # kept boxes [N, 5]
+    ready: tuple[torch.Tensor, np.ndarray, np.ndarray] | None = None  # crops made at once
+    coords: np.ndarray | None = None  # [N, K, 2] once run
+    scores: np.ndarray | None = None  # [N, K]
+    centers: np.ndarray | None = None  # [N, 2]
+    scales: np.ndarray | None = None  # [N, 2]
 
-    @property
-    def size(self) -> int:
-        return sum(len(t) for t in self.tensors)
+
+def _chunks(pending: list[Any], sizes: list[int], batch_size: int
+            ) -> Iterator[list[tuple[Any, int, int]]]:
+    """Rows of the concatenated items in chunks of `batch_size` (the last may be shorter):
+    each chunk is a list of ``(item, lo, hi)`` segments, rows ``lo:hi`` of that item."""
+    chunk: list[tuple[Any, int, int]] = []
+    room = batch_size
+    for item, n in zip(pending, sizes):
+        lo = 0
+        while lo < n:
+            hi = min(n, lo + room)
+            chunk.append((item, lo, hi))
+            room -= hi - lo
+            lo = hi
+            if room == 0:
+                yield chunk
+                chunk, room = [], batch_size
+    if chunk:
+        yield chunk
 
 
 class PoseEstimator:
@@ -469,7 +492,8 @@ class PoseEstimator:
             one `PoseResult` per item, as soon as its crops have been through the model.
         """
         pending: list[PoseResult] = []
-        batch = _Batch()
+        queue: list[_Pending] = []
+        n_rows = 0
         for item in items:
             image, boxes, image_id = item[:3]
             array, source = self._load(image)
@@ -486,29 +510,51 @@ class PoseEstimator:
                                 os.path.basename(source), hw, self.dataset, warnings=warnings)
             pending.append(result)
             if len(kept):
-                x, c, s = self.crops(array, kept)
-                batch.tensors.append(x)
-                batch.centers.append(c)
-                batch.scales.append(s)
-                batch.owners.append((len(pending) - 1, kept))
-            if batch.size >= self.batch_size:
-                self._run(batch, pending)
-                batch = _Batch()
+                queue.append(_Pending(len(pending) - 1, array, kept) if len(kept) > self.batch_size
+                             else _Pending(len(pending) - 1, None, kept, self.crops(array, kept)))
+                n_rows += len(kept)
+            if n_rows >= self.batch_size:
+                self._run(queue, pending)
+                queue, n_rows = [], 0
                 yield from pending
                 pending = []
-        if batch.size:
-            self._run(batch, pending)
+        if queue:
+            self._run(queue, pending)
         yield from pending
 
-    def _run(self, batch: _Batch, results: list[PoseResult]) -> None:
-        coords, scores = self.predict_crops(torch.cat(batch.tensors), np.concatenate(batch.centers),
-                                            np.concatenate(batch.scales))
-        start = 0
-        for (owner, boxes), c, s in zip(batch.owners, batch.centers, batch.scales):
-            n = len(boxes)
-            self._fill(results[owner], boxes, coords[start:start + n], scores[start:start + n],
-                       c, s)
-            start += n
+    def _run(self, queue: list[_Pending], results: list[PoseResult]) -> None:
+        """The boxes of the queued images, cropped, run and decoded `batch_size` rows at a time
+        (the same model calls as one concatenated batch cut into chunks): only the keypoints
+        are kept, so memory does not depend on the number of boxes of an image."""
+        for chunk in _chunks(queue, [len(p.boxes) for p in queue], max(self.batch_size, 1)):
+            parts = [self.crops(p.image, p.boxes[lo:hi]) if p.ready is None else
+                     tuple(part[lo:hi] for part in p.ready) for p, lo, hi in chunk]
+            if len(parts) == 1:
+                x, centers, scales = parts[0]
+            else:
+                x = torch.cat([t for t, _, _ in parts])
+                centers = np.concatenate([c for _, c, _ in parts])
+                scales = np.concatenate([s for _, _, s in parts])
+            del parts
+            coords, scores = self.predict_crops(x, centers, scales)
+            del x
+            row = 0
+            for p, lo, hi in chunk:
+                n = hi - lo
+                if p.coords is None:  # the dtypes of the unchunked path
+                    size = len(p.boxes)
+                    p.coords = np.zeros((size, *coords.shape[1:]), coords.dtype)
+                    p.scores = np.zeros((size, *scores.shape[1:]), scores.dtype)
+                    p.centers = np.zeros((size, 2), centers.dtype)
+                    p.scales = np.zeros((size, 2), scales.dtype)
+                p.coords[lo:hi] = coords[row:row + n]
+                p.scores[lo:hi] = scores[row:row + n]
+                p.centers[lo:hi] = centers[row:row + n]
+                p.scales[lo:hi] = scales[row:row + n]
+                row += n
+        for p in queue:
+            self._fill(results[p.owner], p.boxes, p.coords, p.scores, p.centers, p.scales)
+            p.image = p.ready = p.coords = p.scores = None
 
     def _fill(self, result: PoseResult, boxes: np.ndarray, coords: np.ndarray,
               scores: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> None:
@@ -646,32 +692,41 @@ class RoutedPoseEstimator:
             yield from (r for r, _, _ in pending)
 
     def _run(self, pending: list[tuple[PoseResult, list, np.ndarray]]) -> None:
-        """Crops of every pending image, one backbone call per chunk, each dataset's head."""
-        tensors, centers, scales, owners, ds_index = [], [], [], [], []
-        for k, (_result, crops, array) in enumerate(pending):
+        """Crops of every pending image, one backbone call per chunk, each dataset's head. The
+        crops are made chunk by chunk (memory does not grow with the number of boxes)."""
+        groups: list[tuple[int, str, np.ndarray]] = []
+        owners, ds_index = [], []
+        for k, (_result, crops, _array) in enumerate(pending):
             for dataset in self.children:
                 group = [(cat, box) for d, cat, box in crops if d == dataset]
                 if not group:
                     continue
-                child = self.children[dataset]
-                boxes = np.stack([b for _, b in group])
-                x, c, s = child.crops(array, boxes)
-                tensors.append(x)
-                centers.append(c)
-                scales.append(s)
+                groups.append((k, dataset, np.stack([b for _, b in group])))
                 owners += [(k, dataset, cat, b) for cat, b in group]
-                ds_index += [child.dataset_index] * len(group)
-        if not tensors:
+                ds_index += [self.children[dataset].dataset_index] * len(group)
+        if not groups:
             return
-        x = torch.cat(tensors)
         idx = torch.tensor(ds_index, dtype=torch.long, device=self.device)
-        center, scale = np.concatenate(centers), np.concatenate(scales)
-        coords: list[Any] = [None] * len(x)
-        scores: list[Any] = [None] * len(x)
-        for start in range(0, len(x), self.batch_size):
-            stop = min(start + self.batch_size, len(x))
-            self._forward(x[start:stop], idx[start:stop], center[start:stop],
-                          scale[start:stop], coords, scores, start)
+        n_rows = len(owners)
+        coords: list[Any] = [None] * n_rows
+        scores: list[Any] = [None] * n_rows
+        center: np.ndarray | None = None
+        scale: np.ndarray | None = None
+        start = 0
+        for chunk in _chunks(groups, [len(g[2]) for g in groups], max(self.batch_size, 1)):
+            parts = [self.children[dataset].crops(pending[k][2], boxes[lo:hi])
+                     for (k, dataset, boxes), lo, hi in chunk]
+            x = torch.cat([t for t, _, _ in parts])
+            c = np.concatenate([c for _, c, _ in parts])
+            s = np.concatenate([s for _, _, s in parts])
+            del parts
+            stop = start + len(x)
+            if center is None:
+                center = np.zeros((n_rows, 2), c.dtype)
+                scale = np.zeros((n_rows, 2), s.dtype)
+            center[start:stop], scale[start:stop] = c, s
+            self._forward(x, idx[start:stop], c, s, coords, scores, start)
+            start = stop
         per_image: dict[tuple[int, str], list[int]] = {}
         for row, (k, dataset, _, _) in enumerate(owners):
             per_image.setdefault((k, dataset), []).append(row)

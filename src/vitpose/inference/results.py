@@ -21,6 +21,12 @@ nothing                     a fresh run
 with ``complete=True`` it then removes the journal, otherwise (an interrupted run) the journal
 stays as the marker that the run can be resumed. Values must be finite: ``NaN`` is refused
 (`ValueError`), so ``P`` is always valid JSON.
+
+Both files are UTF-8 JSON that strict parsers accept, also for file names that are not valid
+UTF-8 (Python holds their bytes as lone surrogates, which JSON cannot carry): such strings, in
+keys, values and settings, are written as `vitpose.inference.io.printable_name` gives them (the
+byte 0xE9 as the four characters ``\\xe9``), and keys are compared in that form, so a rerun
+finds the journalled work of such files.
 """
 
 from __future__ import annotations
@@ -32,10 +38,46 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, OutputError
+from .io import json_safe, printable_name
 
 __all__ = ["ResumableResults", "is_journal_header"]
 
 _HEADER = "vitpose_journal"
+
+
+def _dumps(value: Any) -> bytes:
+    """Strict UTF-8 JSON of `value` (NaN refused); strings that are not valid Unicode (names
+    that are not UTF-8) written as `printable_name` gives them."""
+    text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: the rare case pays for the walk
+        return json.dumps(json_safe(value), allow_nan=False, ensure_ascii=False).encode("utf-8")
+
+
+def _key(key: Hashable) -> Hashable:
+    if isinstance(key, str):
+        return printable_name(key)
+    if isinstance(key, tuple):
+        return tuple(_key(k) for k in key)
+    return key
+
+
+class _Done(dict):
+    """key -> value, with string keys held (and looked up) as `printable_name` gives them: the
+    form a journal read back has."""
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(_key(key))  # type: ignore[arg-type]
+
+    def __getitem__(self, key: Hashable) -> Any:
+        return super().__getitem__(_key(key))
+
+    def __setitem__(self, key: Hashable, value: Any) -> None:
+        super().__setitem__(_key(key), value)
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        return super().get(_key(key), default)
 
 
 def is_journal_header(row: Any) -> bool:
@@ -84,10 +126,10 @@ class ResumableResults:
                  flatten: Callable[[list[Any]], Any] = list) -> None:
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial.jsonl")
-        self.settings = json.loads(json.dumps(dict(settings)))  # tuples -> lists, as stored
+        self.settings = json_safe(json.loads(json.dumps(dict(settings))))  # as stored
         self.flatten = flatten
         self.overwrite = overwrite
-        self.done: dict[Hashable, Any] = {}
+        self.done: dict[Hashable, Any] = _Done()
         self.resumed = False
         self._good_size = 0  # bytes of the journal up to its last complete line
         self._fh = None
@@ -175,7 +217,7 @@ class ResumableResults:
         self.done[key] = value
 
     def _write(self, row: Any) -> None:
-        line = json.dumps(row, allow_nan=False).encode() + b"\n"
+        line = _dumps(row) + b"\n"
         assert self._fh is not None, "start() first"
         try:
             self._fh.write(line)
@@ -205,12 +247,11 @@ class ResumableResults:
             except OSError:
                 complete = False
             self._fh = None
-        rank = {k: i for i, k in enumerate(order or [])}
+        rank = {_key(k): i for i, k in enumerate(order or [])}
         keys = sorted(self.done, key=lambda k: rank.get(k, len(rank)))
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps(self.flatten([self.done[k] for k in keys]),
-                                      allow_nan=False))
+            tmp.write_bytes(_dumps(self.flatten([self.done[k] for k in keys])))
             os.replace(tmp, self.path)
         except OSError as e:
             tmp.unlink(missing_ok=True)
