@@ -22,7 +22,10 @@ from vitpose.inference.detectors import (
     load_box_mapping,
     load_coco_detections,
     nms_boxes,
+    registry,
+    runners,
     sanitize_boxes,
+    transformers_detector,
     whole_image_box,
 )
 
@@ -169,8 +172,8 @@ def test_build_detector_names() -> None:
 
 
 def test_hog_missing_gives_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(det.cv2, "HOGDescriptor", raising=False)
-    monkeypatch.delattr(det.cv2, "HOGDescriptor_getDefaultPeopleDetector", raising=False)
+    monkeypatch.delattr(cv2, "HOGDescriptor", raising=False)
+    monkeypatch.delattr(cv2, "HOGDescriptor_getDefaultPeopleDetector", raising=False)
     with pytest.raises(DownloadError, match="HOG"):
         HOGPersonDetector()
 
@@ -236,12 +239,12 @@ def test_decode_detr_outputs_softmax_excludes_no_object() -> None:
 
 
 def test_preprocess_sizes() -> None:
-    fixed = det._Preprocess({"size": {"height": 640, "width": 640}, "do_normalize": False})
+    fixed = det.DetrPreprocess({"size": {"height": 640, "width": 640}, "do_normalize": False})
     assert fixed.fixed_size and fixed.output_hw(480, 1000) == (640, 640)
     x = fixed(np.full((48, 100, 3), 255, np.uint8))
     assert x.shape == (3, 640, 640) and x.dtype == np.float32
     np.testing.assert_allclose(x, 1.0, atol=1e-6)
-    keep = det._Preprocess({"size": {"shortest_edge": 800, "longest_edge": 1333}})
+    keep = det.DetrPreprocess({"size": {"shortest_edge": 800, "longest_edge": 1333}})
     assert not keep.fixed_size
     assert keep.output_hw(480, 640) == (800, 1067)
     assert keep.output_hw(400, 1600) == (333, 1333)
@@ -476,23 +479,23 @@ def test_dfine_random_weights_decoding_is_engine_independent(runtime: str) -> No
 def test_detector_engine_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
     cpu = torch.device("cpu")
-    monkeypatch.setattr(det, "_have_onnxruntime", lambda: True)
-    monkeypatch.setattr(det, "_have_openvino", lambda: True)
+    monkeypatch.setattr(runners, "onnxruntime_available", lambda: True)
+    monkeypatch.setattr(runners, "openvino_available", lambda: True)
     # both runtimes are candidates (the calibration picks; OpenVINO first on a tie)
-    assert det._engine_order("auto", True, cpu) == ["openvino", "onnxruntime"]
-    assert det._engine_order("auto", False, cpu) == []  # varying input size: PyTorch
-    assert det._engine_order("auto", True, torch.device("cuda")) == []
-    assert det._engine_order("openvino", True, cpu) == ["openvino"]
-    assert det._engine_order("torch", True, cpu) == []
+    assert det.detector_engine_order("auto", True, cpu) == ["openvino", "onnxruntime"]
+    assert det.detector_engine_order("auto", False, cpu) == []  # varying input size: PyTorch
+    assert det.detector_engine_order("auto", True, torch.device("cuda")) == []
+    assert det.detector_engine_order("openvino", True, cpu) == ["openvino"]
+    assert det.detector_engine_order("torch", True, cpu) == []
     with pytest.raises(InputError, match="on the CPU"):
-        det._engine_order("openvino", True, torch.device("cuda"))
-    monkeypatch.setattr(det, "_have_onnxruntime", lambda: False)
-    assert det._engine_order("auto", True, cpu) == ["openvino"]
+        det.detector_engine_order("openvino", True, torch.device("cuda"))
+    monkeypatch.setattr(runners, "onnxruntime_available", lambda: False)
+    assert det.detector_engine_order("auto", True, cpu) == ["openvino"]
     assert det.available_detector_engines("cpu") == ["torch", "openvino"]
-    monkeypatch.setattr(det, "_have_openvino", lambda: False)
-    assert det._engine_order("auto", True, cpu) == []
+    monkeypatch.setattr(runners, "openvino_available", lambda: False)
+    assert det.detector_engine_order("auto", True, cpu) == []
     with pytest.raises(InputError, match="needs openvino"):
-        det._engine_order("openvino", True, cpu)
+        det.detector_engine_order("openvino", True, cpu)
 
 
 def test_choose_detector_engine_takes_the_fastest_and_breaks_ties_by_order() -> None:
@@ -527,13 +530,13 @@ def test_auto_detector_engine_is_calibrated_once_and_remembered(
         return _FakeRunner(name)
 
     timings = {"openvino": 0.090, "onnxruntime": 0.030}
-    monkeypatch.setattr(det, "_build_runner", build)
-    monkeypatch.setattr(det, "_time_runners", lambda runners, hw: dict(timings))
-    monkeypatch.setattr(det, "_calibration_fingerprint",
+    monkeypatch.setattr(runners, "_build_runner", build)
+    monkeypatch.setattr(runners, "_time_runners", lambda runners, hw: dict(timings))
+    monkeypatch.setattr(runners, "_calibration_fingerprint",
                         lambda names: {"cpu": "test cpu", "candidates": list(names)})
     export = tmp_path / "dfine-640x640-key.onnx"
     names = ["openvino", "onnxruntime"]
-    runner = det._calibrated_runner(None, (640, 640), export, names, "m")
+    runner = runners.calibrated_runner(None, (640, 640), export, names, "m")
     assert runner.name == "onnxruntime" and sorted(built) == sorted(names)
     record = json.loads((tmp_path / "dfine-640x640-key.auto-engine.json").read_text())
     assert record["engine"] == "onnxruntime"
@@ -542,18 +545,18 @@ def test_auto_detector_engine_is_calibrated_once_and_remembered(
     def no_timing(runners, hw):
         raise AssertionError("timed again")
 
-    monkeypatch.setattr(det, "_time_runners", no_timing)
+    monkeypatch.setattr(runners, "_time_runners", no_timing)
     built.clear()
-    assert det._calibrated_runner(None, (640, 640), export, names, "m").name == "onnxruntime"
+    assert runners.calibrated_runner(None, (640, 640), export, names, "m").name == "onnxruntime"
     assert built == ["onnxruntime"]  # only the remembered engine is built
 
     timings = {"openvino": 0.020, "onnxruntime": 0.030}
-    monkeypatch.setattr(det, "_time_runners", lambda runners, hw: dict(timings))
-    monkeypatch.setattr(det, "_calibration_fingerprint",
+    monkeypatch.setattr(runners, "_time_runners", lambda runners, hw: dict(timings))
+    monkeypatch.setattr(runners, "_calibration_fingerprint",
                         lambda names: {"cpu": "another cpu", "candidates": list(names)})
-    assert det._calibrated_runner(None, (640, 640), export, names, "m").name == "openvino"
+    assert runners.calibrated_runner(None, (640, 640), export, names, "m").name == "openvino"
     # not cacheable (no export file): timed each time, nothing written
-    assert det._calibrated_runner(None, (640, 640), None, names, "m").name == "openvino"
+    assert runners.calibrated_runner(None, (640, 640), None, names, "m").name == "openvino"
 
 
 def test_auto_detector_engine_on_real_runtimes_follows_the_timings(
@@ -563,7 +566,7 @@ def test_auto_detector_engine_on_real_runtimes_follows_the_timings(
     pytest.importorskip("openvino")
     for faster in ("onnxruntime", "openvino"):
         other = {"onnxruntime": "openvino", "openvino": "onnxruntime"}[faster]
-        monkeypatch.setattr(det, "_time_runners",
+        monkeypatch.setattr(runners, "_time_runners",
                             lambda runners, hw, f=faster, o=other: {f: 0.01, o: 0.05})
         d = det.TransformersDetector.from_model(_tiny_dfine(_LABELS), _DFINE_PRE,
                                                 engine="auto", device="cpu")
@@ -577,8 +580,8 @@ def test_detector_auto_engine_falls_back_in_order(monkeypatch: pytest.MonkeyPatc
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("no such runtime today")
 
-    monkeypatch.setattr(det, "AUTO_DETECTOR_ENGINES", ("openvino", "onnxruntime"))
-    monkeypatch.setattr(det, "_OpenVinoRunner", broken)
+    monkeypatch.setattr(runners, "AUTO_DETECTOR_ENGINES", ("openvino", "onnxruntime"))
+    monkeypatch.setattr(runners, "OpenVinoRunner", broken)
     d = det.TransformersDetector.from_model(_tiny_dfine(_LABELS), _DFINE_PRE, engine="auto",
                                             device="cpu")
     assert d.engine == "onnxruntime"
@@ -631,11 +634,11 @@ def test_auto_offline_says_which_detector_once_and_falls_back_to_hog(
     def offline(model_id, revision, cache_dir):
         calls.append(model_id)
         raise DownloadError(f"could not download the detector {model_id!r} (offline). "
-                            f"{det._OFFLINE_HINT}")
+                            f"{det.OFFLINE_HINT}")
 
-    monkeypatch.setattr(det, "_load_transformers_detector", offline)
-    monkeypatch.setattr(det, "_AUTO_WARNED", False)
-    with caplog.at_level("WARNING", logger=det.logger.name):
+    monkeypatch.setattr(transformers_detector, "_load_transformers_detector", offline)
+    monkeypatch.setattr(registry, "_AUTO_WARNED", False)
+    with caplog.at_level("WARNING", logger=registry.logger.name):
         first = build_detector("auto", device="cpu")
         second = build_detector("auto", device="cpu")
     assert isinstance(first, det.HOGPersonDetector) and isinstance(second, det.HOGPersonDetector)
@@ -655,7 +658,7 @@ def test_named_detectors_map_to_hub_ids(monkeypatch: pytest.MonkeyPatch) -> None
         seen.append(model_id)
         raise DownloadError("offline")
 
-    monkeypatch.setattr(det, "_load_transformers_detector", fake)
+    monkeypatch.setattr(transformers_detector, "_load_transformers_detector", fake)
     for name in ("dfine-n", "dfine-s", "rtdetr"):
         with pytest.raises(DownloadError):
             build_detector(name)
