@@ -21,6 +21,7 @@ from vitpose.inference.detectors import (
     find_boxes,
     load_box_mapping,
     load_coco_detections,
+    load_image_ids,
     nms_boxes,
     registry,
     runners,
@@ -154,6 +155,101 @@ def test_load_box_mapping(tmp_path: Path) -> None:
     p.write_text(json.dumps([[1, 2, 3, 4]]))
     with pytest.raises(InputError, match="must hold an object"):
         load_box_mapping(p)
+
+
+def _coco_images(*entries: tuple[int, str]) -> dict:
+    return {"images": [{"id": i, "file_name": name} for i, name in entries]}
+
+
+def test_load_image_ids_maps_names_and_unambiguous_last_parts(tmp_path: Path) -> None:
+    p = tmp_path / "images.json"
+    p.write_text(json.dumps(_coco_images((1, "a/x.jpg"), (2, "b/x.jpg"), (3, "c/y.jpg"),
+                                         (3, "c/y.jpg"))))  # an exact repeat is harmless
+    assert load_image_ids(p) == {"a/x.jpg": 1, "b/x.jpg": 2, "c/y.jpg": 3, "y.jpg": 3}
+    p.write_text(json.dumps([{"id": 7, "file_name": "z.jpg"}]))  # a bare list of images
+    assert load_image_ids(p) == {"z.jpg": 7}
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([(1, "a.jpg"), (1, "b.jpg")], r"image id 1 is given to two files \('a\.jpg' and 'b\.jpg'\)"),
+    ([(1, "a.jpg"), (2, "a.jpg")], r"'a\.jpg' is listed twice, with ids 1 and 2"),
+    ([(1, "d/a.jpg"), (2, "d//a.jpg")], r"'d/a\.jpg' is listed twice"),
+])
+def test_images_file_with_duplicated_ids_or_names_is_refused(
+    tmp_path: Path, entries: list, message: str
+) -> None:
+    """One id for two files (or two ids for one file) would give one image's detections to
+    the other, or lose them: refused by `load_image_ids` and by `load_coco_detections`."""
+    images = tmp_path / "images.json"
+    images.write_text(json.dumps(_coco_images(*entries)))
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9},
+                                {"image_id": 2, "bbox": [1, 1, 5, 5], "score": 0.8}]))
+    with pytest.raises(InputError, match=message):
+        load_image_ids(images)
+    with pytest.raises(InputError, match=message):
+        load_coco_detections(dets, images)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"id": "7", "file_name": "a.jpg"}, "ids are integers"),
+    ({"id": True, "file_name": "a.jpg"}, "ids are integers"),
+    ({"id": 7, "file_name": 3}, "file_name must be a non-empty string"),
+    ({"id": 7}, "needs 'id' and 'file_name'"),
+])
+def test_images_file_entries_are_checked(tmp_path: Path, entry: dict, message: str) -> None:
+    p = tmp_path / "images.json"
+    p.write_text(json.dumps({"images": [entry]}))
+    no_detections = tmp_path / "dets.json"
+    no_detections.write_text("[]")
+    for read in (load_image_ids, lambda f: load_coco_detections(no_detections, f)):
+        with pytest.raises(InputError, match=message):
+            read(p)
+
+
+MALFORMED_JSON = {
+    "deep": "[" * 100_000,
+    "long integer": "[" + "9" * 5000 + "]",
+    "not utf-8": b"\xff\xfe[1]",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED_JSON))
+def test_malformed_json_is_one_input_error_in_every_detection_file(
+    tmp_path: Path, kind: str
+) -> None:
+    """Deep nesting, a 5000-digit integer, bytes that are not UTF-8: one InputError naming
+    the file (not a RecursionError or ValueError traceback)."""
+    bad = tmp_path / "bad.json"
+    data = MALFORMED_JSON[kind]
+    bad.write_bytes(data if isinstance(data, bytes) else data.encode())
+    no_detections = tmp_path / "dets.json"
+    no_detections.write_text("[]")
+    for read in (load_coco_detections, load_box_mapping, load_image_ids,
+                 lambda f: load_coco_detections(no_detections, f)):  # as --images-file
+        with pytest.raises(InputError, match=r"bad\.json.*not valid JSON"):
+            read(bad)
+
+
+def test_numbers_beyond_a_float_are_input_errors(tmp_path: Path) -> None:
+    """A 400-digit integer is valid JSON but no float: the entry is named (it was an
+    OverflowError traceback); so is an infinite or fractional image id."""
+    huge = "1" + "0" * 400
+    p = tmp_path / "d.json"
+    for text, message in [
+        (f'[{{"image_id": 1, "bbox": [0, 0, {huge}, 5], "score": 0.9}}]', "entry 0: box values"),
+        (f'[{{"image_id": 1, "bbox": [0, 0, 5, 5], "score": {huge}}}]', "entry 0: score"),
+        ('[{"image_id": Infinity, "bbox": [0, 0, 5, 5]}]', "entry 0: image_id must be an integer"),
+        ('[{"image_id": 1.5, "bbox": [0, 0, 5, 5]}]', "entry 0: image_id must be an integer"),
+    ]:
+        p.write_text(text)
+        with pytest.raises(InputError, match=message):
+            load_coco_detections(p)
+    p.write_text(json.dumps({"a.jpg": [[0, 0, 5, 5]]}).replace("5]", f"{huge}]"))
+    with pytest.raises(InputError, match=r"\['a\.jpg'\] box 0: box values must be numbers"):
+        load_box_mapping(p)
+    p.write_text('[{"image_id": "785", "bbox": [0, 0, 5, 5]}, {"image_id": 9.0, "bbox": [1, 1, 2, 2]}]')
+    assert sorted(load_coco_detections(p)) == [9, 785]  # ids written as text or as 9.0
 
 
 # ------------------------------------------------------------------ factory
@@ -557,6 +653,40 @@ def test_auto_detector_engine_is_calibrated_once_and_remembered(
     assert runners.calibrated_runner(None, (640, 640), export, names, "m").name == "openvino"
     # not cacheable (no export file): timed each time, nothing written
     assert runners.calibrated_runner(None, (640, 640), None, names, "m").name == "openvino"
+
+
+def test_detector_export_and_choice_live_in_the_one_cache_folder(
+    tiny_rtdetr_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder detector's export goes to ``<cache folder>/detectors`` (the engines'
+    `cache_dir`, here $VITPOSE_CACHE), written whole; ``auto``'s choice (timings injected) is
+    remembered beside it, and the next build neither exports nor times again."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(runners, "_time_runners",
+                        lambda runners, hw: {"openvino": 0.05, "onnxruntime": 0.01})
+    image = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    first = build_detector(str(tiny_rtdetr_dir), engine="auto", device="cpu", threshold=0.0)
+    assert first.engine == "onnxruntime"
+    folder = tmp_path / "cache" / "detectors"
+    (export,) = folder.glob("*.onnx")
+    assert export.name.startswith(f"{tiny_rtdetr_dir.name}-64x64-")
+    choice = export.with_name(export.stem + ".auto-engine.json")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([export.name, choice.name])
+    record = json.loads(choice.read_text())
+    assert record["engine"] == "onnxruntime"
+    assert record["ms_per_frame"] == {"openvino": 50.0, "onnxruntime": 10.0}
+    assert record["fingerprint"]["candidates"] == ["openvino", "onnxruntime"]
+
+    def no_timing(*args: object) -> None:
+        raise AssertionError("timed again")
+
+    monkeypatch.setattr(runners, "_time_runners", no_timing)
+    written = export.stat().st_mtime_ns
+    again = build_detector(str(tiny_rtdetr_dir), engine="auto", device="cpu", threshold=0.0)
+    assert again.engine == "onnxruntime" and export.stat().st_mtime_ns == written
+    np.testing.assert_allclose(again(image), first(image), rtol=1e-5, atol=1e-5)
 
 
 def test_auto_detector_engine_on_real_runtimes_follows_the_timings(
