@@ -164,8 +164,13 @@ def _coco_images(*entries: tuple[int, str]) -> dict:
 def test_load_image_ids_maps_names_and_unambiguous_last_parts(tmp_path: Path) -> None:
     p = tmp_path / "images.json"
     p.write_text(json.dumps(_coco_images((1, "a/x.jpg"), (2, "b/x.jpg"), (3, "c/y.jpg"),
-                                         (3, "c/y.jpg"))))  # an exact repeat is harmless
+                                         (3, "c/y.jpg"), (3, "./c/y.jpg"))))  # repeats
     assert load_image_ids(p) == {"a/x.jpg": 1, "b/x.jpg": 2, "c/y.jpg": 3, "y.jpg": 3}
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps([{"image_id": 3, "bbox": [0, 0, 5, 5], "score": 0.9}]))
+    mapping = load_coco_detections(dets, p)  # keyed by the names as written
+    assert sorted(mapping) == ["./c/y.jpg", "a/x.jpg", "b/x.jpg", "c/y.jpg"]
+    assert len(mapping["c/y.jpg"]) == len(mapping["./c/y.jpg"]) == 1
     p.write_text(json.dumps([{"id": 7, "file_name": "z.jpg"}]))  # a bare list of images
     assert load_image_ids(p) == {"z.jpg": 7}
 

@@ -88,8 +88,9 @@ def _detection_image_id(value: Any, where: str) -> int:
 
 def _image_entries(path: PathLike) -> list[tuple[int, str]]:
     """``(id, file_name)`` of each image of a COCO images file, in file order (a repeated
-    entry once). Refuses entries without an integer id or a file name, one id given to two
-    file names, and one file name (as a POSIX path) given two ids."""
+    entry once; ``a.jpg`` and ``./a.jpg`` with one id are one image). Refuses entries without
+    an integer id or a file name, one id given to two file names, and one file name (as a
+    POSIX path) given two ids."""
     p = Path(path)
     data = read_json(p, "images")
     images = data.get("images") if isinstance(data, dict) else data
@@ -98,7 +99,7 @@ def _image_entries(path: PathLike) -> list[tuple[int, str]]:
                          "file: {'images': [{'id': 1, 'file_name': 'a.jpg'}, ...]})")
     name_of: dict[int, str] = {}
     id_of: dict[str, int] = {}
-    out: list[tuple[int, str]] = []
+    out: dict[tuple[int, str], None] = {}  # ordered, each entry once
     for i, im in enumerate(images):
         where = f"images file {p} images[{i}]"
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
@@ -121,10 +122,9 @@ def _image_entries(path: PathLike) -> list[tuple[int, str]]:
                 f"images file {p}: {key!r} is listed twice, with ids {id_of[key]} and "
                 f"{image_id}; each file needs exactly one id, or the detections of one id "
                 "would be lost")
-        if image_id not in name_of:
-            name_of[image_id], id_of[key] = key, image_id
-            out.append((image_id, name))
-    return out
+        name_of[image_id], id_of[key] = key, image_id
+        out[image_id, name] = None
+    return list(out)
 
 
 def load_image_ids(path: PathLike) -> dict[str, int]:
@@ -144,14 +144,14 @@ def load_image_ids(path: PathLike) -> dict[str, int]:
             repeat of an entry is harmless and accepted).
     """
     ids: dict[str, int] = {}
-    by_base: dict[str, list[int]] = {}
+    by_base: dict[str, set[int]] = {}
     for image_id, name in _image_entries(path):
         posix = PurePosixPath(name)
         ids[posix.as_posix()] = image_id
-        by_base.setdefault(posix.name, []).append(image_id)
+        by_base.setdefault(posix.name, set()).add(image_id)
     for base, found in by_base.items():
         if len(found) == 1:
-            ids.setdefault(base, found[0])
+            ids.setdefault(base, next(iter(found)))
     return ids
 
 
