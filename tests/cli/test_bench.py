@@ -218,7 +218,7 @@ def test_bench_detector_ms_per_frame_on_each_engine(tmp_path, capsys, monkeypatc
             num_queries=20, encoder_attention_heads=2, decoder_attention_heads=2,
             id2label=labels, label2id={v: k for k, v in labels.items()})
 
-    monkeypatch.setattr(det, "detector_config", tiny_config)
+    monkeypatch.setattr(det.detr, "detector_config", tiny_config)
     monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "bench"
     assert main(["bench", "--detector", "dfine-n", "--device", "cpu", "--no-peak",
@@ -232,7 +232,7 @@ def test_bench_detector_ms_per_frame_on_each_engine(tmp_path, capsys, monkeypatc
         assert r["detector"] == "dfine-n" and r["input_hw"] == [640, 640]
         assert r["calls"] == 2 and r["ms_per_frame"] > 0
     auto = [e for e, r in rows.items() if r["auto"]]
-    order = det._engine_order("auto", True, torch.device("cpu"))
+    order = det.detector_engine_order("auto", True, torch.device("cpu"))
     timed = {e: rows[e]["ms_per_frame"] for e in order}
     assert auto == [det.choose_detector_engine(timed, order) if timed else "torch"]
     assert "detector (random weights)" in printed and "<- --det-engine auto" in printed

@@ -32,6 +32,7 @@ from vitpose.inference.builder import read_image_ids
 from vitpose.inference.detectors import (
     load_box_mapping,
     load_coco_detections,
+    load_image_ids,
     sanitize_boxes,
 )
 from vitpose.inference.io import header_size, read_image
@@ -117,11 +118,68 @@ def test_annotation_and_detection_readers_take_any_json(value):
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "f.json"
         path.write_text(json.dumps(value))
-        for reader in (read_image_ids, load_coco_detections, load_box_mapping):
+        for reader in (read_image_ids, load_image_ids, load_coco_detections, load_box_mapping):
             try:
                 reader(str(path))
             except InputError:
                 pass
+
+
+# numbers of every kind JSON can hold: some beyond a float, infinite, fractional
+json_numbers = st.one_of(st.integers(-5, 10**6), st.integers(10**300, 10**400),
+                         st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6))
+detection_entries = st.lists(st.fixed_dictionaries(
+    {"image_id": json_numbers, "bbox": st.lists(json_numbers, min_size=3, max_size=5)},
+    optional={"score": json_numbers, "category_id": st.sampled_from([1, 2])}), max_size=4)
+image_entries = st.lists(st.fixed_dictionaries(
+    {"id": st.one_of(st.integers(0, 3), json_numbers),
+     "file_name": st.one_of(st.sampled_from(["a.jpg", "b.jpg", "d/a.jpg"]), json_values)}),
+    max_size=4)
+
+
+@FAST
+@given(dets=detection_entries, images=image_entries, boxes=st.lists(json_numbers, max_size=5))
+def test_detection_files_with_any_numbers_give_boxes_or_input_error(dets, images, boxes):
+    """Detections, images and box files whose numbers are huge, infinite, fractional or text:
+    boxes keyed as documented, or one InputError (never an OverflowError or a lost image)."""
+    with tempfile.TemporaryDirectory() as d:
+        det_path, images_path, box_path = (Path(d) / n for n in ("d.json", "i.json", "b.json"))
+        det_path.write_text(json.dumps(dets))
+        images_path.write_text(json.dumps({"images": images}))
+        box_path.write_text(json.dumps({"a.jpg": [boxes]}))
+        for read in (lambda: load_coco_detections(det_path),
+                     lambda: load_coco_detections(det_path, images_path),
+                     lambda: load_image_ids(images_path), lambda: load_box_mapping(box_path)):
+            try:
+                out = read()
+            except InputError as e:
+                assert ".json" in str(e)
+                continue
+            assert all(not isinstance(v, np.ndarray) or (v.dtype == np.float32 and
+                                                          v.shape[1:] == (5,))
+                       for v in out.values())
+        try:
+            ids = load_image_ids(images_path)
+        except InputError:
+            return
+        names = {im["file_name"] for im in images}
+        assert set(load_coco_detections(det_path if _readable(det_path) else _empty(d),
+                                        images_path)) == names  # every listed image kept
+        assert len(set(ids.values())) == len({im["id"] for im in images})
+
+
+def _readable(path: Path) -> bool:
+    try:
+        load_coco_detections(path)
+    except InputError:
+        return False
+    return True
+
+
+def _empty(folder: str) -> Path:
+    path = Path(folder) / "none.json"
+    path.write_text("[]")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,6 +195,52 @@ def _strict(text: str):
     def refuse(name):
         raise AssertionError(f"invalid JSON constant {name}")
     return json.loads(text, parse_constant=refuse)
+
+
+def _predict_error(*args: object) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(["predict", *map(str, args), "--device", "cpu", "--backend", "torch"])
+    return rc, err.getvalue()
+
+
+@pytest.mark.parametrize("option", ["--det-file", "--boxes-json"])
+@pytest.mark.parametrize("content", ["[" * 100_000, "[" + "9" * 5000 + "]",
+                                     '{"a.jpg": [[0, 0, 1' + "0" * 400 + ', 5]]}'])
+def test_predict_with_a_malformed_box_file_is_one_error(ckpt, data_dir, tmp_path, option,
+                                                        content):
+    """Deep nesting, a 5000-digit integer, a number beyond a float: exit 2 with one line
+    naming the file, nothing written (a RecursionError / ValueError / OverflowError traceback
+    before)."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    out = tmp_path / "out"
+    rc, err = _predict_error(data_dir / "coco" / "000000000785.jpg", "--model", ckpt, option,
+                             bad, "--out-dir", out)
+    assert rc == 2 and err.startswith("error:") and "bad.json" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("images, message", [
+    ([(785, "000000000785.jpg"), (785, "000000040083.jpg")], "image id 785 is given to two files"),
+    ([(785, "000000000785.jpg"), (786, "000000000785.jpg")], "is listed twice, with ids 785 and 786"),
+])
+def test_predict_refuses_an_images_file_that_would_lose_detections(ckpt, data_dir, tmp_path,
+                                                                   images, message):
+    """``--images-file`` giving one id to two files (or two ids to one file) would give one
+    image's detections to the other: refused before anything runs (accepted silently
+    before)."""
+    images_file = tmp_path / "images.json"
+    images_file.write_text(json.dumps({"images": [{"id": i, "file_name": n} for i, n in images]}))
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps([{"image_id": 785, "bbox": [10, 10, 50, 80], "score": 0.9,
+                                 "category_id": 1}]))
+    out = tmp_path / "out"
+    rc, err = _predict_error(data_dir / "coco", "--model", ckpt, "--det-file", dets,
+                             "--images-file", images_file, "--out-dir", out)
+    assert rc == 2 and message in err and "Traceback" not in err, err
+    assert not out.exists()
 
 
 @settings(max_examples=15, deadline=None, derandomize=True, database=None,

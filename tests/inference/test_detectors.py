@@ -21,8 +21,12 @@ from vitpose.inference.detectors import (
     find_boxes,
     load_box_mapping,
     load_coco_detections,
+    load_image_ids,
     nms_boxes,
+    registry,
+    runners,
     sanitize_boxes,
+    transformers_detector,
     whole_image_box,
 )
 
@@ -153,6 +157,106 @@ def test_load_box_mapping(tmp_path: Path) -> None:
         load_box_mapping(p)
 
 
+def _coco_images(*entries: tuple[int, str]) -> dict:
+    return {"images": [{"id": i, "file_name": name} for i, name in entries]}
+
+
+def test_load_image_ids_maps_names_and_unambiguous_last_parts(tmp_path: Path) -> None:
+    p = tmp_path / "images.json"
+    p.write_text(json.dumps(_coco_images((1, "a/x.jpg"), (2, "b/x.jpg"), (3, "c/y.jpg"),
+                                         (3, "c/y.jpg"), (3, "./c/y.jpg"))))  # repeats
+    assert load_image_ids(p) == {"a/x.jpg": 1, "b/x.jpg": 2, "c/y.jpg": 3, "y.jpg": 3}
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps([{"image_id": 3, "bbox": [0, 0, 5, 5], "score": 0.9}]))
+    mapping = load_coco_detections(dets, p)  # keyed by the names as written
+    assert sorted(mapping) == ["./c/y.jpg", "a/x.jpg", "b/x.jpg", "c/y.jpg"]
+    assert len(mapping["c/y.jpg"]) == len(mapping["./c/y.jpg"]) == 1
+    p.write_text(json.dumps([{"id": 7, "file_name": "z.jpg"}]))  # a bare list of images
+    assert load_image_ids(p) == {"z.jpg": 7}
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([(1, "a.jpg"), (1, "b.jpg")], r"image id 1 is given to two files \('a\.jpg' and 'b\.jpg'\)"),
+    ([(1, "a.jpg"), (2, "a.jpg")], r"'a\.jpg' is listed twice, with ids 1 and 2"),
+    ([(1, "d/a.jpg"), (2, "d//a.jpg")], r"'d/a\.jpg' is listed twice"),
+])
+def test_images_file_with_duplicated_ids_or_names_is_refused(
+    tmp_path: Path, entries: list, message: str
+) -> None:
+    """One id for two files (or two ids for one file) would give one image's detections to
+    the other, or lose them: refused by `load_image_ids` and by `load_coco_detections`."""
+    images = tmp_path / "images.json"
+    images.write_text(json.dumps(_coco_images(*entries)))
+    dets = tmp_path / "dets.json"
+    dets.write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9},
+                                {"image_id": 2, "bbox": [1, 1, 5, 5], "score": 0.8}]))
+    with pytest.raises(InputError, match=message):
+        load_image_ids(images)
+    with pytest.raises(InputError, match=message):
+        load_coco_detections(dets, images)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"id": "7", "file_name": "a.jpg"}, "ids are integers"),
+    ({"id": True, "file_name": "a.jpg"}, "ids are integers"),
+    ({"id": 7, "file_name": 3}, "file_name must be a non-empty string"),
+    ({"id": 7}, "needs 'id' and 'file_name'"),
+])
+def test_images_file_entries_are_checked(tmp_path: Path, entry: dict, message: str) -> None:
+    p = tmp_path / "images.json"
+    p.write_text(json.dumps({"images": [entry]}))
+    no_detections = tmp_path / "dets.json"
+    no_detections.write_text("[]")
+    for read in (load_image_ids, lambda f: load_coco_detections(no_detections, f)):
+        with pytest.raises(InputError, match=message):
+            read(p)
+
+
+MALFORMED_JSON = {
+    "deep": "[" * 100_000,
+    "long integer": "[" + "9" * 5000 + "]",
+    "not utf-8": b"\xff\xfe[1]",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED_JSON))
+def test_malformed_json_is_one_input_error_in_every_detection_file(
+    tmp_path: Path, kind: str
+) -> None:
+    """Deep nesting, a 5000-digit integer, bytes that are not UTF-8: one InputError naming
+    the file (not a RecursionError or ValueError traceback)."""
+    bad = tmp_path / "bad.json"
+    data = MALFORMED_JSON[kind]
+    bad.write_bytes(data if isinstance(data, bytes) else data.encode())
+    no_detections = tmp_path / "dets.json"
+    no_detections.write_text("[]")
+    for read in (load_coco_detections, load_box_mapping, load_image_ids,
+                 lambda f: load_coco_detections(no_detections, f)):  # as --images-file
+        with pytest.raises(InputError, match=r"bad\.json.*not valid JSON"):
+            read(bad)
+
+
+def test_numbers_beyond_a_float_are_input_errors(tmp_path: Path) -> None:
+    """A 400-digit integer is valid JSON but no float: the entry is named (it was an
+    OverflowError traceback); so is an infinite or fractional image id."""
+    huge = "1" + "0" * 400
+    p = tmp_path / "d.json"
+    for text, message in [
+        (f'[{{"image_id": 1, "bbox": [0, 0, {huge}, 5], "score": 0.9}}]', "entry 0: box values"),
+        (f'[{{"image_id": 1, "bbox": [0, 0, 5, 5], "score": {huge}}}]', "entry 0: score"),
+        ('[{"image_id": Infinity, "bbox": [0, 0, 5, 5]}]', "entry 0: image_id must be an integer"),
+        ('[{"image_id": 1.5, "bbox": [0, 0, 5, 5]}]', "entry 0: image_id must be an integer"),
+    ]:
+        p.write_text(text)
+        with pytest.raises(InputError, match=message):
+            load_coco_detections(p)
+    p.write_text(json.dumps({"a.jpg": [[0, 0, 5, 5]]}).replace("5]", f"{huge}]"))
+    with pytest.raises(InputError, match=r"\['a\.jpg'\] box 0: box values must be numbers"):
+        load_box_mapping(p)
+    p.write_text('[{"image_id": "785", "bbox": [0, 0, 5, 5]}, {"image_id": 9.0, "bbox": [1, 1, 2, 2]}]')
+    assert sorted(load_coco_detections(p)) == [9, 785]  # ids written as text or as 9.0
+
+
 # ------------------------------------------------------------------ factory
 
 
@@ -169,8 +273,8 @@ def test_build_detector_names() -> None:
 
 
 def test_hog_missing_gives_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(det.cv2, "HOGDescriptor", raising=False)
-    monkeypatch.delattr(det.cv2, "HOGDescriptor_getDefaultPeopleDetector", raising=False)
+    monkeypatch.delattr(cv2, "HOGDescriptor", raising=False)
+    monkeypatch.delattr(cv2, "HOGDescriptor_getDefaultPeopleDetector", raising=False)
     with pytest.raises(DownloadError, match="HOG"):
         HOGPersonDetector()
 
@@ -236,12 +340,12 @@ def test_decode_detr_outputs_softmax_excludes_no_object() -> None:
 
 
 def test_preprocess_sizes() -> None:
-    fixed = det._Preprocess({"size": {"height": 640, "width": 640}, "do_normalize": False})
+    fixed = det.DetrPreprocess({"size": {"height": 640, "width": 640}, "do_normalize": False})
     assert fixed.fixed_size and fixed.output_hw(480, 1000) == (640, 640)
     x = fixed(np.full((48, 100, 3), 255, np.uint8))
     assert x.shape == (3, 640, 640) and x.dtype == np.float32
     np.testing.assert_allclose(x, 1.0, atol=1e-6)
-    keep = det._Preprocess({"size": {"shortest_edge": 800, "longest_edge": 1333}})
+    keep = det.DetrPreprocess({"size": {"shortest_edge": 800, "longest_edge": 1333}})
     assert not keep.fixed_size
     assert keep.output_hw(480, 640) == (800, 1067)
     assert keep.output_hw(400, 1600) == (333, 1333)
@@ -476,23 +580,23 @@ def test_dfine_random_weights_decoding_is_engine_independent(runtime: str) -> No
 def test_detector_engine_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
     cpu = torch.device("cpu")
-    monkeypatch.setattr(det, "_have_onnxruntime", lambda: True)
-    monkeypatch.setattr(det, "_have_openvino", lambda: True)
+    monkeypatch.setattr(runners, "onnxruntime_available", lambda: True)
+    monkeypatch.setattr(runners, "openvino_available", lambda: True)
     # both runtimes are candidates (the calibration picks; OpenVINO first on a tie)
-    assert det._engine_order("auto", True, cpu) == ["openvino", "onnxruntime"]
-    assert det._engine_order("auto", False, cpu) == []  # varying input size: PyTorch
-    assert det._engine_order("auto", True, torch.device("cuda")) == []
-    assert det._engine_order("openvino", True, cpu) == ["openvino"]
-    assert det._engine_order("torch", True, cpu) == []
+    assert det.detector_engine_order("auto", True, cpu) == ["openvino", "onnxruntime"]
+    assert det.detector_engine_order("auto", False, cpu) == []  # varying input size: PyTorch
+    assert det.detector_engine_order("auto", True, torch.device("cuda")) == []
+    assert det.detector_engine_order("openvino", True, cpu) == ["openvino"]
+    assert det.detector_engine_order("torch", True, cpu) == []
     with pytest.raises(InputError, match="on the CPU"):
-        det._engine_order("openvino", True, torch.device("cuda"))
-    monkeypatch.setattr(det, "_have_onnxruntime", lambda: False)
-    assert det._engine_order("auto", True, cpu) == ["openvino"]
+        det.detector_engine_order("openvino", True, torch.device("cuda"))
+    monkeypatch.setattr(runners, "onnxruntime_available", lambda: False)
+    assert det.detector_engine_order("auto", True, cpu) == ["openvino"]
     assert det.available_detector_engines("cpu") == ["torch", "openvino"]
-    monkeypatch.setattr(det, "_have_openvino", lambda: False)
-    assert det._engine_order("auto", True, cpu) == []
+    monkeypatch.setattr(runners, "openvino_available", lambda: False)
+    assert det.detector_engine_order("auto", True, cpu) == []
     with pytest.raises(InputError, match="needs openvino"):
-        det._engine_order("openvino", True, cpu)
+        det.detector_engine_order("openvino", True, cpu)
 
 
 def test_choose_detector_engine_takes_the_fastest_and_breaks_ties_by_order() -> None:
@@ -527,13 +631,13 @@ def test_auto_detector_engine_is_calibrated_once_and_remembered(
         return _FakeRunner(name)
 
     timings = {"openvino": 0.090, "onnxruntime": 0.030}
-    monkeypatch.setattr(det, "_build_runner", build)
-    monkeypatch.setattr(det, "_time_runners", lambda runners, hw: dict(timings))
-    monkeypatch.setattr(det, "_calibration_fingerprint",
+    monkeypatch.setattr(runners, "_build_runner", build)
+    monkeypatch.setattr(runners, "_time_runners", lambda runners, hw: dict(timings))
+    monkeypatch.setattr(runners, "_calibration_fingerprint",
                         lambda names: {"cpu": "test cpu", "candidates": list(names)})
     export = tmp_path / "dfine-640x640-key.onnx"
     names = ["openvino", "onnxruntime"]
-    runner = det._calibrated_runner(None, (640, 640), export, names, "m")
+    runner = runners.calibrated_runner(None, (640, 640), export, names, "m")
     assert runner.name == "onnxruntime" and sorted(built) == sorted(names)
     record = json.loads((tmp_path / "dfine-640x640-key.auto-engine.json").read_text())
     assert record["engine"] == "onnxruntime"
@@ -542,18 +646,52 @@ def test_auto_detector_engine_is_calibrated_once_and_remembered(
     def no_timing(runners, hw):
         raise AssertionError("timed again")
 
-    monkeypatch.setattr(det, "_time_runners", no_timing)
+    monkeypatch.setattr(runners, "_time_runners", no_timing)
     built.clear()
-    assert det._calibrated_runner(None, (640, 640), export, names, "m").name == "onnxruntime"
+    assert runners.calibrated_runner(None, (640, 640), export, names, "m").name == "onnxruntime"
     assert built == ["onnxruntime"]  # only the remembered engine is built
 
     timings = {"openvino": 0.020, "onnxruntime": 0.030}
-    monkeypatch.setattr(det, "_time_runners", lambda runners, hw: dict(timings))
-    monkeypatch.setattr(det, "_calibration_fingerprint",
+    monkeypatch.setattr(runners, "_time_runners", lambda runners, hw: dict(timings))
+    monkeypatch.setattr(runners, "_calibration_fingerprint",
                         lambda names: {"cpu": "another cpu", "candidates": list(names)})
-    assert det._calibrated_runner(None, (640, 640), export, names, "m").name == "openvino"
+    assert runners.calibrated_runner(None, (640, 640), export, names, "m").name == "openvino"
     # not cacheable (no export file): timed each time, nothing written
-    assert det._calibrated_runner(None, (640, 640), None, names, "m").name == "openvino"
+    assert runners.calibrated_runner(None, (640, 640), None, names, "m").name == "openvino"
+
+
+def test_detector_export_and_choice_live_in_the_one_cache_folder(
+    tiny_rtdetr_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder detector's export goes to ``<cache folder>/detectors`` (the engines'
+    `cache_dir`, here $VITPOSE_CACHE), written whole; ``auto``'s choice (timings injected) is
+    remembered beside it, and the next build neither exports nor times again."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(runners, "_time_runners",
+                        lambda runners, hw: {"openvino": 0.05, "onnxruntime": 0.01})
+    image = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    first = build_detector(str(tiny_rtdetr_dir), engine="auto", device="cpu", threshold=0.0)
+    assert first.engine == "onnxruntime"
+    folder = tmp_path / "cache" / "detectors"
+    (export,) = folder.glob("*.onnx")
+    assert export.name.startswith(f"{tiny_rtdetr_dir.name}-64x64-")
+    choice = export.with_name(export.stem + ".auto-engine.json")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([export.name, choice.name])
+    record = json.loads(choice.read_text())
+    assert record["engine"] == "onnxruntime"
+    assert record["ms_per_frame"] == {"openvino": 50.0, "onnxruntime": 10.0}
+    assert record["fingerprint"]["candidates"] == ["openvino", "onnxruntime"]
+
+    def no_timing(*args: object) -> None:
+        raise AssertionError("timed again")
+
+    monkeypatch.setattr(runners, "_time_runners", no_timing)
+    written = export.stat().st_mtime_ns
+    again = build_detector(str(tiny_rtdetr_dir), engine="auto", device="cpu", threshold=0.0)
+    assert again.engine == "onnxruntime" and export.stat().st_mtime_ns == written
+    np.testing.assert_allclose(again(image), first(image), rtol=1e-5, atol=1e-5)
 
 
 def test_auto_detector_engine_on_real_runtimes_follows_the_timings(
@@ -563,7 +701,7 @@ def test_auto_detector_engine_on_real_runtimes_follows_the_timings(
     pytest.importorskip("openvino")
     for faster in ("onnxruntime", "openvino"):
         other = {"onnxruntime": "openvino", "openvino": "onnxruntime"}[faster]
-        monkeypatch.setattr(det, "_time_runners",
+        monkeypatch.setattr(runners, "_time_runners",
                             lambda runners, hw, f=faster, o=other: {f: 0.01, o: 0.05})
         d = det.TransformersDetector.from_model(_tiny_dfine(_LABELS), _DFINE_PRE,
                                                 engine="auto", device="cpu")
@@ -577,8 +715,8 @@ def test_detector_auto_engine_falls_back_in_order(monkeypatch: pytest.MonkeyPatc
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("no such runtime today")
 
-    monkeypatch.setattr(det, "AUTO_DETECTOR_ENGINES", ("openvino", "onnxruntime"))
-    monkeypatch.setattr(det, "_OpenVinoRunner", broken)
+    monkeypatch.setattr(runners, "AUTO_DETECTOR_ENGINES", ("openvino", "onnxruntime"))
+    monkeypatch.setattr(runners, "OpenVinoRunner", broken)
     d = det.TransformersDetector.from_model(_tiny_dfine(_LABELS), _DFINE_PRE, engine="auto",
                                             device="cpu")
     assert d.engine == "onnxruntime"
@@ -631,11 +769,11 @@ def test_auto_offline_says_which_detector_once_and_falls_back_to_hog(
     def offline(model_id, revision, cache_dir):
         calls.append(model_id)
         raise DownloadError(f"could not download the detector {model_id!r} (offline). "
-                            f"{det._OFFLINE_HINT}")
+                            f"{det.OFFLINE_HINT}")
 
-    monkeypatch.setattr(det, "_load_transformers_detector", offline)
-    monkeypatch.setattr(det, "_AUTO_WARNED", False)
-    with caplog.at_level("WARNING", logger=det.logger.name):
+    monkeypatch.setattr(transformers_detector, "_load_transformers_detector", offline)
+    monkeypatch.setattr(registry, "_AUTO_WARNED", False)
+    with caplog.at_level("WARNING", logger=registry.logger.name):
         first = build_detector("auto", device="cpu")
         second = build_detector("auto", device="cpu")
     assert isinstance(first, det.HOGPersonDetector) and isinstance(second, det.HOGPersonDetector)
@@ -655,7 +793,7 @@ def test_named_detectors_map_to_hub_ids(monkeypatch: pytest.MonkeyPatch) -> None
         seen.append(model_id)
         raise DownloadError("offline")
 
-    monkeypatch.setattr(det, "_load_transformers_detector", fake)
+    monkeypatch.setattr(transformers_detector, "_load_transformers_detector", fake)
     for name in ("dfine-n", "dfine-s", "rtdetr"):
         with pytest.raises(DownloadError):
             build_detector(name)

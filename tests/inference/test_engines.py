@@ -477,7 +477,7 @@ def test_cuda_and_tensorrt_providers_without_a_gpu(tmp_path):
 def test_shared_runtime_helpers_serve_pose_engines_and_other_graphs(tmp_path, monkeypatch):
     """`engines.runtime` is the one place sessions and compiled models are made (the learned
     detectors use it too): thread and spinning settings, the compiled-model cache."""
-    from vitpose.inference import detectors as det
+    from vitpose.inference.detectors import runners
     from vitpose.inference.engines import runtime
     pytest.importorskip("onnxruntime")
     class TwoOut(torch.nn.Module):  # a detector's shape: (logits, boxes)
@@ -485,7 +485,7 @@ def test_shared_runtime_helpers_serve_pose_engines_and_other_graphs(tmp_path, mo
             return x.mean((2, 3)), x.amax((2, 3))
 
     graph = TwoOut().eval()
-    source = det._export_detector(graph, (16, 16), None)
+    source = runners.export_detector(graph, (16, 16), None)
     assert isinstance(source, bytes)
     sess = runtime.ort_session(source, threads=1, spinning=False, quiet=True)
     opts = sess.get_session_options()
@@ -493,7 +493,7 @@ def test_shared_runtime_helpers_serve_pose_engines_and_other_graphs(tmp_path, mo
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     with pytest.raises(EngineError, match="ONNX Runtime cannot load the graph"):
         runtime.ort_session(b"not a graph")
-    path = det._export_detector(graph, (16, 16), tmp_path / "g.onnx")
+    path = runners.export_detector(graph, (16, 16), tmp_path / "g.onnx")
     assert path == tmp_path / "g.onnx" and path.is_file()
     if importlib.util.find_spec("openvino") is not None:
         _, props = runtime.compile_openvino(path, torch.float32, threads=1,

@@ -329,7 +329,7 @@ def detector_runs(cfg: BenchConfig, device: torch.device,
                                    warmup=max(1, cfg.warmup), rounds=cfg.rounds,
                                    min_seconds=cfg.min_seconds)
         # what --det-engine auto's rule keeps on these timings (it calibrates the same way)
-        order = det._engine_order("auto", first.preprocess.fixed_size, device)
+        order = det.detector_engine_order("auto", first.preprocess.fixed_size, device)
         timed = {e: round(1e3 * timings[e].median, 2) for e in order if e in timings}
         auto = det.choose_detector_engine(timed, order) if timed else "torch"
         for engine, t in timings.items():

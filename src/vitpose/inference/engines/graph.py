@@ -10,6 +10,8 @@ engines (and `vitpose export`) need it.
 * `write_onnx_parts` / `onnx_parts_for` write (and cache) the same graph as three chained files,
   split where `models.precision` keeps float32 (the OpenVINO bf16 engine runs the two ends in
   float32).
+* `fixed_onnx` exports any other module for one fixed input shape (the learned detectors),
+  cached in a file when given one.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ import torch
 from torch import nn
 
 from ...checkpoints import densify_moe
+from ...fileio import atomic_write_bytes
 from ...models.vitpose import ViTPose, ViTPoseConfig
 from .base import EngineError, cache_dir
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "PART_NAMES", "HeatmapGraph", "model_key",
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "PART_NAMES", "HeatmapGraph", "fixed_onnx", "model_key",
            "onnx_file_for", "onnx_parts_for", "plain_config", "plain_model_for", "write_onnx",
            "write_onnx_parts"]
 
@@ -279,3 +282,30 @@ def onnx_parts_for(model: ViTPose, dataset: int | str | None = None,
     if not all(p.is_file() for p in paths):
         write_onnx_parts(model, paths, dataset)
     return paths  # type: ignore[return-value]
+
+
+def fixed_onnx(module: nn.Module, example: torch.Tensor, path: str | os.PathLike | None = None,
+               *, input_names: Sequence[str], output_names: Sequence[str], opset: int = 17
+               ) -> bytes | Path:
+    """The ONNX graph of `module` for the fixed input shape of `example` (the TorchScript
+    exporter; graphs under 2 GiB, no ``onnx`` package needed).
+
+    With `path`: the file when it exists (exported before), else exported and written there
+    atomically, and the path returned. Without: the graph's bytes (a source without a stable
+    cache key).
+    """
+    import io
+
+    if path is not None and Path(path).is_file():
+        return Path(path)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TracerWarnings on shape checks, exporter notices
+        torch.onnx.export(module.cpu(), (example.cpu(),), buffer, dynamo=False,
+                          opset_version=opset, input_names=list(input_names),
+                          output_names=list(output_names))
+    if path is None:
+        return buffer.getvalue()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(path, buffer.getvalue(), fsync=False)
