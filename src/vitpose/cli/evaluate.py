@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..datasets.records import _load_results_file
 from ..errors import InputError, OutputError
+from ..fileio import read_results_file
 from ..inference.results import is_journal_header
 from ..metrics import evaluate
 from ..training.build import resolve_dataset_meta
@@ -57,7 +57,7 @@ def read_results(path: str) -> Any:
         InputError: the file is missing or malformed (a ``.jsonl`` line: its number), or is the
             journal of an unfinished run (``P.partial.jsonl``) rather than its results.
     """
-    data = _load_results_file(path)
+    data = read_results_file(path)
     if isinstance(data, list) and data and is_journal_header(data[0]):
         raise InputError(f"{path} is the journal of a `vitpose predict` run that has not "
                          "finished, not its results: rerun the same command to finish the run, "
