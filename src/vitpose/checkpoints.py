@@ -45,7 +45,7 @@ from .models.vitpose import (
 
 __all__ = [
     "read_checkpoint", "unwrap_state_dict", "detect_format", "hf_to_official", "official_to_hf",
-    "infer_config", "load_state_dict_strict", "load_weights", "load_pretrained_backbone",
+    "infer_config", "load_state_dict_strict", "load_local_weights", "load_pretrained_backbone",
     "mae_to_backbone", "densify_moe", "split_vitpose_plus", "save_checkpoint",
     "save_hf_pretrained", "read_hf_config", "to_canonical", "prepare_state_dict",
     "recorded_config", "checkpoint_config", "truncate_to_hf_output", "with_datasets",
@@ -831,7 +831,7 @@ def _dataset_index(dataset: int | str, sd: Mapping[str, torch.Tensor]) -> int:
     return names.index(name)
 
 
-def load_weights(model: ViTPose, source: str | os.PathLike | Mapping[str, Any],
+def load_local_weights(model: ViTPose, source: str | os.PathLike | Mapping[str, Any],
                  dataset: int | str | None = None) -> ViTPose:
     """Load weights into `model` strictly, whatever their format.
 
@@ -867,7 +867,7 @@ def load_weights(model: ViTPose, source: str | os.PathLike | Mapping[str, Any],
 def save_checkpoint(model: ViTPose, path: str | os.PathLike, meta: Mapping[str, Any] | None = None
                     ) -> Path:
     """Write ``{'state_dict', 'meta'}`` in the official layout (loadable by the original code
-    and by `load_weights`); ``meta['vitpose_config']`` records our config. Atomic."""
+    and by `load_local_weights`); ``meta['vitpose_config']`` records our config. Atomic."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     obj = {"state_dict": OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items()),

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .. import distributed as dist
-from ..checkpoints import load_weights
+from ..checkpoints import load_local_weights
 from ..errors import ConfigError
 from ..hub import resolve_weights
 from ..models.vitpose import canonical_name
@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     dist.init_distributed(backend=dist.backend_for(args.device))
     device = args.device or (f"cuda:{dist.local_device_index()}" if torch.cuda.is_available()
                              else "cpu")
-    model = build_model_from_config(cfg, load_weights=False)
-    load_weights(model, weights)
+    model = build_model_from_config(cfg, with_weights=False)
+    load_local_weights(model, weights)
     work_dir = Path(args.work_dir or f"work_dirs/test_{Path(args.config).stem}")
     engines: dict[str, dict[str, Any]] = {}
     # prepare: the torch engine casts the weights once to test.dtype, as in predict

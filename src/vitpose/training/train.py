@@ -576,7 +576,7 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
     state = load_training_state(resume) if resume is not None else None
     from vitpose.training.evaluate import check_val_files
     check_val_files(cfg, "set --data-root, or data.val=[] to train without validation")
-    model = build_model_from_config(cfg, load_weights=state is None).to(device)
+    model = build_model_from_config(cfg, with_weights=state is None).to(device)
     dataset = build_datasets(cfg)
     loader, sampler = build_loader(dataset, cfg, rank, world)
     iters_per_epoch = len(loader)
