@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import CheckpointError
+from .fileio import atomic_open, atomic_write_json
 from .models.vitpose import (
     PLUS_DATASETS,
     HeadConfig,
@@ -872,9 +873,8 @@ def save_checkpoint(model: ViTPose, path: str | os.PathLike, meta: Mapping[str, 
     path.parent.mkdir(parents=True, exist_ok=True)
     obj = {"state_dict": OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items()),
            "meta": {"vitpose_config": json.dumps(model.cfg.to_dict()), **(meta or {})}}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as handle:
+        torch.save(obj, handle)
     return path
 
 
@@ -916,5 +916,5 @@ def save_hf_pretrained(model: ViTPose, folder: str | os.PathLike) -> Path:
     sd = official_to_hf(model.state_dict())
     save_file({k: v.detach().cpu().contiguous() for k, v in sd.items()},
               str(folder / "model.safetensors"), metadata={"format": "pt"})
-    (folder / "config.json").write_text(json.dumps(hf_config_dict(model.cfg), indent=2))
+    atomic_write_json(folder / "config.json", hf_config_dict(model.cfg), indent=2)
     return folder

@@ -9,7 +9,6 @@ instance rescoring and per-image OKS-NMS for the OKS benchmarks (vitpose-referen
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import defaultdict
@@ -27,6 +26,7 @@ from ..datasets.coco import WHOLEBODY_PART_KEYS
 from ..datasets.readers import read_annotations, read_detections
 from ..datasets.records import PoseRecord
 from ..errors import InputError, VitPoseError
+from ..fileio import atomic_write_json
 from ..inference.builder import engine_for
 from ..inference.engines import Engine, calibration_rows
 from ..inference.io import read_image
@@ -245,8 +245,8 @@ def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.Pat
             if work_dir is not None and dist.is_main_process():
                 wd = Path(work_dir)
                 wd.mkdir(parents=True, exist_ok=True)
-                (wd / f"results_{meta.name}.json").write_text(json.dumps(results))
-                (wd / f"metrics_{meta.name}.json").write_text(json.dumps(metrics, indent=2))
+                atomic_write_json(wd / f"results_{meta.name}.json", results)
+                atomic_write_json(wd / f"metrics_{meta.name}.json", metrics, indent=2)
     finally:
         model.train(was_training)
     return out

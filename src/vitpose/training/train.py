@@ -44,6 +44,7 @@ from vitpose.datasets.mixing import MixedDataset, MixingSampler
 from vitpose.datasets.readers import read_annotations
 from vitpose.datasets.topdown import AugmentConfig, TopDownDataset, collate_topdown
 from vitpose.errors import CheckpointError, ConfigError, InputError, VitPoseError
+from vitpose.fileio import clean_stale_temporaries
 from vitpose.inference.io import read_image
 from vitpose.models.vitpose import ViTPose
 from vitpose.training.build import (
@@ -56,7 +57,6 @@ from vitpose.training.checkpoint import (
     atomic_save,
     build_training_state,
     capture_rng_state,
-    clean_stale_temporaries,
     load_training_state,
     restore_rng_state,
 )
