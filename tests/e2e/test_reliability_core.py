@@ -1,0 +1,158 @@
+"""Reliability of the core: checkpoints, training configs, evaluation and dataset defaults.
+
+Each test feeds a crafted input where the user meets it (the CLI, or the Python API) and
+expects one clear line, never a traceback, a silently different answer, or memory taken.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import vitpose
+from vitpose.cli.main import main
+from vitpose.errors import CheckpointError
+from vitpose.models import build_model
+
+TINY = dict(embed_dim=32, depth=2, num_heads=2, img_size=(64, 48))
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(
+        ("WARNING", "INFO"))]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert len(lines[0]) < 600, lines[0][:600]
+    return lines[0]
+
+
+def _ours(tmp_path: Path, edit=None, name: str = "ours.pth", variant: str = "vitpose-b") -> Path:
+    path = vitpose.save_checkpoint(build_model(variant, **TINY), tmp_path / name)
+    if edit is not None:
+        obj = torch.load(path, weights_only=True)
+        cfg = json.loads(obj["meta"]["vitpose_config"])
+        edit(cfg, obj)
+        obj["meta"]["vitpose_config"] = json.dumps(cfg)
+        torch.save(obj, path)
+    return path
+
+
+def _export(path: Path, tmp_path: Path) -> int:
+    return main(["export", "--model", str(path), "--hf", str(tmp_path / "o")])
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+@pytest.mark.parametrize("field,value,words", [
+    ("depth", 10 ** 6, "depth 1000000 (recorded) vs 2 (weights)"),
+    ("embed_dim", 1 << 20, "embed_dim"),
+    ("mlp_ratio", 4096.0, "mlp_ratio"),
+    ("img_size", [4096, 4096], "pos_embed"),
+])
+def test_a_recorded_architecture_is_checked_against_the_tensors_before_building(
+        tmp_path, capsys, field, value, words):
+    """A few bytes of edited meta must not decide how much memory is taken: the recorded
+    config is compared with the tensors, and nothing is built from a contradiction."""
+    path = _ours(tmp_path, lambda cfg, obj: cfg.__setitem__(field, value))
+    assert _export(path, tmp_path) == 2
+    line = _one_line_error(capsys)
+    assert "recorded model config" in line and words in line, line
+
+
+def test_a_recorded_head_width_that_contradicts_the_tensors(tmp_path, capsys):
+    def edit(cfg, obj):
+        cfg["heads"][0]["deconv_filters"] = [1 << 16, 1 << 16]
+    assert _export(_ours(tmp_path, edit), tmp_path) == 2
+    assert "keypoint_head.deconv_layers" in _one_line_error(capsys)
+
+
+def test_a_sparse_tensor_is_refused_in_one_line(tmp_path, capsys):
+    def edit(cfg, obj):
+        key = "backbone.blocks.0.mlp.fc1.weight"
+        obj["state_dict"][key] = obj["state_dict"][key].to_sparse()
+    assert _export(_ours(tmp_path, edit), tmp_path) == 2
+    line = _one_line_error(capsys)
+    assert "sparse" in line and "dense" in line
+
+
+def test_integer_weights_are_refused_not_truncated(tmp_path, capsys):
+    """int64 weights into float parameters would load silently as whole numbers."""
+    def edit(cfg, obj):
+        key = "backbone.blocks.0.attn.proj.weight"
+        obj["state_dict"][key] = (obj["state_dict"][key] * 100).to(torch.int64)
+    path = _ours(tmp_path, edit)
+    assert _export(path, tmp_path) == 2
+    line = _one_line_error(capsys)
+    assert "backbone.blocks.0.attn.proj.weight: int64" in line
+    with pytest.raises(CheckpointError, match="floating-point"):
+        vitpose.load_weights(build_model("vitpose-b", **TINY), path)
+
+
+def test_half_precision_weights_still_load(tmp_path):
+    def edit(cfg, obj):
+        obj["state_dict"] = {k: v.half() if v.is_floating_point() else v
+                             for k, v in obj["state_dict"].items()}
+    model = vitpose.load_model(str(_ours(tmp_path, edit)))
+    assert model.backbone.pos_embed.dtype == torch.float32
+
+
+def test_a_permission_error_says_permission_denied(tmp_path, capsys, monkeypatch):
+    """Not "truncated?": the file may be fine, the user cannot read it. (The tests run as
+    root here, where chmod does not deny reading, so the denial is simulated at the open.)"""
+    import builtins
+
+    from vitpose import checkpoints
+    path = _ours(tmp_path)
+    real_open = builtins.open
+
+    def denying_open(file, *args, **kwargs):
+        if Path(file) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "open", denying_open, raising=False)
+    assert _export(path, tmp_path) == 2
+    line = _one_line_error(capsys)
+    assert "permission denied" in line and "truncated" not in line
+
+
+# ----------------------------------------------------------------------------- transformers
+
+def _hf_folder(tmp_path: Path, edit) -> Path:
+    model = vitpose.build_model("vitpose-b-simple", **TINY)
+    folder = vitpose.save_hf_pretrained(model, tmp_path / "hf")
+    cfg = json.loads((folder / "config.json").read_text())
+    edit(cfg["backbone_config"])
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+@pytest.mark.parametrize("value,expected", [(1e-12, 1e-6), (0.1, 0.1), (1e-5, 1e-5)])
+def test_layer_norm_eps_of_a_transformers_config(tmp_path, value, expected):
+    """The released files' 1e-12 is a porting artefact (the weights were trained with 1e-6,
+    what the official code runs); any other value is the file's choice and is honoured."""
+    folder = _hf_folder(tmp_path, lambda bb: bb.__setitem__("layer_norm_eps", value))
+    model = vitpose.load_model(str(folder))
+    assert model.cfg.layer_norm_eps == expected
+    assert model.backbone.blocks[0].norm1.eps == expected
+    assert model.backbone.last_norm.eps == expected
+
+
+def test_an_absent_layer_norm_eps_is_the_official_one(tmp_path):
+    folder = _hf_folder(tmp_path, lambda bb: bb.pop("layer_norm_eps", None))
+    assert vitpose.load_model(str(folder)).cfg.layer_norm_eps == 1e-6
+
+
+@pytest.mark.parametrize("field,value", [("num_attention_heads", 2.5),
+                                         ("num_attention_heads", "2"),
+                                         ("num_hidden_layers", True),
+                                         ("layer_norm_eps", -1)])
+def test_transformers_config_fields_that_are_not_integers_are_refused(tmp_path, capsys, field,
+                                                                      value):
+    folder = _hf_folder(tmp_path, lambda bb: bb.__setitem__(field, value))
+    assert main(["export", "--weights", str(folder), "--hf", str(tmp_path / "o")]) == 2
+    assert field in _one_line_error(capsys)
