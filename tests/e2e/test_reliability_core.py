@@ -156,3 +156,51 @@ def test_transformers_config_fields_that_are_not_integers_are_refused(tmp_path, 
     folder = _hf_folder(tmp_path, lambda bb: bb.__setitem__(field, value))
     assert main(["export", "--weights", str(folder), "--hf", str(tmp_path / "o")]) == 2
     assert field in _one_line_error(capsys)
+
+
+# ----------------------------------------------------------------------------- training configs
+
+@pytest.mark.parametrize("override,words", [
+    ("optim.lr=.nan", "optim.lr: must be a finite number"),
+    ("optim.lr=.inf", "optim.lr: must be a finite number"),
+    ("optim.weight_decay=.inf", "optim.weight_decay: must be a finite number"),
+    ("optim.clip_grad=.inf", "optim.clip_grad: must be a finite number"),
+    ("optim.clip_grad=-.inf", "optim.clip_grad: must be a finite number"),
+    ("optim.lr=1" + "0" * 400, "optim.lr: must be a finite number"),
+    ("optim.lr=50", "optim.lr: must be at most 1"),
+    ("optim.weight_decay=20", "optim.weight_decay: must be at most 1"),
+])
+def test_train_refuses_non_finite_or_absurd_optimiser_values_before_training(
+        tmp_path, capsys, override, words):
+    """Refused when the config is read: no traceback, no epoch trained first, no advice that
+    blames the learning rate for an infinite clipping norm."""
+    assert main(["train", "debug/tiny_coco", "--work-dir", str(tmp_path / "run"),
+                 "--no-progress", "--device", "cpu", "--set", override]) == 2
+    line = _one_line_error(capsys)
+    assert words in line, line
+    assert not (tmp_path / "run" / "latest.pth").exists()
+
+
+def test_a_yaml_alias_bomb_is_refused_without_expanding_it(tmp_path, capsys):
+    lines = ["a0: &a0 [" + ", ".join(["x"] * 10) + "]"]
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    lines.append("model: *a8")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    assert bomb.stat().st_size < 2048
+    assert main(["train", str(bomb), "--work-dir", str(tmp_path / "run"), "--no-progress"]) == 2
+    line = _one_line_error(capsys)
+    assert "aliases" in line
+
+
+def test_a_huge_value_is_not_echoed_in_the_message(tmp_path, capsys):
+    path = tmp_path / "big.yaml"
+    path.write_text("_base_: debug/tiny_coco.yaml\noptim:\n  lr: [" + ", ".join(["1"] * 50000)
+                    + "]\n")
+    from vitpose.training.config import find_config
+    path.write_text(path.read_text().replace("debug/tiny_coco.yaml",
+                                             str(find_config("debug/tiny_coco"))))
+    assert main(["train", str(path), "--work-dir", str(tmp_path / "run"), "--no-progress"]) == 2
+    line = _one_line_error(capsys)
+    assert "optim.lr" in line and "characters)" in line

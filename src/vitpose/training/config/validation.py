@@ -50,7 +50,7 @@ def validate_config(cfg: ExperimentConfig) -> None:
             return
         if value < 0 or (value == 0 and not allow_zero):
             bound = ">= 0" if allow_zero else "> 0"
-            raise ConfigError(f"{path}: must be {bound}, got {value!r}")
+            raise ConfigError(f"{path}: must be {bound}, got {value!r}"[:300])
 
     data = cfg.data
     for name in ("image_size", "heatmap_size"):
@@ -109,6 +109,14 @@ def validate_config(cfg: ExperimentConfig) -> None:
     positive("optim.lr", optim.lr)
     positive("optim.weight_decay", optim.weight_decay, allow_zero=True)
     positive("optim.clip_grad", optim.clip_grad)
+    # AdamW steps are about lr in size whatever the gradients: above 1 every weight moves by
+    # more than its own scale each step; decoupled decay above 1 is not a regularisation
+    if optim.lr > 1.0:
+        raise ConfigError(f"optim.lr: must be at most 1 (AdamW; the released configs use "
+                          f"5e-4), got {optim.lr}")
+    if optim.weight_decay > 1.0:
+        raise ConfigError(f"optim.weight_decay: must be at most 1 (the released configs use "
+                          f"0.1), got {optim.weight_decay}")
     if not 0.0 < optim.layer_decay <= 1.0:
         raise ConfigError(f"optim.layer_decay: must be in (0, 1], got {optim.layer_decay}")
     for i, beta in enumerate(optim.betas):
