@@ -204,3 +204,86 @@ def test_a_huge_value_is_not_echoed_in_the_message(tmp_path, capsys):
     assert main(["train", str(path), "--work-dir", str(tmp_path / "run"), "--no-progress"]) == 2
     line = _one_line_error(capsys)
     assert "optim.lr" in line and "characters)" in line
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+def _gt_results(data_dir: Path) -> list[dict]:
+    gt = json.loads((data_dir / "coco" / "test_coco.json").read_text())
+    return [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"],
+             "score": 1.0} for a in gt["annotations"] if a.get("num_keypoints", 0) > 0]
+
+
+def _evaluate(data_dir: Path, results: Path, *extra: str) -> int:
+    return main(["evaluate", "--dataset", "coco", "--ann",
+                 str(data_dir / "coco" / "test_coco.json"), "--results", str(results), *extra])
+
+
+@pytest.mark.parametrize("name,content", [
+    ("deep.json", "[" * 100000),
+    ("big_int.json", "[" + "9" * 5000 + "]"),
+    ("deep.jsonl", "[" * 100000 + "\n"),
+    ("big_int.jsonl", "9" * 5000 + "\n"),
+])
+def test_evaluate_malformed_results_are_one_line(data_dir, tmp_path, capsys, name, content):
+    path = tmp_path / name
+    path.write_text(content)
+    assert _evaluate(data_dir, path) == 2
+    assert "not valid JSON" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("content", ["[" * 100000, '{"images": [' + "9" * 5000 + "]}"])
+def test_evaluate_malformed_annotations_when_matching_file_names(data_dir, tmp_path, capsys,
+                                                                  content):
+    """Results keyed by file name are matched through the annotation file: that reader too."""
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps([{"image_id": "000000000785.jpg", "category_id": 1,
+                                     "keypoints": [0.0] * 51, "score": 1.0}]))
+    ann = tmp_path / "ann.json"
+    ann.write_text(content)
+    assert main(["evaluate", "--dataset", "coco", "--ann", str(ann), "--results",
+                 str(results)]) == 2
+    assert "not valid JSON" in _one_line_error(capsys)
+
+
+def test_evaluate_refuses_duplicated_results(data_dir, tmp_path, capsys):
+    """Every result twice would score a lower AP without a word (each copy a false positive)."""
+    results = _gt_results(data_dir)
+    path = tmp_path / "twice.json"
+    path.write_text(json.dumps(results + results))
+    assert _evaluate(data_dir, path) == 2
+    line = _one_line_error(capsys)
+    assert f"results[{len(results)}]" in line and "repeats results[0]" in line
+
+
+def test_evaluate_refuses_a_category_the_annotations_do_not_have(data_dir, tmp_path, capsys):
+    results = _gt_results(data_dir)
+    results[0]["category_id"] = 7
+    path = tmp_path / "foreign.json"
+    path.write_text(json.dumps(results))
+    assert _evaluate(data_dir, path) == 2
+    line = _one_line_error(capsys)
+    assert "category_id 7 is not a category of the ground truth" in line
+
+
+def test_pck_results_with_a_repeated_ann_id_are_refused(data_dir):
+    from vitpose.datasets.interhand import read_interhand2d
+    from vitpose.errors import InputError
+    from vitpose.metrics import evaluate
+    ih = data_dir / "interhand2.6m"
+    records = read_interhand2d(ih / "test_interhand2.6m_data.json")
+    results = [{"ann_id": r.ann_id, "keypoints": r.keypoints.tolist()} for r in records]
+    with pytest.raises(InputError, match="second result for ann_id"):
+        evaluate("interhand2d", ih / "test_interhand2.6m_data.json", results + results[:1])
+
+
+def test_evaluate_prints_a_table_and_json_on_request(data_dir, tmp_path, capsys):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(_gt_results(data_dir)))
+    assert _evaluate(data_dir, path, "--out", str(tmp_path / "m.json")) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0] == "coco:"
+    assert any(line.split() == ["AP", "1.0000"] for line in table.splitlines()), table
+    assert json.loads((tmp_path / "m.json").read_text())["AP"] == 1.0
+    assert _evaluate(data_dir, path, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["AP"] == 1.0

@@ -8,7 +8,6 @@ what ran each: `Engine.describe()`) plus the raw results into the work dir.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from .. import distributed as dist
 from ..checkpoints import load_local_weights
 from ..errors import ConfigError
+from ..fileio import atomic_write_json
 from ..hub import resolve_weights
 from ..models.vitpose import canonical_name
 from ..training.build import build_model_from_config
@@ -87,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
                              engines=engines)
     if dist.is_main_process():
         work_dir.mkdir(parents=True, exist_ok=True)
-        (work_dir / "metrics.json").write_text(json.dumps({**metrics, "engine": engines},
-                                                          indent=2))
+        atomic_write_json(work_dir / "metrics.json", {**metrics, "engine": engines}, indent=2)
         print(format_metrics(metrics))
         for name, facts in engines.items():
             print(f"{name} engine: {facts['engine']} on {facts['device']}")

@@ -182,6 +182,7 @@ def _parse_results(raw: list[Any], name: str, gt: _GroundTruth, num_keypoints: i
     first = raw[0] if raw else None
     box_areas = isinstance(first, Mapping) and first.get("bbox") not in (None, [])
     parsed = []
+    seen: dict[tuple[int, int, bytes], int] = {}
     for i, res in enumerate(raw):
         where = entry_name("results", i, res, "image_id")
         image_id = int_id(require_key(res, "image_id", name, where), name, where, "image_id")
@@ -195,6 +196,13 @@ def _parse_results(raw: list[Any], name: str, gt: _GroundTruth, num_keypoints: i
         else:
             raise InputError(f"{name}: {where} is missing the key 'category_id' (the ground "
                              f"truth has several categories)")
+        if cat not in gt.category_ids:
+            # the official evaluator would drop it without a word: a silently different AP
+            cats = sorted(gt.category_ids)
+            raise InputError(f"{name}: {where} category_id {cat} is not a category of the "
+                             f"ground truth {gt.name} (it has {cats[:10]}"
+                             f"{' ...' if len(cats) > 10 else ''}); are these results of "
+                             "another dataset?")
         kp_raw = require_key(res, "keypoints", name, where)
         if wholebody and len(np.asarray(kp_raw, dtype=object).reshape(-1)) != 3 * num_keypoints:
             blocks = [finite_numbers(require_key(res, key, name, where), 3 * count, name, where, key)
@@ -203,6 +211,13 @@ def _parse_results(raw: list[Any], name: str, gt: _GroundTruth, num_keypoints: i
         else:
             kpts = finite_numbers(kp_raw, 3 * num_keypoints, name, where, "keypoints")
         kpts = np.asarray(kpts, dtype=np.float64)
+        key = (image_id, cat, kpts.tobytes())
+        if key in seen:
+            # counted twice, a duplicate is a false positive at every threshold
+            raise InputError(f"{name}: {where} repeats results[{seen[key]}] (same image, "
+                             "category and keypoints); was the file written twice or "
+                             "concatenated? Remove the duplicates")
+        seen[key] = i
         score = finite_number(require_key(res, "score", name, where), name, where, "score")
         part_scores = {}
         for part in WHOLEBODY_PARTS[1:]:  # the body run always uses "score"

@@ -287,6 +287,7 @@ def _predictions_for(records: Sequence[PoseRecord], results: ResultsLike,
     if not keyed and len(data) != n:
         raise InputError(f"{name}: {len(data)} results for {n} ground-truth samples; give "
                          f"'ann_id' in each result or one result per sample in order")
+    first_of: dict[int, int] = {}
     for j, res in enumerate(data):
         where = entry_name("results", j, res, "ann_id")
         if not isinstance(res, Mapping) or "keypoints" not in res:
@@ -295,6 +296,11 @@ def _predictions_for(records: Sequence[PoseRecord], results: ResultsLike,
             ann_id = int_id(res["ann_id"], name, where, "ann_id")
             if ann_id not in by_id:
                 raise InputError(f"{name}: {where} ann_id {ann_id} is not a ground-truth sample")
+            if ann_id in first_of:
+                raise InputError(f"{name}: {where} is a second result for ann_id {ann_id} "
+                                 f"(first: results[{first_of[ann_id]}]); give one result per "
+                                 "ground-truth sample")
+            first_of[ann_id] = j
             row = by_id[ann_id]
         else:
             row = j
