@@ -836,6 +836,14 @@ def load_pretrained_backbone(model: ViTPose, source: str | os.PathLike | Mapping
     """
     obj = read_checkpoint(source) if not isinstance(source, Mapping) else source
     sd = unwrap_state_dict(obj)
+    if any(k.startswith(("keypoint_head.", "associate_keypoint_heads.", "head."))
+           for k in sd):
+        name = str(source) if not isinstance(source, Mapping) else "the state dict"
+        raise CheckpointError(
+            f"{name} is a full pose checkpoint (it has heatmap heads), not an MAE backbone: to "
+            "start from it (ViTPose, ViTPose+, transformers or one of ours) set model.weights="
+            "<file> instead of model.pretrained (its backbone is loaded, heads that do not fit "
+            "start fresh)")
     if detect_format(sd) != "mae":
         canonical = to_canonical(sd)
         sd = OrderedDict((k[len("backbone."):], v) for k, v in canonical.items()

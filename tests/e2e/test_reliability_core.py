@@ -287,3 +287,73 @@ def test_evaluate_prints_a_table_and_json_on_request(data_dir, tmp_path, capsys)
     assert json.loads((tmp_path / "m.json").read_text())["AP"] == 1.0
     assert _evaluate(data_dir, path, "--json") == 0
     assert json.loads(capsys.readouterr().out)["AP"] == 1.0
+
+
+# ----------------------------------------------------------------------------- dataset defaults
+
+def _entry(name: str, **extra) -> dict:
+    return {"name": name, "ann_file": "a.json", "img_prefix": "img/", **extra}
+
+
+def test_a_user_written_mpii_entry_gets_mpii_recipe(tmp_path):
+    """No centre jitter and no half-body for MPII come with the dataset, not with the packaged
+    configs; a value the config writes still wins."""
+    from vitpose.training.config import load_config
+    path = tmp_path / "mine.yaml"
+    path.write_text(json.dumps({
+        "model": {"variant": "vitpose-b-multi", "heads": ["coco", "mpii", "interhand2d"]},
+        "data": {"train": [_entry("coco"), _entry("mpii", dataset_index=1),
+                           _entry("interhand2d", dataset_index=2),
+                           _entry("mpii", dataset_index=1, center_jitter_prob=0.1)]}}))
+    coco, mpii, hand, mpii_set = load_config(path).data.train
+    assert (coco.center_jitter_prob, coco.half_body, coco.box_padding) == (0.3, True, 1.25)
+    assert (mpii.center_jitter_prob, mpii.half_body) == (0.0, False)
+    assert (hand.half_body, hand.rot_factor, hand.scale_factor, hand.box_padding) == \
+        (False, 90.0, 0.3, 1.5)
+    assert (mpii_set.center_jitter_prob, mpii_set.half_body) == (0.1, False)
+
+
+def test_packaged_configs_keep_their_recipes():
+    from vitpose.training.config import load_config
+    cfg = load_config("plus/vitpose_plus_b_coco_aic_mpii_ap10k_apt36k_wholebody")
+    mpii = next(d for d in cfg.data.train if d.name == "mpii")
+    assert (mpii.center_jitter_prob, mpii.half_body) == (0.0, False)
+    crowd = load_config("multitask/vitpose_b_coco_aic_mpii_crowdpose").data.train[-1]
+    assert crowd.name == "crowdpose" and crowd.num_joints_half_body == 6
+
+
+def test_interhand_validates_on_val_and_tests_on_test():
+    """best.pth must not be chosen on the reported split: val is the machine-annotated val
+    split, as in the official configs; `vitpose test` evaluates data.test."""
+    from vitpose.training.config import load_config
+    cfg = load_config("eval/interhand2d_vitpose_plus_b")
+    assert [d.ann_file for d in cfg.data.val] == [
+        "interhand2.6m/annotations/machine_annot/InterHand2.6M_val_data.json"]
+    assert [d.ann_file for d in cfg.data.test] == [
+        "interhand2.6m/annotations/all/InterHand2.6M_test_data.json"]
+    assert cfg.data.test[0].box_padding == 1.5
+
+
+def test_vitpose_test_evaluates_the_test_split(tmp_path, capsys):
+    root = tmp_path / "data"
+    assert main(["test", "eval/interhand2d_vitpose_plus_b", "--data-root", str(root),
+                 "--weights", str(tmp_path / "w.pth")]) == 2
+    line = _one_line_error(capsys)
+    assert "InterHand2.6M_test_data.json" in line and "data.test" in line, line
+
+
+def test_interhand_configs_advise_model_weights_and_pretrained_says_so(tmp_path):
+    from vitpose.training.build import build_model_from_config
+    from vitpose.training.config import find_config, load_config
+    for size in "sblh":
+        text = find_config(f"eval/interhand2d_vitpose_plus_{size}").read_text()
+        assert "model.weights=<ViTPose+ checkpoint>" in text and "model.pretrained" not in text
+    plus = vitpose.save_checkpoint(build_model("vitpose-plus-b", **TINY), tmp_path / "plus.pth")
+    tiny = ["model.embed_dim=32", "model.depth=2", "model.num_heads=2", "model.img_size=[64,48]",
+            "data.image_size=[64,48]", "data.heatmap_size=[16,12]"]
+    with pytest.raises(CheckpointError, match="set model.weights=<file> instead"):
+        build_model_from_config(load_config("eval/interhand2d_vitpose_plus_b",
+                                            [*tiny, f"model.pretrained={plus}"]))
+    model = build_model_from_config(load_config("eval/interhand2d_vitpose_plus_b",
+                                                [*tiny, f"model.weights={plus}"]))
+    assert model.keypoint_head.final_layer.out_channels == 21

@@ -8,6 +8,7 @@ what ran each: `Engine.describe()`) plus the raw results into the work dir.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,13 @@ def run(args: argparse.Namespace) -> int:
     if args.backend:
         overrides.append(f"test.backend={args.backend}")
     cfg = resolve_config(args.config, overrides)
-    if not cfg.data.val:
-        raise ConfigError(f"config '{args.config}' has no validation split (data.val)")
-    check_val_files(cfg)  # cheap checks first: no download for a run that cannot start
+    # the reported splits (data.test) when they are not the validation ones
+    section = "val" if cfg.data.test is None else "test"
+    if not getattr(cfg.data, section):
+        raise ConfigError(f"config '{args.config}' has no split to test (data.{section})")
+    check_val_files(cfg, section=section)  # cheap checks first: no download for a doomed run
+    if section == "test":
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val=cfg.data.test))
     weights = resolve_weights(args.weights or cfg.model.weights or cfg.model.variant,
                               prefer_original=True)
     dist.init_distributed(backend=dist.backend_for(args.device))

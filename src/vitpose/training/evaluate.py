@@ -182,17 +182,19 @@ def _results(records: Sequence[PoseRecord], keypoints: dict[int, np.ndarray], me
     return out
 
 
-def check_val_files(cfg: ExperimentConfig, advice: str = "pass --data-root DIR") -> None:
-    """Every file the validation splits need exists (cheap: called before any weights are
-    fetched, models built or epochs trained). `advice` ends the message."""
-    for i, ds in enumerate(cfg.data.val):
+def check_val_files(cfg: ExperimentConfig, advice: str = "pass --data-root DIR",
+                    section: str = "val") -> None:
+    """Every file the evaluation splits need exists (cheap: called before any weights are
+    fetched, models built or epochs trained). `advice` ends the message; `section` is
+    ``'val'`` or ``'test'`` (``data.test``)."""
+    for i, ds in enumerate(getattr(cfg.data, section) or ()):
         needed = [("ann_file", ds.ann_file), ("img_prefix", ds.img_prefix)]
         if not ds.use_gt_bbox:
             needed.append(("det_file", ds.det_file))
         for key, value in needed:
             path = cfg.data.resolve(value)
             if path is None or not path.exists():
-                raise InputError(f"data.val.{i}.{key} ({ds.name}): {path} not found (data.root "
+                raise InputError(f"data.{section}.{i}.{key} ({ds.name}): {path} not found (data.root "
                                  f"is '{cfg.data.root}'; {advice})")
 
 
