@@ -298,18 +298,25 @@ def _head_config(sd: Mapping[str, torch.Tensor], prefix: str, dataset: str) -> H
 
 
 def _int_pair(value: Any, name: str) -> tuple[int, int]:
+    def whole(v: Any) -> int:
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(v)  # 64.5, "64", true: refused, never rounded
+        return v
+
     try:
         if isinstance(value, (list, tuple)) and len(value) == 2:
-            pair = (int(value[0]), int(value[1]))
+            pair = (whole(value[0]), whole(value[1]))
         elif isinstance(value, (list, tuple)) and len(value) == 1:
-            pair = (int(value[0]),) * 2
+            pair = (whole(value[0]),) * 2
         else:
-            pair = (int(value),) * 2
+            pair = (whole(value),) * 2
     except (TypeError, ValueError):
         pair = (0, 0)
     if pair[0] < 1 or pair[1] < 1:
         raise CheckpointError(f"config.json: {name} must be a positive size or (H, W) pair, got "
-                              f"{value!r}")
+                              f"{value!r}"[:200])
     return pair
 
 
@@ -347,6 +354,10 @@ def _config_number(cfg: Mapping[str, Any], key: str, default: float) -> float:
             or not math.isfinite(value) or value <= 0:
         raise CheckpointError(f"config.json: {key} must be a positive number, got {value!r}"[:200])
     return float(value)
+
+
+#: More blocks than any ViT (ViTPose-G has 48): a config.json beyond it is not believed.
+_MAX_DEPTH = 1024
 
 
 class _HFArch:
@@ -396,8 +407,9 @@ class _HFArch:
         if self.num_heads < 1 or self.hidden % self.num_heads:
             raise CheckpointError(f"config.json: num_attention_heads {self.num_heads} does not "
                                   f"divide hidden_size {self.hidden}")
-        if self.depth < 1:
-            raise CheckpointError(f"config.json: num_hidden_layers is {self.depth}")
+        if not 1 <= self.depth <= _MAX_DEPTH:
+            raise CheckpointError(f"config.json: num_hidden_layers is {self.depth} (a ViTPose "
+                                  f"backbone has 1 to {_MAX_DEPTH})")
         labels = cfg.get("id2label")
         self.num_labels = len(labels) if isinstance(labels, Mapping) and labels else \
             cfg.get("num_labels")

@@ -150,6 +150,8 @@ def test_an_absent_layer_norm_eps_is_the_official_one(tmp_path):
 @pytest.mark.parametrize("field,value", [("num_attention_heads", 2.5),
                                          ("num_attention_heads", "2"),
                                          ("num_hidden_layers", True),
+                                         ("image_size", [64.5, 48]),
+                                         ("num_hidden_layers", 10 ** 12),
                                          ("layer_norm_eps", -1)])
 def test_transformers_config_fields_that_are_not_integers_are_refused(tmp_path, capsys, field,
                                                                       value):
