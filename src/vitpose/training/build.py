@@ -161,7 +161,9 @@ def load_initial_weights(model: ViTPose, source: str | os.PathLike) -> list[str]
         want = {k: v for k, v in expected.items() if k.startswith(prefix + ".")}
         have = {k: v for k, v in sd.items() if k.startswith(prefix + ".")}
         if set(want) == set(have) and all(want[k].shape == have[k].shape for k in want):
-            model.load_state_dict(have, strict=False)
+            # strict for the head too: a tensor of a type the weights cannot have is an error
+            load_state_dict_strict(model.get_submodule(prefix),
+                                   {k[len(prefix) + 1:]: v for k, v in have.items()}, str(path))
             continue
         fresh.append(prefix)
         if have:
