@@ -359,3 +359,10 @@ def test_interhand_configs_advise_model_weights_and_pretrained_says_so(tmp_path)
     model = build_model_from_config(load_config("eval/interhand2d_vitpose_plus_b",
                                                 [*tiny, f"model.weights={plus}"]))
     assert model.keypoint_head.final_layer.out_channels == 21
+
+
+def test_a_huge_override_is_not_echoed_whole(tmp_path, capsys):
+    huge = "optim.lr=[" + ",".join(["1"] * 100000) + "]"
+    assert main(["train", "debug/tiny_coco", "--work-dir", str(tmp_path / "run"),
+                 "--no-progress", "--set", huge]) == 2
+    assert "optim.lr" in _one_line_error(capsys)

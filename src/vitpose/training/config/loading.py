@@ -112,6 +112,11 @@ def _read_yaml_text(text: str, where: str) -> Any:
         raise ConfigError(f"{where}: invalid YAML: nested too deeply") from None
 
 
+def _clip(text: str, limit: int = 120) -> str:
+    """``text`` cut to ``limit`` characters (an override echoed in a message)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _short(value: Any, limit: int = 80) -> str:
     """``repr``-like text of a value, cut to ``limit`` characters: messages never echo a huge
     value (a config's list of a million items)."""
@@ -434,11 +439,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"override '{text}' must look like key.path=value")
+        raise ConfigError(f"override '{_clip(text)}' must look like key.path=value")
     parts = key.split(".")
     if any(not p for p in parts):
-        raise ConfigError(f"override '{text}': empty component in key '{key}'")
-    return parts, _read_yaml_text(raw, f"override '{text}'")
+        raise ConfigError(f"override '{_clip(text)}': empty component in key '{key}'")
+    return parts, _read_yaml_text(raw, f"override '{_clip(text)}'")
 
 
 def _list_item_type(tp: Any) -> Any:
@@ -452,7 +457,7 @@ def _convert_override(value: Any, tp: Any, path: str, text: str) -> Any:
     try:
         return _convert(value, tp, path)
     except ConfigError as exc:
-        raise ConfigError(f"override '{text}': {exc}") from None
+        raise ConfigError(f"override '{_clip(text)}': {exc}") from None
 
 
 def _set_path(cfg: ExperimentConfig, parts: list[str], value: Any, text: str) -> None:
@@ -463,11 +468,11 @@ def _set_path(cfg: ExperimentConfig, parts: list[str], value: Any, text: str) ->
         last = depth == len(parts) - 1
         if isinstance(node, list):
             if not part.lstrip("-").isdigit():
-                raise ConfigError(f"override '{text}': '{path}' is a list; index it with a number")
+                raise ConfigError(f"override '{_clip(text)}': '{path}' is a list; index it with a number")
             index = int(part)
             if not -len(node) <= index < len(node):
                 raise ConfigError(
-                    f"override '{text}': index {index} out of range for '{path}' "
+                    f"override '{_clip(text)}': index {index} out of range for '{path}' "
                     f"({len(node)} item{'s' if len(node) != 1 else ''})"
                 )
             item_tp = _list_item_type(node_tp)
@@ -477,11 +482,11 @@ def _set_path(cfg: ExperimentConfig, parts: list[str], value: Any, text: str) ->
             node, node_tp, path = node[index], item_tp, _join(path, index)
             continue
         if not dataclasses.is_dataclass(node):
-            raise ConfigError(f"override '{text}': '{path}' is a value, not a section")
+            raise ConfigError(f"override '{_clip(text)}': '{path}' is a value, not a section")
         names = [f.name for f in dataclasses.fields(node)]
         if part not in names:
             message = _allowed_keys_message(type(node), part, path)
-            raise ConfigError(f"override '{text}': {message}")
+            raise ConfigError(f"override '{_clip(text)}': {message}")
         child_path = _join(path, part)
         child_tp = _field_types(type(node))[part]
         if last:
@@ -489,7 +494,7 @@ def _set_path(cfg: ExperimentConfig, parts: list[str], value: Any, text: str) ->
             return
         node, node_tp, path = getattr(node, part), child_tp, child_path
         if node is None:
-            raise ConfigError(f"override '{text}': '{path}' is null; set it as a whole first")
+            raise ConfigError(f"override '{_clip(text)}': '{path}' is null; set it as a whole first")
 
 
 def apply_overrides(cfg: ExperimentConfig, overrides: Iterable[str]) -> ExperimentConfig:
