@@ -32,7 +32,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .errors import CheckpointError
+from .errors import CheckpointError, InputError
+from .fileio import atomic_open, atomic_write_json, read_json
 from .models.vitpose import (
     PLUS_DATASETS,
     HeadConfig,
@@ -45,7 +46,8 @@ from .models.vitpose import (
 
 __all__ = [
     "read_checkpoint", "unwrap_state_dict", "detect_format", "hf_to_official", "official_to_hf",
-    "infer_config", "load_state_dict_strict", "load_weights", "load_pretrained_backbone",
+    "check_recorded_config", "infer_config", "load_state_dict_strict", "load_local_weights",
+    "load_pretrained_backbone",
     "mae_to_backbone", "densify_moe", "split_vitpose_plus", "save_checkpoint",
     "save_hf_pretrained", "read_hf_config", "to_canonical", "prepare_state_dict",
     "recorded_config", "checkpoint_config", "truncate_to_hf_output", "with_datasets",
@@ -83,6 +85,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not p.is_file():
         raise CheckpointError(f"checkpoint file not found: {p}" + (
             "" if p.exists() else " (hub ids and variant names: vitpose.load_weights)"))
+    try:
+        with open(p, "rb") as handle:
+            handle.read(1)
+    except PermissionError:
+        raise CheckpointError(f"cannot read {p}: permission denied") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read {p}: {e.strerror or e}") from None
     if p.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -93,6 +102,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                                   "is it truncated or of another format?") from None
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise CheckpointError(f"cannot read {p}: permission denied") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
         text = str(e)
         unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
@@ -120,9 +131,9 @@ def read_hf_config(folder: str | os.PathLike) -> dict[str, Any] | None:
     if not f.is_file():
         return None
     try:
-        cfg = json.loads(f.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{f} is not valid JSON ({e})") from None
+        cfg = read_json(f, "transformers config")
+    except InputError as e:
+        raise CheckpointError(str(e)) from None
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{f} holds a JSON {type(cfg).__name__}, not a transformers "
                               "model config (an object with 'backbone_config', ...)")
@@ -143,6 +154,10 @@ def unwrap_state_dict(obj: Mapping[str, Any]) -> OrderedDict[str, torch.Tensor]:
                 continue
             raise CheckpointError(f"entry '{k}' is a {type(v).__name__}, not a tensor: "
                                   "this is not a model state dict")
+        if v.layout != torch.strided or v.is_quantized:
+            raise CheckpointError(f"entry '{k}' is a {str(v.layout).replace('torch.', '')} "
+                                  f"{'quantized ' if v.is_quantized else ''}tensor; model "
+                                  "weights are dense tensors (re-save it with .to_dense())")
         k = re.sub(r"^(module\.|_orig_mod\.)+", "", k)
         out[k] = v
     if not out:
@@ -283,19 +298,66 @@ def _head_config(sd: Mapping[str, torch.Tensor], prefix: str, dataset: str) -> H
 
 
 def _int_pair(value: Any, name: str) -> tuple[int, int]:
+    def whole(v: Any) -> int:
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(v)  # 64.5, "64", true: refused, never rounded
+        return v
+
     try:
         if isinstance(value, (list, tuple)) and len(value) == 2:
-            pair = (int(value[0]), int(value[1]))
+            pair = (whole(value[0]), whole(value[1]))
         elif isinstance(value, (list, tuple)) and len(value) == 1:
-            pair = (int(value[0]),) * 2
+            pair = (whole(value[0]),) * 2
         else:
-            pair = (int(value),) * 2
+            pair = (whole(value),) * 2
     except (TypeError, ValueError):
         pair = (0, 0)
     if pair[0] < 1 or pair[1] < 1:
         raise CheckpointError(f"config.json: {name} must be a positive size or (H, W) pair, got "
-                              f"{value!r}")
+                              f"{value!r}"[:200])
     return pair
+
+
+#: The LayerNorm eps written in the released transformers configs (transformers' default); the
+#: official code and weights use 1e-6 (docs/FIDELITY.md "LayerNorm eps").
+HF_RELEASED_LAYER_NORM_EPS = 1e-12
+#: The LayerNorm eps of the official code.
+OFFICIAL_LAYER_NORM_EPS = 1e-6
+
+
+def hf_layer_norm_eps(value: float) -> float:
+    """The eps our model uses for a transformers config's ``layer_norm_eps``.
+
+    The released transformers files say 1e-12 although the weights were trained (and the
+    official code runs) with 1e-6: that value, and an absent field (transformers' default is
+    the same 1e-12), give 1e-6. Any other value is a deliberate choice of whoever wrote the
+    file and is honoured, so the model computes what transformers computes with it.
+    """
+    return OFFICIAL_LAYER_NORM_EPS if value == HF_RELEASED_LAYER_NORM_EPS else float(value)
+
+
+def _config_int(cfg: Mapping[str, Any], key: str, default: int) -> int:
+    """An integer field of config.json: ``6.5``, ``"6"``, ``true`` are refused, not rounded."""
+    value = cfg.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CheckpointError(f"config.json: {key} must be an integer, got {value!r}"[:200])
+    return value
+
+
+def _config_number(cfg: Mapping[str, Any], key: str, default: float) -> float:
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise CheckpointError(f"config.json: {key} must be a positive number, got {value!r}"[:200])
+    return float(value)
+
+
+#: More blocks than any ViT (ViTPose-G has 48): a config.json beyond it is not believed.
+_MAX_DEPTH = 1024
 
 
 class _HFArch:
@@ -325,17 +387,15 @@ class _HFArch:
                 cfg.get("use_pretrained_backbone"):
             raise CheckpointError("config.json names an external backbone; only the VitPose "
                                   "backbone is supported")
-        try:
-            self.hidden = int(bb.get("hidden_size", 768))
-            self.depth = int(bb.get("num_hidden_layers", 12))
-            self.num_heads = int(bb.get("num_attention_heads", 12))
-            self.mlp_ratio = float(bb.get("mlp_ratio", 4))
-            self.num_experts = int(bb.get("num_experts", 1))
-            self.part_features = int(bb.get("part_features", 256))
-            self.channels = int(bb.get("num_channels", 3))
-            self.scale_factor = int(cfg.get("scale_factor", 4))
-        except (TypeError, ValueError) as e:
-            raise CheckpointError(f"config.json has a malformed backbone field ({e})") from None
+        self.hidden = _config_int(bb, "hidden_size", 768)
+        self.depth = _config_int(bb, "num_hidden_layers", 12)
+        self.num_heads = _config_int(bb, "num_attention_heads", 12)
+        self.mlp_ratio = _config_number(bb, "mlp_ratio", 4)
+        self.num_experts = _config_int(bb, "num_experts", 1)
+        self.part_features = _config_int(bb, "part_features", 256)
+        self.channels = _config_int(bb, "num_channels", 3)
+        self.scale_factor = _config_int(cfg, "scale_factor", 4)
+        self.layer_norm_eps = hf_layer_norm_eps(_config_number(bb, "layer_norm_eps", 1e-12))
         self.qkv_bias = bool(bb.get("qkv_bias", True))
         self.simple = bool(cfg.get("use_simple_decoder", True))
         self.img_size = _int_pair(bb.get("image_size", (256, 192)), "image_size")
@@ -347,8 +407,9 @@ class _HFArch:
         if self.num_heads < 1 or self.hidden % self.num_heads:
             raise CheckpointError(f"config.json: num_attention_heads {self.num_heads} does not "
                                   f"divide hidden_size {self.hidden}")
-        if self.depth < 1:
-            raise CheckpointError(f"config.json: num_hidden_layers is {self.depth}")
+        if not 1 <= self.depth <= _MAX_DEPTH:
+            raise CheckpointError(f"config.json: num_hidden_layers is {self.depth} (a ViTPose "
+                                  f"backbone has 1 to {_MAX_DEPTH})")
         labels = cfg.get("id2label")
         self.num_labels = len(labels) if isinstance(labels, Mapping) and labels else \
             cfg.get("num_labels")
@@ -430,8 +491,9 @@ def infer_config(sd: Mapping[str, torch.Tensor], hf_config: Mapping[str, Any] | 
         hf_config: the transformers ``config.json`` if any. Every architecture field is honoured
             (heads, ``out_indices``, image and patch size, MLP ratio, qkv bias, experts,
             decoder) or the file is refused; a field that contradicts the tensors is an error.
-            LayerNorm eps is always 1e-6 (the official value; transformers' default 1e-12 is a
-            porting artefact, see the README).
+            LayerNorm eps is 1e-6 (the official value) for the 1e-12 the released transformers
+            files carry (a porting artefact, see the README); another value is honoured
+            (`hf_layer_norm_eps`).
         datasets: dataset names per index, overriding the guess from the heads.
         num_heads: attention heads (not in official weights); default from `hf_config`, else
             the released variant of this width and depth (S/B 12, L/H 16), else 64-channel heads.
@@ -496,7 +558,9 @@ def infer_config(sd: Mapping[str, torch.Tensor], hf_config: Mapping[str, Any] | 
                     "wrong)", embed_dim, depth, heads_n)
     if heads_n < 1 or embed_dim % heads_n:
         raise CheckpointError(f"num_heads={heads_n} does not divide the width {embed_dim}")
-    eps = 1e-6  # official value, also for HF files whose config says 1e-12 (reference §1.4)
+    # official value; a transformers config's own value only when it is not the 1e-12 that the
+    # released files carry (`hf_layer_norm_eps`, docs/FIDELITY.md)
+    eps = hf.layer_norm_eps if hf_config is not None else OFFICIAL_LAYER_NORM_EPS
     if img_size is None:
         img_size = _guess_img_size(n_tokens, patch)
     grid = ((img_size[0] + 4 - patch) // patch + 1) * ((img_size[1] + 4 - patch) // patch + 1)
@@ -561,12 +625,69 @@ def checkpoint_config(obj: Mapping[str, Any], *, num_heads: int | None = None,
     cfg = recorded_config(obj)
     if cfg is None:
         cfg = infer_config(sd, hf_config=hf_config, num_heads=num_heads)
-    elif num_heads is not None and num_heads != cfg.num_heads:
+    else:
+        check_recorded_config(cfg, sd, source)
+    if num_heads is not None and num_heads != cfg.num_heads:
         raise CheckpointError(f"num_heads={num_heads} contradicts {source}, whose recorded "
                               f"config has {cfg.num_heads} heads")
     if datasets is not None:
         cfg = with_datasets(cfg, datasets)
     return cfg, sd
+
+
+def _block_count(sd: Mapping[str, torch.Tensor], pattern: str) -> int:
+    return 1 + max((int(m.group(1)) for k in sd if (m := re.match(pattern, k))), default=-1)
+
+
+def check_recorded_config(cfg: ViTPoseConfig, sd: Mapping[str, torch.Tensor],
+                          source: str = "the checkpoint") -> None:
+    """Refuse a recorded config (``meta.vitpose_config``) that does not describe the tensors
+    beside it, before anything is built from it.
+
+    The recorded config is a few bytes of text that anyone can edit; building from it trusts
+    it with memory (``depth`` 10**6 or a width of 10**6 would take all of it). So the counts
+    that decide how many modules exist (blocks, heads, experts) must equal what the tensors
+    hold, the widths must equal the tensors' shapes, and then the model is laid out on the
+    ``meta`` device (no memory) and every shape compared.
+
+    Raises:
+        CheckpointError: one line naming the first field that contradicts the weights.
+    """
+    def refuse(what: str) -> None:
+        raise CheckpointError(f"{source}: the recorded model config (meta.vitpose_config) "
+                              f"contradicts its weights: {what}")
+
+    pos = sd.get("backbone.pos_embed")
+    if pos is None or pos.dim() != 3:
+        refuse("the weights have no backbone.pos_embed [1, tokens, width] tensor")
+    width = int(pos.shape[-1])
+    depth = _block_count(sd, r"backbone\.blocks\.(\d+)\.")
+    heads = 1 + _block_count(sd, r"associate_keypoint_heads\.(\d+)\.")
+    experts = _block_count(sd, r"backbone\.blocks\.0\.mlp\.experts\.(\d+)\.")
+    counts = [("embed_dim", cfg.embed_dim, width), ("depth", cfg.depth, depth),
+              ("heads", len(cfg.heads), heads)]
+    if cfg.is_moe:
+        counts.append(("num_experts", cfg.num_experts, experts))
+    for name, recorded, held in counts:
+        if recorded != held:
+            refuse(f"{name} {recorded} (recorded) vs {held} (weights)")
+    if cfg.num_heads > cfg.embed_dim or cfg.embed_dim % cfg.num_heads:
+        refuse(f"num_heads {cfg.num_heads} does not divide the width {cfg.embed_dim}")
+    # the widths the shapes decide; a recorded one out of all proportion would be allocated
+    # below only on the meta device, but the check names the field rather than a tensor
+    fc1 = sd.get("backbone.blocks.0.mlp.fc1.weight")
+    if fc1 is not None and round(cfg.mlp_ratio * cfg.embed_dim) != int(fc1.shape[0]):
+        refuse(f"mlp_ratio {cfg.mlp_ratio:.6g} (recorded) vs "
+               f"{int(fc1.shape[0]) / width:.6g} (weights)")
+    with torch.device("meta"):
+        try:
+            expected = ViTPose(cfg).state_dict()
+        except (ValueError, RuntimeError) as e:
+            refuse(str(e)[:200])
+    for k, v in expected.items():
+        if k in sd and tuple(sd[k].shape) != tuple(v.shape):
+            refuse(f"{k} is {tuple(sd[k].shape)} in the weights, {tuple(v.shape)} by the "
+                   "recorded config")
 
 
 def with_datasets(cfg: ViTPoseConfig, datasets: Sequence[str]) -> ViTPoseConfig:
@@ -727,6 +848,14 @@ def load_pretrained_backbone(model: ViTPose, source: str | os.PathLike | Mapping
     """
     obj = read_checkpoint(source) if not isinstance(source, Mapping) else source
     sd = unwrap_state_dict(obj)
+    if any(k.startswith(("keypoint_head.", "associate_keypoint_heads.", "head."))
+           for k in sd):
+        name = str(source) if not isinstance(source, Mapping) else "the state dict"
+        raise CheckpointError(
+            f"{name} is a full pose checkpoint (it has heatmap heads), not an MAE backbone: to "
+            "start from it (ViTPose, ViTPose+, transformers or one of ours) set model.weights="
+            "<file> instead of model.pretrained (its backbone is loaded, heads that do not fit "
+            "start fresh)")
     if detect_format(sd) != "mae":
         canonical = to_canonical(sd)
         sd = OrderedDict((k[len("backbone."):], v) for k, v in canonical.items()
@@ -758,6 +887,13 @@ def _check_keys(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.
     unexpected = [k for k in given if k not in expected]
     shapes = [f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(expected[k].shape)}"
               for k in expected if k in given and tuple(given[k].shape) != tuple(expected[k].shape)]
+    dtypes = [f"{k}: {str(given[k].dtype).replace('torch.', '')}" for k in expected
+              if k in given and not _dtype_fits(given[k].dtype, expected[k].dtype)]
+    if dtypes and not (missing or unexpected or shapes):
+        raise CheckpointError(
+            f"checkpoint {source} holds {len(dtypes)} tensor(s) of a type that cannot be the "
+            f"model's floating-point weights ({_fmt(dtypes, 4)}); was it converted or "
+            "quantised? Weights are float32, float16 or bfloat16 tensors")
     if missing or unexpected or shapes:
         parts = [f"checkpoint {source} does not fit the model:"]
         if missing:
@@ -769,6 +905,18 @@ def _check_keys(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.
         parts.append("  (is it another model size, decoder or keypoint count? "
                      "vitpose.load_model(path) builds the right model from the file)")
         raise CheckpointError("\n".join(parts))
+
+
+def _dtype_fits(given: torch.dtype, expected: torch.dtype) -> bool:
+    """Whether a checkpoint tensor of ``given`` dtype may be copied into a parameter or buffer
+    of ``expected`` dtype without losing its meaning: floats into floats (any precision);
+    integers into integers (BatchNorm's counter). Integer, boolean or complex tensors into
+    float weights would be truncated or converted silently."""
+    if expected.is_floating_point:
+        return given.is_floating_point
+    if expected.is_complex:
+        return given.is_complex
+    return not given.is_floating_point and not given.is_complex
 
 
 def load_state_dict_strict(model: torch.nn.Module, sd: Mapping[str, torch.Tensor],
@@ -831,7 +979,7 @@ def _dataset_index(dataset: int | str, sd: Mapping[str, torch.Tensor]) -> int:
     return names.index(name)
 
 
-def load_weights(model: ViTPose, source: str | os.PathLike | Mapping[str, Any],
+def load_local_weights(model: ViTPose, source: str | os.PathLike | Mapping[str, Any],
                  dataset: int | str | None = None) -> ViTPose:
     """Load weights into `model` strictly, whatever their format.
 
@@ -867,14 +1015,13 @@ def load_weights(model: ViTPose, source: str | os.PathLike | Mapping[str, Any],
 def save_checkpoint(model: ViTPose, path: str | os.PathLike, meta: Mapping[str, Any] | None = None
                     ) -> Path:
     """Write ``{'state_dict', 'meta'}`` in the official layout (loadable by the original code
-    and by `load_weights`); ``meta['vitpose_config']`` records our config. Atomic."""
+    and by `load_local_weights`); ``meta['vitpose_config']`` records our config. Atomic."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     obj = {"state_dict": OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items()),
            "meta": {"vitpose_config": json.dumps(model.cfg.to_dict()), **(meta or {})}}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as handle:
+        torch.save(obj, handle)
     return path
 
 
@@ -916,5 +1063,5 @@ def save_hf_pretrained(model: ViTPose, folder: str | os.PathLike) -> Path:
     sd = official_to_hf(model.state_dict())
     save_file({k: v.detach().cpu().contiguous() for k, v in sd.items()},
               str(folder / "model.safetensors"), metadata={"format": "pt"})
-    (folder / "config.json").write_text(json.dumps(hf_config_dict(model.cfg), indent=2))
+    atomic_write_json(folder / "config.json", hf_config_dict(model.cfg), indent=2)
     return folder

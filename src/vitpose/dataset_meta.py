@@ -41,6 +41,8 @@ __all__ = [
     "DATASET_META",
     "DATASET_NAMES",
     "DatasetMeta",
+    "TRAIN_DEFAULTS",
+    "dataset_train_defaults",
     "RGB",
     "dataset_meta_from_dict",
     "get_dataset_meta",
@@ -601,6 +603,36 @@ def get_dataset_meta(name: str) -> DatasetMeta:
         f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)} "
         f"(aliases: {', '.join(sorted(_ALIASES))}). For your own COCO-format data, describe the "
         f"keypoints in a YAML/JSON file and load it with load_dataset_meta(path)")
+
+
+# --------------------------------------------------------------------------------------------
+# Training-recipe facts of each dataset
+# --------------------------------------------------------------------------------------------
+
+#: The augmentation settings of the official training pipeline that differ from the COCO
+#: recipe, per dataset: what an experiment config's dataset entry gets unless it sets the key
+#: itself (the generic values are those of `vitpose.training.config.DatasetConfig`'s
+#: documentation: half-body on above 8 joints, rotation 40, scale 0.5, centre jitter 0.3,
+#: box padding 1.25).
+#:
+#: * MPII: the crop centres and scales come from the annotations (ref §4.3): no centre jitter,
+#:   and the official MPII pipeline has no half-body transform.
+#: * CrowdPose: half-body needs more than 6 visible joints (of 14).
+#: * InterHand2.6M: no half-body, rotation 90, scale 0.3, boxes padded x1.5 (ref §4.8).
+TRAIN_DEFAULTS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+    "mpii": MappingProxyType({"half_body": False, "center_jitter_prob": 0.0}),
+    "crowdpose": MappingProxyType({"num_joints_half_body": 6}),
+    "interhand2d": MappingProxyType({"half_body": False, "rot_factor": 90.0,
+                                     "scale_factor": 0.3, "box_padding": 1.5}),
+})
+
+
+def dataset_train_defaults(name: str) -> Mapping[str, Any]:
+    """The training settings of dataset ``name`` that differ from the COCO recipe (see
+    :data:`TRAIN_DEFAULTS`); empty for the others and for custom metadata files."""
+    key = str(name).strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    return TRAIN_DEFAULTS.get(key, MappingProxyType({}))
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from .checkpoints import (
     read_checkpoint,
 )
 from .errors import CheckpointError, DownloadError
-from .models.vitpose import ViTPose, ViTPoseConfig, apply_overrides, canonical_name, variant_config
+from .models.vitpose import ViTPose, ViTPoseConfig, canonical_name, replace_config, variant_config
 
 __all__ = ["ReleasedWeights", "RELEASED_WEIGHTS", "DEFAULT_MODEL", "fetch", "resolve_weights",
            "load_weights", "load_model", "released_weights_for", "hub_cache_dir"]
@@ -341,17 +341,17 @@ def resolve_weights(spec: str, prefer_original: bool = False) -> Path:
 
 def load_weights(model: ViTPose, source: str | os.PathLike | Mapping[str, Any],
                  dataset: int | str | None = None) -> ViTPose:
-    """`vitpose.checkpoints.load_weights` for files, state dicts, hub ids and variant names.
+    """`vitpose.checkpoints.load_local_weights` for files, state dicts, hub ids and variant names.
 
     Args:
         model: a `ViTPose` of the matching architecture.
         source: a file or folder, a Hugging Face id (``usyd-community/vitpose-base-simple``), a
             variant name (its released weights), or an in-memory state dict.
-        dataset: see `vitpose.checkpoints.load_weights`.
+        dataset: see `vitpose.checkpoints.load_local_weights`.
     """
     if not isinstance(source, Mapping) and not Path(os.path.expanduser(str(source))).exists():
         source = resolve_weights(str(source))
-    return checkpoints.load_weights(model, source, dataset)
+    return checkpoints.load_local_weights(model, source, dataset)
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,7 +442,7 @@ def load_model(name_or_path: str | None = None, weights: str | None = None,
         _check_name_fits(variant, variant_config(variant), cfg, path)
     if overrides:
         try:
-            cfg = apply_overrides(cfg, **overrides)
+            cfg = replace_config(cfg, **overrides)
         except ValueError as e:
             raise CheckpointError(str(e)) from None
     model = ViTPose(cfg)

@@ -315,7 +315,8 @@ def test_evaluate_on_random_results_files(data_dir, entries):
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             rc = main(["evaluate", "--dataset", "coco", "--ann",
-                       str(data_dir / "coco" / "test_coco.json"), "--results", str(path)])
+                       str(data_dir / "coco" / "test_coco.json"), "--results", str(path),
+                       "--json"])
         assert rc in (0, 2), err.getvalue()
         if rc == 0:
             _strict(out.getvalue())

@@ -442,7 +442,7 @@ def test_predict_folder_results_are_scored_by_evaluate(ckpt, data_dir, tmp_path,
     capsys.readouterr()
     ann = str(coco / "test_coco.json")
     assert main(["evaluate", "--dataset", "coco", "--ann", ann, "--results",
-                 str(tmp_path / "names.json")]) == 0
+                 str(tmp_path / "names.json"), "--json"]) == 0
     assert "AP" in json.loads(capsys.readouterr().out)
     results[0]["image_id"] = "holiday.jpg"
     (tmp_path / "other.json").write_text(json.dumps(results))
@@ -462,7 +462,7 @@ def test_whole_image_folder_run_is_scored_by_evaluate(ckpt, data_dir, tmp_path, 
         {p.name for p in coco.glob("*.jpg")}
     capsys.readouterr()
     assert main(["evaluate", "--dataset", "coco", "--ann", str(coco / "test_coco.json"),
-                 "--results", str(out / "results.json")]) == 0
+                 "--results", str(out / "results.json"), "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)) >= {"AP", "AR"}
 
 

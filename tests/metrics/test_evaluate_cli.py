@@ -47,7 +47,7 @@ def test_vitpose_test_end_to_end(tiny_weights, data_dir, tmp_path, capsys):
     # scoring the written file gives the numbers `vitpose test` printed
     capsys.readouterr()
     assert main(["evaluate", "--dataset", "coco", "--ann", str(data_dir / "coco" / "test_coco.json"),
-                 "--results", str(tmp_path / "results_coco.json")]) == 0
+                 "--results", str(tmp_path / "results_coco.json"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == metrics["coco"]
 
 
@@ -104,7 +104,7 @@ def test_vitpose_evaluate_scores_a_results_file(data_dir, tmp_path, capsys):
     path.write_text(json.dumps(results))
     out_json = tmp_path / "m.json"
     assert main(["evaluate", "--dataset", "coco", "--ann", str(data_dir / "coco" / "test_coco.json"),
-                 "--results", str(path), "--out", str(out_json)]) == 0
+                 "--results", str(path), "--out", str(out_json), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["AP"] == pytest.approx(1.0)
     assert json.loads(out_json.read_text()) == printed
@@ -128,7 +128,8 @@ def _gt_as_results(data_dir):
 
 def _evaluate(data_dir, results_path):
     return main(["evaluate", "--dataset", "coco", "--ann",
-                 str(data_dir / "coco" / "test_coco.json"), "--results", str(results_path)])
+                 str(data_dir / "coco" / "test_coco.json"), "--results", str(results_path),
+                 "--json"])
 
 
 def test_vitpose_evaluate_reads_json_lines(data_dir, tmp_path, capsys):

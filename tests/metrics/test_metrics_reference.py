@@ -34,7 +34,7 @@ def test_vitpose_evaluate_equals_xtcocotools(case, tmp_path, capsys):
     res_path = tmp_path / "results.json"
     res_path.write_text(json.dumps(case["results"]))
     assert main(["evaluate", "--dataset", case["dataset"], "--ann", str(gt_path),
-                 "--results", str(res_path)]) == 0
+                 "--results", str(res_path), "--json"]) == 0
     ours = json.loads(capsys.readouterr().out)
     expected = case["expected"]
     assert set(expected) <= set(ours)

@@ -12,8 +12,8 @@ import vitpose
 from vitpose.checkpoints import (
     hf_to_official,
     infer_config,
+    load_local_weights,
     load_pretrained_backbone,
-    load_weights,
     official_to_hf,
     save_hf_pretrained,
     split_vitpose_plus,
@@ -58,7 +58,7 @@ def test_official_pth_roundtrip_and_architecture_inference(tmp_path, fixtures_di
         torch.testing.assert_close(model(fx["input"]), fx["output"], atol=1e-4, rtol=1e-4)
     # the same file into an explicitly built model
     other = build_model(fx["config"]["official_model_cfg"])
-    load_weights(other, path)
+    load_local_weights(other, path)
     with torch.no_grad():
         torch.testing.assert_close(other.eval()(fx["input"]), fx["output"], atol=1e-4, rtol=1e-4)
 
@@ -74,7 +74,7 @@ def test_save_checkpoint_and_module_prefix(tmp_path):
     # DataParallel / DDP prefixes are stripped
     wrapped = {"model": {"module." + k: v for k, v in model.state_dict().items()}}
     fresh = build_model("vitpose-b-simple", **TINY)
-    load_weights(fresh, wrapped)
+    load_local_weights(fresh, wrapped)
     with torch.no_grad():
         torch.testing.assert_close(fresh.eval()(x), model(x))
 
@@ -87,7 +87,7 @@ def test_truncated_file(tmp_path):
     bad = tmp_path / "truncated.pth"
     bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="truncated"):
-        load_weights(build_model("vitpose-b", **TINY), bad)
+        load_local_weights(build_model("vitpose-b", **TINY), bad)
 
 
 def test_not_a_checkpoint(tmp_path):
@@ -125,7 +125,7 @@ def test_wrong_architecture_names_keys_and_shapes(tmp_path):
     target = build_model("vitpose-b-simple", embed_dim=48, depth=3, num_heads=2, img_size=(64, 48))
     before = {k: v.clone() for k, v in target.state_dict().items()}
     with pytest.raises(CheckpointError) as err:
-        load_weights(target, small)
+        load_local_weights(target, small)
     msg = str(err.value)
     assert "missing keys" in msg and "backbone.blocks.2.norm1.weight" in msg
     assert "unexpected keys" in msg and "keypoint_head.deconv_layers.0.weight" in msg
@@ -147,7 +147,7 @@ def test_offline_hub_gives_advice(monkeypatch):
         vitpose.load_weights(build_model("vitpose-b", **TINY), "someone/some-vitpose")
     # the file-level loader never reaches the hub (checkpoints sits below hub)
     with pytest.raises(CheckpointError, match="not found"):
-        load_weights(build_model("vitpose-b", **TINY), "someone/some-vitpose")
+        load_local_weights(build_model("vitpose-b", **TINY), "someone/some-vitpose")
 
 
 # ----------------------------------------------------------------------------- transformers
@@ -184,9 +184,9 @@ def test_transformers_checkpoint_loads_with_same_heatmaps(tmp_path, simple):
     x = torch.randn(2, 3, 64, 48)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), _hf_heatmaps(ref, x), atol=1e-5, rtol=1e-5)
-    # load_weights into an explicit model too
+    # load_local_weights into an explicit model too
     explicit = build_model("vitpose-b-simple" if simple else "vitpose-b", **TINY)
-    load_weights(explicit, tmp_path / "hf")
+    load_local_weights(explicit, tmp_path / "hf")
     with torch.no_grad():
         torch.testing.assert_close(explicit.eval()(x), _hf_heatmaps(ref, x), atol=1e-5, rtol=1e-5)
 
@@ -314,7 +314,7 @@ def test_split_matches_official_tool_without_its_leftovers(fixtures_dir):
         cfg = infer_config(ours[task], num_heads=4)
         assert not cfg.is_moe
         plain = vitpose.ViTPose(cfg).eval()
-        load_weights(plain, ours[task])
+        load_local_weights(plain, ours[task])
         with torch.no_grad():
             torch.testing.assert_close(plain(fx["input"]), ref, atol=1e-4, rtol=1e-4)
 
@@ -327,14 +327,14 @@ def test_full_plus_checkpoint_into_single_dataset_model(fixtures_dir, tmp_path):
     torch.save({"state_dict": fx["state_dict"]}, path)
     plain_cfg = infer_config(split_vitpose_plus(fx["state_dict"])["aic"], num_heads=4)
     single = vitpose.ViTPose(plain_cfg)
-    load_weights(single, path, dataset="aic")
+    load_local_weights(single, path, dataset="aic")
     with torch.no_grad():
         torch.testing.assert_close(single.eval()(fx["input"]), moe(fx["input"], "aic"),
                                    atol=1e-5, rtol=1e-5)
     # the original tool's split files (with leftover experts) load into a plain model too
     leftover = dict(fx["model_split"]["state_dict_by_task"]["aic"])
     single2 = vitpose.ViTPose(plain_cfg)
-    load_weights(single2, leftover)
+    load_local_weights(single2, leftover)
     with torch.no_grad():
         torch.testing.assert_close(single2.eval()(fx["input"]), moe(fx["input"], "aic"),
                                    atol=1e-5, rtol=1e-5)

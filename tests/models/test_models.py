@@ -251,3 +251,16 @@ def test_patch_embedding_leaves_autocast_in_float32():
     assert torch.equal(tokens, pe(x))
     assert {id(m) for m in float32_layers(model)} == {id(pe.proj),
                                                       id(model.keypoint_head.final_layer)}
+
+
+def test_the_model_owns_its_input_normalisation():
+    """The official normalisation (mmcv ``Normalize``: ImageNet mean/std times 255 on RGB) is
+    defined once, on the model."""
+    from vitpose.models import PIXEL_MEAN, PIXEL_STD, ViTPose
+    assert ViTPose.pixel_mean == PIXEL_MEAN == (0.485, 0.456, 0.406)
+    assert ViTPose.pixel_std == PIXEL_STD == (0.229, 0.224, 0.225)
+    image = torch.randint(0, 256, (2, 3, 8, 6)).float()
+    mmcv = (image - torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)) \
+        / torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    model = build_model("vitpose-b", embed_dim=32, depth=1, num_heads=2, img_size=(64, 48))
+    torch.testing.assert_close(model.normalize(image), mmcv, rtol=1e-5, atol=1e-5)

@@ -340,3 +340,27 @@ def test_keypoints_match_transformers_end_to_end(models, samples, monkeypatch):
     assert good.sum() >= 30
     assert e2e[good].max() < 0.5
     assert np.median(e2e) < 0.01 and np.percentile(e2e, 75) < 0.05
+
+
+@pytest.mark.parametrize("eps", [0.1, 1e-3])
+def test_a_chosen_layer_norm_eps_gives_transformers_heatmaps(tmp_path, eps):
+    """A config.json whose eps is not the released files' 1e-12 is honoured: the heatmaps equal
+    transformers' with that eps (ignoring it was a 12% difference at 0.1)."""
+    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation
+    backbone = VitPoseBackboneConfig(image_size=[64, 48], patch_size=[16, 16], hidden_size=32,
+                                     num_hidden_layers=2, num_attention_heads=2, mlp_ratio=4,
+                                     layer_norm_eps=eps, out_indices=[2])
+    cfg = VitPoseConfig(backbone_config=backbone, use_simple_decoder=True, num_labels=17)
+    torch.manual_seed(3)
+    hf = VitPoseForPoseEstimation._from_config(cfg, attn_implementation="eager").eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    hf.save_pretrained(tmp_path / "hf")
+    ours = vitpose.load_model(str(tmp_path / "hf")).eval()
+    assert ours.cfg.layer_norm_eps == eps
+    x = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = hf(pixel_values=x).heatmaps
+        got = ours(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)

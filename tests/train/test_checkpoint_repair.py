@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vitpose.cli.main import main
+from vitpose.fileio import clean_stale_temporaries, temporary_path
 from vitpose.training.checkpoint import atomic_save, load_training_state
 
 DEAD_PID = 4_194_304 + 7  # above Linux's largest pid: never a live process
@@ -50,7 +51,6 @@ def test_stale_temporaries_are_removed_by_the_next_write(tmp_path: Path) -> None
     atomic_save({"x": torch.zeros(1)}, tmp_path / "latest.pth")
     assert not orphan.exists()
     assert own.exists()  # this process may be writing it: only removed at start/resume
-    from vitpose.training.checkpoint import clean_stale_temporaries
     assert clean_stale_temporaries(tmp_path, include_own=True) == [own]
 
 
@@ -80,10 +80,10 @@ def test_vitpose_train_resume_after_a_killed_snapshot_copy(data_dir: Path, tmp_p
 def test_temporary_name_pattern_matches_atomic_writes(tmp_path: Path, name: str,
                                                       monkeypatch) -> None:
     """The cleaner recognises exactly the names atomic_save/atomic_copy use."""
-    from vitpose.training import checkpoint as ck
-    tmp = ck._temporary_path(tmp_path / name)
-    assert ck._TEMPORARY.fullmatch(tmp.name)
-    assert not ck._TEMPORARY.fullmatch(name)
+    tmp = temporary_path(tmp_path / name)
+    tmp.write_bytes(b"")
+    (tmp_path / name).write_bytes(b"")
+    assert clean_stale_temporaries(tmp_path, include_own=True) == [tmp]
 
 
 def test_a_fresh_run_removes_temporaries_left_in_its_work_dir(data_dir: Path, tmp_path: Path

@@ -208,7 +208,8 @@ def test_override_replaces_a_list_item_and_a_list() -> None:
         ["data.train=[{name: mpii, ann_file: a.json, img_prefix: imgs/, use_udp: true}]"],
     )
     (train,) = cfg.data.train
-    assert (train.name, train.ann_file, train.half_body) == ("mpii", "a.json", True)
+    # a written MPII entry gets MPII's own recipe (no half-body), not the COCO one
+    assert (train.name, train.ann_file, train.half_body) == ("mpii", "a.json", False)
     cfg = load_config(COCO_B, ["data.train.0={name: aic, ann_file: b.json, img_prefix: i/}"])
     assert cfg.data.train[0].name == "aic" and cfg.data.train[0].use_udp is False
 

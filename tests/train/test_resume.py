@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitpose.checkpoints import load_weights
+from vitpose.checkpoints import load_local_weights
 from vitpose.cli.main import main
 from vitpose.errors import CheckpointError
 from vitpose.training.checkpoint import (
@@ -84,8 +84,8 @@ def test_training_checkpoint_contents(data_dir: Path, tmp_path: Path, one_thread
     assert state["best"]["metric"] == "coco/AP"
     assert {"python", "numpy", "torch"} <= set(state["rng"][0])
     # a model file too: the library loads it without the training parts
-    model = build_model_from_config(cfg, load_weights=False)
-    load_weights(model, tmp_path / "best.pth")
+    model = build_model_from_config(cfg, with_weights=False)
+    load_local_weights(model, tmp_path / "best.pth")
 
 
 def test_rng_state_round_trip(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import vitpose
-from vitpose.checkpoints import load_weights
+from vitpose.checkpoints import load_local_weights
 from vitpose.cli.main import main
 from vitpose.models.vitpose import PLUS_DATASETS, ViTPose, ViTPoseConfig
 from vitpose.training.config import load_config
@@ -37,7 +37,7 @@ def plus_checkpoint(data_dir: Path, tmp_path_factory) -> Path:
 def _model_from_meta(path: Path) -> ViTPose:
     meta = torch.load(path, weights_only=True)["meta"]
     model = ViTPose(ViTPoseConfig.from_dict(json.loads(meta["vitpose_config"])))
-    return load_weights(model, path).eval()
+    return load_local_weights(model, path).eval()
 
 
 def test_split_of_our_training_checkpoint(plus_checkpoint: Path, tmp_path: Path,

@@ -82,7 +82,7 @@ def test_absent_dataset_gets_zero_gradients_and_adamw_still_updates_it(data_dir,
     None), so AdamW applies weight decay to them, as in the official masked computation."""
     cfg = load_config("debug/tiny_plus_coco_ap10k", [f"data.root={data_dir}"])
     torch.manual_seed(0)
-    model = build_model_from_config(cfg, load_weights=False)
+    model = build_model_from_config(cfg, with_weights=False)
     optimizer = build_optimizer(model, cfg.optim, model.cfg.depth)
     for group in optimizer.param_groups:
         group["lr"] = 1e-3

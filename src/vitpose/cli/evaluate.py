@@ -4,7 +4,8 @@ For users who run inference elsewhere, and for `vitpose predict` output (``.json
 ``.jsonl``: one result per line, as ``--out results.jsonl`` writes them): results whose
 ``image_id`` is a file name (a folder run without ``--images-file``) are matched to the
 annotation file's ``images[].file_name`` (the path as written, or its last part when that is
-unambiguous). Prints the metrics as JSON (and writes them with --out).
+unambiguous). Prints the metrics as a table (``--json``: as JSON, for scripts; ``--out``
+writes the JSON to a file).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..datasets.records import _load_results_file
 from ..errors import InputError, OutputError
+from ..fileio import atomic_write_json, read_json, read_results_file
 from ..inference.results import is_journal_header
 from ..metrics import evaluate
 from ..training.build import resolve_dataset_meta
+from ..training.evaluate import format_metrics
 
 #: datasets whose results are not in COCO results format (matched by ``ann_id`` instead)
 _NOT_COCO_RESULTS = {"mpii", "interhand2d"}
@@ -39,15 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--joints-3d", default=None, help="InterHand2.6M: 3D joint file")
     p.add_argument("--out", default=None,
                    help="also write the metrics JSON here (missing folders are created)")
-
-
-def _read_json(path: str, what: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(f"{what} not found: {path}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise InputError(f"{path}: not a readable JSON {what} ({e})") from None
+    p.add_argument("--json", action="store_true",
+                   help="print the metrics as JSON instead of a table (for scripts)")
 
 
 def read_results(path: str) -> Any:
@@ -57,7 +52,7 @@ def read_results(path: str) -> Any:
         InputError: the file is missing or malformed (a ``.jsonl`` line: its number), or is the
             journal of an unfinished run (``P.partial.jsonl``) rather than its results.
     """
-    data = _load_results_file(path)
+    data = read_results_file(path)
     if isinstance(data, list) and data and is_journal_header(data[0]):
         raise InputError(f"{path} is the journal of a `vitpose predict` run that has not "
                          "finished, not its results: rerun the same command to finish the run, "
@@ -76,7 +71,7 @@ def map_file_name_ids(results: list[Any], ann_path: str, results_path: str) -> l
              if isinstance(r, dict) and isinstance(r.get("image_id"), str)}
     if not names:
         return results
-    ann = _read_json(ann_path, "annotation file")
+    ann = read_json(ann_path, "annotation")
     images = ann.get("images") if isinstance(ann, dict) else None
     if not isinstance(images, list):
         raise InputError(f"{ann_path}: no 'images' list to match the file names of "
@@ -132,11 +127,13 @@ def run(args: argparse.Namespace) -> int:
                 results = mapped
     metrics = evaluate(meta, args.ann, results, head_boxes=args.head_boxes,
                        camera_path=args.camera, joint_3d_path=args.joints_3d)
-    text = json.dumps(metrics, indent=2)
-    print(text)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(format_metrics({meta.name: metrics}))
     if out is not None:
         try:
-            out.write_text(text)
+            atomic_write_json(out, metrics, writer=lambda m: json.dumps(m, indent=2))
         except OSError as e:
             raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
     return 0

@@ -8,15 +8,16 @@ what ran each: `Engine.describe()`) plus the raw results into the work dir.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import distributed as dist
-from ..checkpoints import load_weights
+from ..checkpoints import load_local_weights
 from ..errors import ConfigError
+from ..fileio import atomic_write_json
 from ..hub import resolve_weights
 from ..models.vitpose import canonical_name
 from ..training.build import build_model_from_config
@@ -70,16 +71,20 @@ def run(args: argparse.Namespace) -> int:
     if args.backend:
         overrides.append(f"test.backend={args.backend}")
     cfg = resolve_config(args.config, overrides)
-    if not cfg.data.val:
-        raise ConfigError(f"config '{args.config}' has no validation split (data.val)")
-    check_val_files(cfg)  # cheap checks first: no download for a run that cannot start
+    # the reported splits (data.test) when they are not the validation ones
+    section = "val" if cfg.data.test is None else "test"
+    if not getattr(cfg.data, section):
+        raise ConfigError(f"config '{args.config}' has no split to test (data.{section})")
+    check_val_files(cfg, section=section)  # cheap checks first: no download for a doomed run
+    if section == "test":
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val=cfg.data.test))
     weights = resolve_weights(args.weights or cfg.model.weights or cfg.model.variant,
                               prefer_original=True)
     dist.init_distributed(backend=dist.backend_for(args.device))
     device = args.device or (f"cuda:{dist.local_device_index()}" if torch.cuda.is_available()
                              else "cpu")
-    model = build_model_from_config(cfg, load_weights=False)
-    load_weights(model, weights)
+    model = build_model_from_config(cfg, with_weights=False)
+    load_local_weights(model, weights)
     work_dir = Path(args.work_dir or f"work_dirs/test_{Path(args.config).stem}")
     engines: dict[str, dict[str, Any]] = {}
     # prepare: the torch engine casts the weights once to test.dtype, as in predict
@@ -87,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
                              engines=engines)
     if dist.is_main_process():
         work_dir.mkdir(parents=True, exist_ok=True)
-        (work_dir / "metrics.json").write_text(json.dumps({**metrics, "engine": engines},
-                                                          indent=2))
+        atomic_write_json(work_dir / "metrics.json", {**metrics, "engine": engines}, indent=2)
         print(format_metrics(metrics))
         for name, facts in engines.items():
             print(f"{name} engine: {facts['engine']} on {facts['device']}")

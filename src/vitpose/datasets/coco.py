@@ -32,16 +32,16 @@ from vitpose.dataset_meta import DatasetMeta, get_dataset_meta
 from vitpose.datasets.records import (
     PathLike,
     PoseRecord,
-    _entry_name,
-    _int_id,
-    _load_json,
-    _number,
-    _numbers,
-    _require,
     crop_center_scale,
+    entry_name,
+    finite_number,
+    finite_numbers,
+    int_id,
+    require_key,
     resolve_meta,
 )
 from vitpose.errors import InputError
+from vitpose.fileio import read_json
 
 __all__ = [
     "WHOLEBODY_PART_KEYS",
@@ -76,22 +76,22 @@ def _read_images(data: Any, path: Path, need_size: bool) -> dict[int, _ImageInfo
     if not isinstance(data, Mapping):
         raise InputError(f"{path}: expected a COCO-style JSON object with 'images' and "
                          f"'annotations', got {type(data).__name__}")
-    images = _require(data, "images", path, "the top-level object")
+    images = require_key(data, "images", path, "the top-level object")
     if not isinstance(images, list):
         raise InputError(f"{path}: key 'images' must be a list")
     index: dict[int, _ImageInfo] = {}
     for i, img in enumerate(images):
-        where = _entry_name("images", i, img)
-        image_id = _int_id(_require(img, "id", path, where), path, where, "id")
-        file_name = _require(img, "file_name", path, where)
+        where = entry_name("images", i, img)
+        image_id = int_id(require_key(img, "id", path, where), path, where, "id")
+        file_name = require_key(img, "file_name", path, where)
         if not isinstance(file_name, str) or not file_name:
             raise InputError(f"{path}: {where} key 'file_name' must be a non-empty string")
         height = width = None
         if need_size or ("height" in img and "width" in img):
-            height = int(_number(_require(img, "height", path, where), path, where, "height"))
-            width = int(_number(_require(img, "width", path, where), path, where, "width"))
+            height = int(finite_number(require_key(img, "height", path, where), path, where, "height"))
+            width = int(finite_number(require_key(img, "width", path, where), path, where, "width"))
         crowd = img.get("crowdIndex")
-        crowd_index = None if crowd is None else _number(crowd, path, where, "crowdIndex")
+        crowd_index = None if crowd is None else finite_number(crowd, path, where, "crowdIndex")
         if image_id in index:
             raise InputError(f"{path}: {where} repeats image id {image_id}")
         index[image_id] = _ImageInfo(image_id, file_name, height, width, crowd_index)
@@ -115,20 +115,20 @@ def _read_annotations(
     part_keys: tuple[tuple[str, int], ...],
 ) -> list[dict[str, Any]]:
     """Validate every annotation; returns parsed fields (keypoints as ``[K, 3]`` float64)."""
-    anns = _require(data, "annotations", path, "the top-level object")
+    anns = require_key(data, "annotations", path, "the top-level object")
     if not isinstance(anns, list):
         raise InputError(f"{path}: key 'annotations' must be a list")
     parsed = []
     for i, ann in enumerate(anns):
-        where = _entry_name("annotations", i, ann)
-        ann_id = _int_id(_require(ann, "id", path, where), path, where, "id")
-        image_id = _int_id(_require(ann, "image_id", path, where), path, where, "image_id")
+        where = entry_name("annotations", i, ann)
+        ann_id = int_id(require_key(ann, "id", path, where), path, where, "id")
+        image_id = int_id(require_key(ann, "image_id", path, where), path, where, "image_id")
         if image_id not in images:
             raise InputError(f"{path}: {where} key 'image_id' = {image_id} is not in 'images'")
-        bbox = _numbers(_require(ann, "bbox", path, where), 4, path, where, "bbox")
+        bbox = finite_numbers(require_key(ann, "bbox", path, where), 4, path, where, "bbox")
         blocks = []
         for key, count in part_keys:
-            blocks.append(_numbers(_require(ann, key, path, where), 3 * count, path, where,
+            blocks.append(finite_numbers(require_key(ann, key, path, where), 3 * count, path, where,
                                    key).reshape(count, 3))
         area = ann.get("area")
         parsed.append({
@@ -140,8 +140,8 @@ def _read_annotations(
             "body_max": float(blocks[0].max()) if blocks[0].size else 0.0,
             "num_keypoints": ann.get("num_keypoints"),
             "iscrowd": bool(ann.get("iscrowd", 0)),
-            "area": None if area is None else _number(area, path, where, "area"),
-            "category_id": _int_id(ann.get("category_id", 1), path, where, "category_id"),
+            "area": None if area is None else finite_number(area, path, where, "area"),
+            "category_id": int_id(ann.get("category_id", 1), path, where, "category_id"),
         })
     return parsed
 
@@ -240,7 +240,7 @@ def read_coco_keypoints(
         return read_coco_wholebody(path, image_root=image_root, input_size_hw=input_size_hw,
                                    padding=padding, skip_unlabeled=skip_unlabeled,
                                    skip_crowd=skip_crowd)
-    data = _load_json(path, "annotation")
+    data = read_json(path, "annotation")
     return _records_from_coco(
         path, data, meta, (("keypoints", meta.num_keypoints),), image_root=image_root,
         input_size_hw=input_size_hw, padding=padding, skip_unlabeled=skip_unlabeled,
@@ -264,7 +264,7 @@ def read_coco_wholebody(
     as :func:`read_coco_keypoints`.
     """
     path = Path(ann_path)
-    data = _load_json(path, "annotation")
+    data = read_json(path, "annotation")
     return _records_from_coco(
         path, data, get_dataset_meta("wholebody"), WHOLEBODY_PART_KEYS, image_root=image_root,
         input_size_hw=input_size_hw, padding=padding, skip_unlabeled=skip_unlabeled,
@@ -303,22 +303,22 @@ def read_detections(
     """
     det_path, ann_path = Path(det_path), Path(ann_path)
     meta = resolve_meta(dataset)
-    images = _read_images(_load_json(ann_path, "annotation"), ann_path, need_size=False)
-    dets = _load_json(det_path, "detection")
+    images = _read_images(read_json(ann_path, "annotation"), ann_path, need_size=False)
+    dets = read_json(det_path, "detection")
     if not isinstance(dets, list):
         raise InputError(f"{det_path}: expected a JSON list of detections "
                          f"(COCO results format), got {type(dets).__name__}")
     root = Path(image_root) if image_root is not None else ann_path.parent
     records = []
     for i, det in enumerate(dets):
-        where = _entry_name("detections", i, det, "image_id")
-        image_id = _int_id(_require(det, "image_id", det_path, where), det_path, where, "image_id")
+        where = entry_name("detections", i, det, "image_id")
+        image_id = int_id(require_key(det, "image_id", det_path, where), det_path, where, "image_id")
         if image_id not in images:
             raise InputError(f"{det_path}: {where} image_id {image_id} is not in the 'images' "
                              f"of {ann_path}")
-        bbox = _numbers(_require(det, "bbox", det_path, where), 4, det_path, where, "bbox")
-        score = _number(_require(det, "score", det_path, where), det_path, where, "score")
-        cat = _int_id(det.get("category_id", 1), det_path, where, "category_id")
+        bbox = finite_numbers(require_key(det, "bbox", det_path, where), 4, det_path, where, "bbox")
+        score = finite_number(require_key(det, "score", det_path, where), det_path, where, "score")
+        cat = int_id(det.get("category_id", 1), det_path, where, "category_id")
         if category_id is not None and cat != category_id:
             continue
         if score < det_bbox_thr:

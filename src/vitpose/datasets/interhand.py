@@ -28,14 +28,14 @@ import numpy as np
 from vitpose.datasets.records import (
     PathLike,
     PoseRecord,
-    _entry_name,
-    _int_id,
-    _load_json,
-    _numbers,
-    _require,
     crop_center_scale,
+    entry_name,
+    finite_numbers,
+    int_id,
+    require_key,
 )
 from vitpose.errors import InputError
+from vitpose.fileio import read_json
 
 __all__ = ["HANDS", "read_interhand2d"]
 
@@ -99,13 +99,13 @@ def read_interhand2d(
                    else _sibling(data_path, "_camera.json"))
     joint_3d_path = (Path(joint_3d_path) if joint_3d_path is not None
                      else _sibling(data_path, "_joint_3d.json"))
-    data = _load_json(data_path, "InterHand2.6M data")
-    cameras = _load_json(camera_path, "InterHand2.6M camera")
-    joints3d = _load_json(joint_3d_path, "InterHand2.6M joint_3d")
+    data = read_json(data_path, "InterHand2.6M data")
+    cameras = read_json(camera_path, "InterHand2.6M camera")
+    joints3d = read_json(joint_3d_path, "InterHand2.6M joint_3d")
     if not isinstance(data, Mapping):
         raise InputError(f"{data_path}: expected a COCO-style JSON object")
-    images = _require(data, "images", data_path, "the top-level object")
-    anns = _require(data, "annotations", data_path, "the top-level object")
+    images = require_key(data, "images", data_path, "the top-level object")
+    anns = require_key(data, "annotations", data_path, "the top-level object")
     if not isinstance(images, list) or not isinstance(anns, list):
         raise InputError(f"{data_path}: keys 'images' and 'annotations' must be lists")
     num_all = 2 * _JOINTS_PER_HAND
@@ -114,12 +114,12 @@ def read_interhand2d(
     first_ann: dict[int, tuple[int, Mapping[str, Any]]] = {}
     image_ids = set()
     for i, img in enumerate(images):
-        where = _entry_name("images", i, img)
-        image_ids.add(_int_id(_require(img, "id", data_path, where), data_path, where, "id"))
+        where = entry_name("images", i, img)
+        image_ids.add(int_id(require_key(img, "id", data_path, where), data_path, where, "id"))
     for i, ann in enumerate(anns):
-        where = _entry_name("annotations", i, ann)
-        _int_id(_require(ann, "id", data_path, where), data_path, where, "id")
-        image_id = _int_id(_require(ann, "image_id", data_path, where), data_path, where,
+        where = entry_name("annotations", i, ann)
+        int_id(require_key(ann, "id", data_path, where), data_path, where, "id")
+        image_id = int_id(require_key(ann, "image_id", data_path, where), data_path, where,
                            "image_id")
         if image_id not in image_ids:
             raise InputError(f"{data_path}: {where} key 'image_id' = {image_id} is not in "
@@ -129,31 +129,31 @@ def read_interhand2d(
     root = Path(image_root) if image_root is not None else data_path.parent
     records = []
     for i, img in enumerate(images):
-        where = _entry_name("images", i, img)
+        where = entry_name("images", i, img)
         image_id = int(img["id"])
         if image_id not in first_ann:
             continue
         ann_index, ann = first_ann[image_id]
-        ann_where = _entry_name("annotations", ann_index, ann)
-        file_name = _require(img, "file_name", data_path, where)
-        width = float(_numbers(_require(img, "width", data_path, where), 1, data_path, where,
+        ann_where = entry_name("annotations", ann_index, ann)
+        file_name = require_key(img, "file_name", data_path, where)
+        width = float(finite_numbers(require_key(img, "width", data_path, where), 1, data_path, where,
                                "width")[0])
-        height = float(_numbers(_require(img, "height", data_path, where), 1, data_path, where,
+        height = float(finite_numbers(require_key(img, "height", data_path, where), 1, data_path, where,
                                 "height")[0])
-        capture = str(_require(img, "capture", data_path, where))
-        camera = str(_require(img, "camera", data_path, where))
-        frame = str(_require(img, "frame_idx", data_path, where))
+        capture = str(require_key(img, "capture", data_path, where))
+        camera = str(require_key(img, "camera", data_path, where))
+        frame = str(require_key(img, "frame_idx", data_path, where))
         what = f"{where} in {data_path.name}"
 
         params = {}
         for key, count in (("campos", 3), ("camrot", 9), ("focal", 2), ("princpt", 2)):
             value = _lookup(cameras, (capture, key, camera), camera_path, what)
-            params[key] = _numbers(value, count, camera_path, f"capture {capture} camera {camera}",
+            params[key] = finite_numbers(value, count, camera_path, f"capture {capture} camera {camera}",
                                    key).astype(np.float32)
         world = _lookup(joints3d, (capture, frame, "world_coord"), joint_3d_path, what)
-        world = _numbers(world, 3 * num_all, joint_3d_path, f"capture {capture} frame {frame}",
+        world = finite_numbers(world, 3 * num_all, joint_3d_path, f"capture {capture} frame {frame}",
                          "world_coord").astype(np.float32).reshape(num_all, 3)
-        valid = _numbers(_require(ann, "joint_valid", data_path, ann_where), num_all, data_path,
+        valid = finite_numbers(require_key(ann, "joint_valid", data_path, ann_where), num_all, data_path,
                          ann_where, "joint_valid").astype(np.float32)
 
         rot = params["camrot"].reshape(3, 3)

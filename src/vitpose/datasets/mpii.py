@@ -39,13 +39,13 @@ import numpy as np
 from vitpose.datasets.records import (
     PathLike,
     PoseRecord,
-    _entry_name,
-    _load_json,
-    _number,
-    _numbers,
-    _require,
+    entry_name,
+    finite_number,
+    finite_numbers,
+    require_key,
 )
 from vitpose.errors import InputError
+from vitpose.fileio import read_json
 
 __all__ = ["MPII_NUM_JOINTS", "MpiiHeadBoxes", "load_mpii_head_boxes", "read_mpii"]
 
@@ -154,7 +154,7 @@ def load_mpii_head_boxes(path: PathLike) -> MpiiHeadBoxes:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".json":
-        data = _load_json(path, "MPII head-box")
+        data = read_json(path, "MPII head-box")
         if isinstance(data, list):
             data = {"headboxes": data}
         if not isinstance(data, Mapping):
@@ -216,7 +216,7 @@ def read_mpii(
             count that differs from the entry count.
     """
     path = Path(ann_path)
-    data = _load_json(path, "MPII annotation")
+    data = read_json(path, "MPII annotation")
     if not isinstance(data, list):
         raise InputError(f"{path}: expected a JSON list of MPII entries, got {type(data).__name__}")
     boxes = head_boxes
@@ -229,19 +229,19 @@ def read_mpii(
     image_ids: dict[str, int] = {}
     records = []
     for i, entry in enumerate(data):
-        where = _entry_name("entries", i, entry, "image")
-        image = _require(entry, "image", path, where)
+        where = entry_name("entries", i, entry, "image")
+        image = require_key(entry, "image", path, where)
         if not isinstance(image, str) or not image:
             raise InputError(f"{path}: {where} key 'image' must be a non-empty file name")
-        center = _numbers(_require(entry, "center", path, where), 2, path, where, "center")
-        s = _number(_require(entry, "scale", path, where), path, where, "scale")
+        center = finite_numbers(require_key(entry, "center", path, where), 2, path, where, "center")
+        s = finite_number(require_key(entry, "scale", path, where), path, where, "scale")
         if s <= 0:
             raise InputError(f"{path}: {where} key 'scale' must be positive, got {s}")
         keypoints = visible = None
         if require_joints or "joints" in entry:
-            joints = _numbers(_require(entry, "joints", path, where), 2 * MPII_NUM_JOINTS, path,
+            joints = finite_numbers(require_key(entry, "joints", path, where), 2 * MPII_NUM_JOINTS, path,
                               where, "joints").reshape(MPII_NUM_JOINTS, 2)
-            vis = _numbers(_require(entry, "joints_vis", path, where), MPII_NUM_JOINTS, path,
+            vis = finite_numbers(require_key(entry, "joints_vis", path, where), MPII_NUM_JOINTS, path,
                            where, "joints_vis")
             keypoints = (joints - 1.0).astype(np.float32)
             visible = vis.astype(np.float32)

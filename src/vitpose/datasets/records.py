@@ -21,13 +21,17 @@ import numpy as np
 
 from vitpose.dataset_meta import DatasetMeta, get_dataset_meta
 from vitpose.errors import InputError
-from vitpose.fileio import read_json, read_results_file
 from vitpose.transforms import box_xywh_to_center_scale
 
 __all__ = [
     "PoseRecord",
     "PathLike",
     "crop_center_scale",
+    "entry_name",
+    "finite_number",
+    "finite_numbers",
+    "int_id",
+    "require_key",
     "resolve_meta",
 ]
 
@@ -126,27 +130,19 @@ def crop_center_scale(
 
 
 # --------------------------------------------------------------------------------------------
-# Shared parsing helpers (private to the readers)
+# Shared parsing helpers (public: the readers of datasets/ and metrics/ use them)
 # --------------------------------------------------------------------------------------------
 
 
-def _load_json(path: PathLike, what: str) -> Any:
-    """Parse a json file; unreadable or invalid files raise :class:`InputError` naming it."""
-    return read_json(path, what)
-
-
-def _load_results_file(path: PathLike, what: str = "results") -> Any:
-    """A results file, JSON or JSON lines (`vitpose.fileio.read_results_file`)."""
-    return read_results_file(path, what)
-
-
-def _entry_name(section: str, index: int, entry: Any, id_key: str = "id") -> str:
+def entry_name(section: str, index: int, entry: Any, id_key: str = "id") -> str:
+    """How messages name one entry of a JSON list: ``images[3] (id=7)``."""
     if isinstance(entry, Mapping) and id_key in entry:
         return f"{section}[{index}] ({id_key}={entry[id_key]!r})"
     return f"{section}[{index}]"
 
 
-def _require(entry: Any, key: str, path: PathLike, where: str) -> Any:
+def require_key(entry: Any, key: str, path: PathLike, where: str) -> Any:
+    """``entry[key]``; an entry that is not an object or lacks the key raises `InputError`."""
     if not isinstance(entry, Mapping):
         raise InputError(f"{path}: {where} is not a JSON object")
     if key not in entry:
@@ -154,7 +150,8 @@ def _require(entry: Any, key: str, path: PathLike, where: str) -> Any:
     return entry[key]
 
 
-def _numbers(value: Any, count: int | None, path: PathLike, where: str, key: str) -> np.ndarray:
+def finite_numbers(value: Any, count: int | None, path: PathLike, where: str,
+                   key: str) -> np.ndarray:
     """A flat float64 array of finite numbers with an optional exact length."""
     try:
         arr = np.asarray(value, dtype=np.float64).reshape(-1)
@@ -167,7 +164,8 @@ def _numbers(value: Any, count: int | None, path: PathLike, where: str, key: str
     return arr
 
 
-def _number(value: Any, path: PathLike, where: str, key: str) -> float:
+def finite_number(value: Any, path: PathLike, where: str, key: str) -> float:
+    """One finite JSON number (booleans refused) as a float, else `InputError`."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(
             value, (int, float, np.integer, np.floating)):
         raise InputError(f"{path}: {where} key {key!r} must be a number, got {value!r}")
@@ -176,7 +174,8 @@ def _number(value: Any, path: PathLike, where: str, key: str) -> float:
     return float(value)
 
 
-def _int_id(value: Any, path: PathLike, where: str, key: str) -> int:
+def int_id(value: Any, path: PathLike, where: str, key: str) -> int:
+    """An integer id (a float with no fraction accepted), else `InputError`."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         if isinstance(value, float) and value.is_integer():
             return int(value)

@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from ..codecs import MSRAHeatmap, UDPHeatmap
 from ..dataset_meta import DatasetMeta
 from ..errors import InputError
+from ..models.vitpose import ViTPose
 from ..transforms import (
     random_center_jitter,
     random_flip,
@@ -42,8 +43,6 @@ from .records import PoseRecord
 
 __all__ = [
     "CENTER_JITTER_MODES",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "AugmentConfig",
     "TopDownDataset",
     "collate_topdown",
@@ -52,8 +51,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+# the model's input normalisation (its one home: `vitpose.models.ViTPose.pixel_mean`)
+_MEAN = np.array(ViTPose.pixel_mean, np.float32)
+_STD = np.array(ViTPose.pixel_std, np.float32)
 #: Box-centre jitter regimes: frozen per box (official) or drawn at every load.
 CENTER_JITTER_MODES = ("per_box", "per_iteration")
 _JITTER_STREAM = 0x6A177E2  # keeps the frozen jitter's generator apart from the others
@@ -233,7 +233,7 @@ class TopDownDataset(Dataset):
                                             self.input_size_wh, self.use_udp)
         target, weight = self.codec.encode(crop_joints[:, :2], visible,
                                            max_num_joints=self.max_num_joints)
-        x = (crop.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        x = (crop.astype(np.float32) / 255.0 - _MEAN) / _STD
         return {
             "image": torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))),
             "target": torch.from_numpy(target),

@@ -39,16 +39,15 @@ from vitpose.dataset_meta import DatasetMeta, get_dataset_meta
 from vitpose.datasets.coco import WHOLEBODY_PART_KEYS
 from vitpose.datasets.records import (
     PathLike,
-    _entry_name,
-    _int_id,
-    _load_json,
-    _load_results_file,
-    _number,
-    _numbers,
-    _require,
+    entry_name,
+    finite_number,
+    finite_numbers,
+    int_id,
+    require_key,
     resolve_meta,
 )
 from vitpose.errors import InputError
+from vitpose.fileio import read_json, read_results_file
 from vitpose.metrics.oks import (
     CROWD_AREA_FACTOR,
     CROWD_LEVELS,
@@ -90,7 +89,7 @@ def _load_gt(gt: PathLike | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     if isinstance(gt, Mapping):
         return dict(gt), "ground truth"
     path = Path(gt)
-    data = _load_json(path, "ground-truth annotation")
+    data = read_json(path, "ground-truth annotation")
     if not isinstance(data, Mapping):
         raise InputError(f"{path}: expected a COCO-style JSON object, got {type(data).__name__}")
     return dict(data), str(path)
@@ -98,7 +97,7 @@ def _load_gt(gt: PathLike | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
 
 def _load_results(results: ResultsLike) -> tuple[list[Any], str]:
     if isinstance(results, (str, Path)):
-        data = _load_results_file(results)
+        data = read_results_file(results)
         name = str(results)
     else:
         data, name = results, "results"
@@ -113,40 +112,40 @@ class _GroundTruth:
 
     def __init__(self, data: Mapping[str, Any], name: str, part_keys: Sequence[tuple[str, int]],
                  use_area: bool, crowd: bool = False) -> None:
-        images = _require(data, "images", name, "the top-level object")
-        anns = _require(data, "annotations", name, "the top-level object")
+        images = require_key(data, "images", name, "the top-level object")
+        anns = require_key(data, "annotations", name, "the top-level object")
         if not isinstance(images, list) or not isinstance(anns, list):
             raise InputError(f"{name}: keys 'images' and 'annotations' must be lists")
         self.name = name
         self.crowd_index: dict[int, float | None] = {}
         for i, img in enumerate(images):
-            where = _entry_name("images", i, img)
-            image_id = _int_id(_require(img, "id", name, where), name, where, "id")
+            where = entry_name("images", i, img)
+            image_id = int_id(require_key(img, "id", name, where), name, where, "id")
             crowd_value = img.get("crowdIndex") if isinstance(img, Mapping) else None
             self.crowd_index[image_id] = (
-                None if crowd_value is None else _number(crowd_value, name, where, "crowdIndex"))
+                None if crowd_value is None else finite_number(crowd_value, name, where, "crowdIndex"))
         self.image_ids = set(self.crowd_index)
         self.anns: list[dict[str, Any]] = []
         for i, ann in enumerate(anns):
-            where = _entry_name("annotations", i, ann)
-            image_id = _int_id(_require(ann, "image_id", name, where), name, where, "image_id")
+            where = entry_name("annotations", i, ann)
+            image_id = int_id(require_key(ann, "image_id", name, where), name, where, "image_id")
             if image_id not in self.image_ids:
                 raise InputError(f"{name}: {where} key 'image_id' = {image_id} is not in 'images'")
-            bbox = _numbers(_require(ann, "bbox", name, where), 4, name, where, "bbox")
-            blocks = [_numbers(_require(ann, key, name, where), 3 * count, name, where, key)
+            bbox = finite_numbers(require_key(ann, "bbox", name, where), 4, name, where, "bbox")
+            blocks = [finite_numbers(require_key(ann, key, name, where), 3 * count, name, where, key)
                       for key, count in part_keys]
             area = None
             if use_area:
-                area = _number(_require(ann, "area", name, where), name, where, "area")
+                area = finite_number(require_key(ann, "area", name, where), name, where, "area")
             num_keypoints = None
             if crowd:
                 # keypoints_crowd reads the file's own count (CrowdPose leaves out head and neck)
-                num_keypoints = int(_number(_require(ann, "num_keypoints", name, where), name,
+                num_keypoints = int(finite_number(require_key(ann, "num_keypoints", name, where), name,
                                             where, "num_keypoints"))
             self.anns.append({
-                "id": _int_id(_require(ann, "id", name, where), name, where, "id"),
+                "id": int_id(require_key(ann, "id", name, where), name, where, "id"),
                 "image_id": image_id,
-                "category_id": _int_id(ann.get("category_id", 1), name, where, "category_id"),
+                "category_id": int_id(ann.get("category_id", 1), name, where, "category_id"),
                 "bbox": np.asarray(bbox, dtype=np.float64),
                 "area": area,
                 "iscrowd": bool(ann.get("iscrowd", 0)),
@@ -157,8 +156,8 @@ class _GroundTruth:
         if isinstance(cats, list) and cats:
             self.category_ids = set()
             for j, cat in enumerate(cats):
-                where = _entry_name("categories", j, cat)
-                self.category_ids.add(_int_id(_require(cat, "id", name, where), name, where, "id"))
+                where = entry_name("categories", j, cat)
+                self.category_ids.add(int_id(require_key(cat, "id", name, where), name, where, "id"))
         else:  # no categories listed: those of the annotations
             self.category_ids = {a["category_id"] for a in self.anns}
 
@@ -183,35 +182,50 @@ def _parse_results(raw: list[Any], name: str, gt: _GroundTruth, num_keypoints: i
     first = raw[0] if raw else None
     box_areas = isinstance(first, Mapping) and first.get("bbox") not in (None, [])
     parsed = []
+    seen: dict[tuple[int, int, bytes], int] = {}
     for i, res in enumerate(raw):
-        where = _entry_name("results", i, res, "image_id")
-        image_id = _int_id(_require(res, "image_id", name, where), name, where, "image_id")
+        where = entry_name("results", i, res, "image_id")
+        image_id = int_id(require_key(res, "image_id", name, where), name, where, "image_id")
         if image_id not in gt.image_ids:
             raise InputError(f"{name}: {where} image_id {image_id} is not in the ground truth "
                              f"{gt.name}")
         if "category_id" in res:
-            cat = _int_id(res["category_id"], name, where, "category_id")
+            cat = int_id(res["category_id"], name, where, "category_id")
         elif default_cat is not None:
             cat = default_cat
         else:
             raise InputError(f"{name}: {where} is missing the key 'category_id' (the ground "
                              f"truth has several categories)")
-        kp_raw = _require(res, "keypoints", name, where)
+        if cat not in gt.category_ids:
+            # the official evaluator would drop it without a word: a silently different AP
+            cats = sorted(gt.category_ids)
+            raise InputError(f"{name}: {where} category_id {cat} is not a category of the "
+                             f"ground truth {gt.name} (it has {cats[:10]}"
+                             f"{' ...' if len(cats) > 10 else ''}); are these results of "
+                             "another dataset?")
+        kp_raw = require_key(res, "keypoints", name, where)
         if wholebody and len(np.asarray(kp_raw, dtype=object).reshape(-1)) != 3 * num_keypoints:
-            blocks = [_numbers(_require(res, key, name, where), 3 * count, name, where, key)
+            blocks = [finite_numbers(require_key(res, key, name, where), 3 * count, name, where, key)
                       for key, count in WHOLEBODY_PART_KEYS]
             kpts = np.concatenate(blocks)
         else:
-            kpts = _numbers(kp_raw, 3 * num_keypoints, name, where, "keypoints")
+            kpts = finite_numbers(kp_raw, 3 * num_keypoints, name, where, "keypoints")
         kpts = np.asarray(kpts, dtype=np.float64)
-        score = _number(_require(res, "score", name, where), name, where, "score")
+        key = (image_id, cat, kpts.tobytes())
+        if key in seen:
+            # counted twice, a duplicate is a false positive at every threshold
+            raise InputError(f"{name}: {where} repeats results[{seen[key]}] (same image, "
+                             "category and keypoints); was the file written twice or "
+                             "concatenated? Remove the duplicates")
+        seen[key] = i
+        score = finite_number(require_key(res, "score", name, where), name, where, "score")
         part_scores = {}
         for part in WHOLEBODY_PARTS[1:]:  # the body run always uses "score"
             key = f"{part}_score"
             if key in res:
-                part_scores[part] = _number(res[key], name, where, key)
+                part_scores[part] = finite_number(res[key], name, where, key)
         if box_areas:
-            box = _numbers(_require(res, "bbox", name, where), 4, name, where, "bbox")
+            box = finite_numbers(require_key(res, "bbox", name, where), 4, name, where, "bbox")
             area = float(box[2] * box[3])
         else:
             field_kpts = kpts[:51] if wholebody else kpts

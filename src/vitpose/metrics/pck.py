@@ -36,11 +36,11 @@ from vitpose.datasets.mpii import MPII_NUM_JOINTS, MpiiHeadBoxes, load_mpii_head
 from vitpose.datasets.records import (
     PathLike,
     PoseRecord,
-    _entry_name,
-    _int_id,
-    _load_results_file,
+    entry_name,
+    int_id,
 )
 from vitpose.errors import InputError
+from vitpose.fileio import read_results_file
 
 __all__ = [
     "MPII_STAT_NAMES",
@@ -275,7 +275,7 @@ def _predictions_for(records: Sequence[PoseRecord], results: ResultsLike,
         return arr[..., :2]
     if isinstance(results, (str, Path)):
         name = str(results)
-        data = _load_results_file(results)
+        data = read_results_file(results)
     else:
         name, data = "results", results
     if not isinstance(data, (list, tuple)):
@@ -287,14 +287,20 @@ def _predictions_for(records: Sequence[PoseRecord], results: ResultsLike,
     if not keyed and len(data) != n:
         raise InputError(f"{name}: {len(data)} results for {n} ground-truth samples; give "
                          f"'ann_id' in each result or one result per sample in order")
+    first_of: dict[int, int] = {}
     for j, res in enumerate(data):
-        where = _entry_name("results", j, res, "ann_id")
+        where = entry_name("results", j, res, "ann_id")
         if not isinstance(res, Mapping) or "keypoints" not in res:
             raise InputError(f"{name}: {where} is missing the key 'keypoints'")
         if keyed:
-            ann_id = _int_id(res["ann_id"], name, where, "ann_id")
+            ann_id = int_id(res["ann_id"], name, where, "ann_id")
             if ann_id not in by_id:
                 raise InputError(f"{name}: {where} ann_id {ann_id} is not a ground-truth sample")
+            if ann_id in first_of:
+                raise InputError(f"{name}: {where} is a second result for ann_id {ann_id} "
+                                 f"(first: results[{first_of[ann_id]}]); give one result per "
+                                 "ground-truth sample")
+            first_of[ann_id] = j
             row = by_id[ann_id]
         else:
             row = j

@@ -26,10 +26,17 @@ from .heads import HeatmapHead
 from .vit import ViT
 
 __all__ = [
-    "HeadConfig", "ViTPoseConfig", "ViTPose", "VARIANTS", "PLUS_DATASETS", "build_model",
+    "HeadConfig", "ViTPoseConfig", "ViTPose", "VARIANTS", "PIXEL_MEAN", "PIXEL_STD", "PLUS_DATASETS",
+    "build_model", "replace_config",
     "list_models", "canonical_name", "config_from_official", "default_datasets", "num_heads_for_width",
     "released_num_heads", "released_size", "variant_config",
 ]
+
+#: The input normalisation every ViTPose model was trained with (ImageNet statistics, RGB, in
+#: units of 0..1): ``x = (rgb / 255 - PIXEL_MEAN) / PIXEL_STD``. The one home of these numbers;
+#: also ``ViTPose.pixel_mean`` / ``ViTPose.pixel_std``.
+PIXEL_MEAN = (0.485, 0.456, 0.406)
+PIXEL_STD = (0.229, 0.224, 0.225)
 
 #: Dataset index -> dataset name of the ViTPose+ models (`dataset_idx` of the official configs).
 PLUS_DATASETS = ("coco", "aic", "mpii", "ap10k", "apt36k", "wholebody")
@@ -272,7 +279,13 @@ class ViTPose(nn.Module):
     ``model.backbone(images)`` returns the feature map `[B, C, H/16, W/16]` (ViTPose+ also
     takes ``dataset_index``). ``dataset_index`` may be an int, a dataset name, or one index per
     sample (list or tensor); None means dataset 0.
+
+    The model owns its input normalisation: ``pixel_mean`` / ``pixel_std`` (RGB, 0..1 units)
+    and `normalize`, which maps 0..255 RGB images to the network's input.
     """
+
+    pixel_mean: tuple[float, float, float] = PIXEL_MEAN
+    pixel_std: tuple[float, float, float] = PIXEL_STD
 
     def __init__(self, cfg: ViTPoseConfig) -> None:
         super().__init__()
@@ -292,6 +305,12 @@ class ViTPose(nn.Module):
     def _make_head(self, h: HeadConfig) -> HeatmapHead:
         return HeatmapHead(self.cfg.embed_dim, h.num_keypoints, h.num_deconv_layers,
                            h.deconv_filters, h.deconv_kernels, h.final_conv_kernel, h.upsample)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """RGB images ``[B, 3, H, W]`` in 0..255 -> the network's normalised input."""
+        mean = torch.tensor(self.pixel_mean, dtype=images.dtype, device=images.device)
+        std = torch.tensor(self.pixel_std, dtype=images.dtype, device=images.device)
+        return (images / 255.0 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
 
     # -- facts ---------------------------------------------------------------------------------
     @property
@@ -594,10 +613,10 @@ def build_model(spec: str | Mapping[str, Any] | ViTPoseConfig = "vitpose-b",
         cfg = _variant_from_name(spec)
     else:
         raise TypeError(f"cannot build a model from {type(spec).__name__}")
-    return ViTPose(apply_overrides(cfg, **overrides))
+    return ViTPose(replace_config(cfg, **overrides))
 
 
-def apply_overrides(cfg: ViTPoseConfig, **overrides: Any) -> ViTPoseConfig:
+def replace_config(cfg: ViTPoseConfig, **overrides: Any) -> ViTPoseConfig:
     """`cfg` with fields replaced; see `build_model` for the extra keys."""
     decoder = overrides.pop("decoder", None)
     num_keypoints = overrides.pop("num_keypoints", None)

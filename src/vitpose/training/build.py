@@ -18,7 +18,7 @@ from vitpose.checkpoints import (
 )
 from vitpose.dataset_meta import DatasetMeta, get_dataset_meta, load_dataset_meta
 from vitpose.errors import ConfigError
-from vitpose.models.vitpose import VARIANTS, ViTPose, apply_overrides, canonical_name, list_models
+from vitpose.models.vitpose import VARIANTS, ViTPose, canonical_name, list_models, replace_config
 from vitpose.training.config import CONFIG_DIR, DataConfig, DatasetConfig, ExperimentConfig
 
 __all__ = ["resolve_dataset_meta", "build_model_from_config", "load_initial_weights"]
@@ -100,7 +100,7 @@ def _model_config(cfg: ExperimentConfig):
     if mc.num_keypoints is not None:
         overrides["num_keypoints"] = mc.num_keypoints
     try:
-        return apply_overrides(base, **overrides)
+        return replace_config(base, **overrides)
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from None
 
@@ -161,7 +161,9 @@ def load_initial_weights(model: ViTPose, source: str | os.PathLike) -> list[str]
         want = {k: v for k, v in expected.items() if k.startswith(prefix + ".")}
         have = {k: v for k, v in sd.items() if k.startswith(prefix + ".")}
         if set(want) == set(have) and all(want[k].shape == have[k].shape for k in want):
-            model.load_state_dict(have, strict=False)
+            # strict for the head too: a tensor of a type the weights cannot have is an error
+            load_state_dict_strict(model.get_submodule(prefix),
+                                   {k[len(prefix) + 1:]: v for k, v in have.items()}, str(path))
             continue
         fresh.append(prefix)
         if have:
@@ -175,7 +177,7 @@ def load_initial_weights(model: ViTPose, source: str | os.PathLike) -> list[str]
     return fresh
 
 
-def build_model_from_config(cfg: ExperimentConfig, load_weights: bool = True) -> ViTPose:
+def build_model_from_config(cfg: ExperimentConfig, with_weights: bool = True) -> ViTPose:
     """Build the network of ``cfg.model`` and its starting weights.
 
     The heads follow ``model.heads`` (one dataset name or metadata file per head, in order;
@@ -185,7 +187,7 @@ def build_model_from_config(cfg: ExperimentConfig, load_weights: bool = True) ->
 
     Args:
         cfg: the experiment.
-        load_weights: load ``model.pretrained`` (MAE backbone) and then ``model.weights`` (full
+        with_weights: load ``model.pretrained`` (MAE backbone) and then ``model.weights`` (full
             checkpoint; heads that do not fit are re-initialised). False when resuming.
 
     Returns:
@@ -197,13 +199,13 @@ def build_model_from_config(cfg: ExperimentConfig, load_weights: bool = True) ->
     """
     model = ViTPose(_model_config(cfg))
     _check_heads(model, cfg)
-    if load_weights and cfg.model.pretrained:
+    if with_weights and cfg.model.pretrained:
         from vitpose.hub import resolve_weights
 
         ignored = load_pretrained_backbone(model, resolve_weights(cfg.model.pretrained))
         log.info("backbone initialised from %s (%d keys unused)", cfg.model.pretrained,
                  len(ignored))
-    if load_weights and cfg.model.weights:
+    if with_weights and cfg.model.weights:
         fresh = load_initial_weights(model, cfg.model.weights)
         log.info("weights loaded from %s%s", cfg.model.weights,
                  f" (fresh heads: {', '.join(fresh)})" if fresh else "")

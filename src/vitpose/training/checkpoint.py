@@ -13,9 +13,9 @@ A training checkpoint is a plain dict that ``torch.load(weights_only=True)`` rea
 * ``rng``: Python, NumPy, torch (and CUDA) generator states, one entry per rank;
 * ``config``: the resolved experiment config as plain dicts and lists.
 
-Files are written to a temporary name in the same folder, flushed to disk and renamed over the
-target, so a crash or a full disk never leaves a half-written ``latest.pth``: the previous file
-stays intact until the new one is complete.
+Files are written through `vitpose.fileio.atomic_open` (a temporary name in the same folder,
+flushed to disk and renamed over the target), so a crash or a full disk never leaves a
+half-written ``latest.pth``: the previous file stays intact until the new one is complete.
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,11 +33,11 @@ import torch
 
 from vitpose.checkpoints import read_checkpoint
 from vitpose.errors import CheckpointError
+from vitpose.fileio import atomic_open, clean_stale_temporaries
 
 __all__ = [
     "atomic_save",
     "atomic_copy",
-    "clean_stale_temporaries",
     "repair_after_kill",
     "capture_rng_state",
     "restore_rng_state",
@@ -52,65 +50,9 @@ __all__ = [
 TRAINING_KEYS = ("state_dict", "optimizer", "epoch", "iteration", "rng", "config")
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _temporary_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists (another user's) or unknowable: leave its files alone
-    return True
-
-
-def clean_stale_temporaries(folder: str | os.PathLike, *, include_own: bool = False) -> list[Path]:
-    """Remove the temporaries of `atomic_save` / `atomic_copy` that a killed process left behind.
-
-    A temporary is stale when the process that wrote it is gone (its pid is in the name). Those
-    of live processes are kept (they may be writing now); ``include_own`` also removes this
-    process's own, for callers that know it is writing nothing (start or resume of a run: after
-    a restart the same pid can come back).
-
-    Returns:
-        the files removed.
-    """
-    folder = Path(folder)
-    removed = []
-    if not folder.is_dir():
-        return removed
-    own = os.getpid()
-    for entry in folder.iterdir():
-        m = _TEMPORARY.fullmatch(entry.name)
-        if not m or not entry.is_file():
-            continue
-        pid = int(m.group("pid"))
-        if (pid == own and include_own) or (pid != own and not _pid_alive(pid)):
-            entry.unlink(missing_ok=True)
-            removed.append(entry)
-    return removed
-
-
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` atomically (temporary file, fsync, rename).
+    """``torch.save`` to ``path`` atomically (`vitpose.fileio.atomic_open`: temporary file,
+    fsync, rename); stale temporaries of killed writers in the folder are removed first.
 
     Args:
         obj: what to save (plain containers, tensors, numbers and strings for
@@ -123,34 +65,16 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(path.parent)
-    tmp = _temporary_path(path)
-    try:
-        with open(tmp, "xb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_open(path, "wb") as handle:
+        torch.save(obj, handle)
     return path
 
 
 def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Copy a file atomically (e.g. ``latest.pth`` -> ``best.pth``)."""
     dst = Path(dst)
-    tmp = _temporary_path(dst)
-    try:
-        with open(src, "rb") as source, open(tmp, "xb") as handle:
-            shutil.copyfileobj(source, handle, 1 << 20)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(dst.parent)
+    with open(src, "rb") as source, atomic_open(dst, "wb") as handle:
+        shutil.copyfileobj(source, handle, 1 << 20)
     return dst
 
 

@@ -9,7 +9,6 @@ instance rescoring and per-image OKS-NMS for the OKS benchmarks (vitpose-referen
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import defaultdict
@@ -27,6 +26,7 @@ from ..datasets.coco import WHOLEBODY_PART_KEYS
 from ..datasets.readers import read_annotations, read_detections
 from ..datasets.records import PoseRecord
 from ..errors import InputError, VitPoseError
+from ..fileio import atomic_write_json
 from ..inference.builder import engine_for
 from ..inference.engines import Engine, calibration_rows
 from ..inference.io import read_image
@@ -182,17 +182,19 @@ def _results(records: Sequence[PoseRecord], keypoints: dict[int, np.ndarray], me
     return out
 
 
-def check_val_files(cfg: ExperimentConfig, advice: str = "pass --data-root DIR") -> None:
-    """Every file the validation splits need exists (cheap: called before any weights are
-    fetched, models built or epochs trained). `advice` ends the message."""
-    for i, ds in enumerate(cfg.data.val):
+def check_val_files(cfg: ExperimentConfig, advice: str = "pass --data-root DIR",
+                    section: str = "val") -> None:
+    """Every file the evaluation splits need exists (cheap: called before any weights are
+    fetched, models built or epochs trained). `advice` ends the message; `section` is
+    ``'val'`` or ``'test'`` (``data.test``)."""
+    for i, ds in enumerate(getattr(cfg.data, section) or ()):
         needed = [("ann_file", ds.ann_file), ("img_prefix", ds.img_prefix)]
         if not ds.use_gt_bbox:
             needed.append(("det_file", ds.det_file))
         for key, value in needed:
             path = cfg.data.resolve(value)
             if path is None or not path.exists():
-                raise InputError(f"data.val.{i}.{key} ({ds.name}): {path} not found (data.root "
+                raise InputError(f"data.{section}.{i}.{key} ({ds.name}): {path} not found (data.root "
                                  f"is '{cfg.data.root}'; {advice})")
 
 
@@ -245,8 +247,8 @@ def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.Pat
             if work_dir is not None and dist.is_main_process():
                 wd = Path(work_dir)
                 wd.mkdir(parents=True, exist_ok=True)
-                (wd / f"results_{meta.name}.json").write_text(json.dumps(results))
-                (wd / f"metrics_{meta.name}.json").write_text(json.dumps(metrics, indent=2))
+                atomic_write_json(wd / f"results_{meta.name}.json", results)
+                atomic_write_json(wd / f"metrics_{meta.name}.json", metrics, indent=2)
     finally:
         model.train(was_training)
     return out

@@ -44,6 +44,7 @@ from vitpose.datasets.mixing import MixedDataset, MixingSampler
 from vitpose.datasets.readers import read_annotations
 from vitpose.datasets.topdown import AugmentConfig, TopDownDataset, collate_topdown
 from vitpose.errors import CheckpointError, ConfigError, InputError, VitPoseError
+from vitpose.fileio import clean_stale_temporaries
 from vitpose.inference.io import read_image
 from vitpose.models.vitpose import ViTPose
 from vitpose.training.build import (
@@ -56,7 +57,6 @@ from vitpose.training.checkpoint import (
     atomic_save,
     build_training_state,
     capture_rng_state,
-    clean_stale_temporaries,
     load_training_state,
     restore_rng_state,
 )
@@ -576,7 +576,7 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
     state = load_training_state(resume) if resume is not None else None
     from vitpose.training.evaluate import check_val_files
     check_val_files(cfg, "set --data-root, or data.val=[] to train without validation")
-    model = build_model_from_config(cfg, load_weights=state is None).to(device)
+    model = build_model_from_config(cfg, with_weights=state is None).to(device)
     dataset = build_datasets(cfg)
     loader, sampler = build_loader(dataset, cfg, rank, world)
     iters_per_epoch = len(loader)

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import difflib
 import functools
+import math
 import re
 import types
 from collections.abc import Iterable, Sequence
@@ -45,8 +46,26 @@ BASE_KEY = "_base_"
 # --------------------------------------------------------------------------------------------
 
 
+#: Largest config file (or override) read, in characters: configs are a few KB.
+MAX_CONFIG_CHARS = 1 << 20
+
+
 class _Loader(yaml.SafeLoader):
-    """Safe loader whose float rule also accepts ``1e-3`` and ``5E-4``."""
+    """Safe loader whose float rule also accepts ``1e-3`` and ``5E-4``, and which refuses
+    aliases (``*name``): a few of them nested expand a 2 KB file into gigabytes (the "billion
+    laughs"), and no config needs them (``_base_`` shares values between files)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _AliasRefused(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}"
+                                ") are not supported in configs; write the value out or share "
+                                f"it through '{BASE_KEY}'")
+        return super().compose_node(parent, index)
+
+
+class _AliasRefused(Exception):
+    pass
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -80,10 +99,29 @@ _Dumper.add_representer(list, _represent_list)
 
 
 def _read_yaml_text(text: str, where: str) -> Any:
+    if len(text) > MAX_CONFIG_CHARS:
+        raise ConfigError(f"{where}: {len(text)} characters, more than a config holds "
+                          f"({MAX_CONFIG_CHARS})")
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except _AliasRefused as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{where}: invalid YAML: {_short(str(exc), 400)}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: invalid YAML: nested too deeply") from None
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    """``text`` cut to ``limit`` characters (an override echoed in a message)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr``-like text of a value, cut to ``limit`` characters: messages never echo a huge
+    value (a config's list of a million items)."""
+    text = value if isinstance(value, str) and limit > 80 else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,7 +152,8 @@ def _type_name(tp: Any) -> str:
 def _allowed_keys_message(cls: type, key: str, path: str) -> str:
     names = [f.name for f in dataclasses.fields(cls)]
     where = f"'{path}'" if path else "the top level"
-    message = f"unknown key '{_join(path, key)}'; allowed keys at {where}: {', '.join(names)}"
+    shown = key if len(key) <= 80 else f"{key[:80]}..."
+    message = f"unknown key '{_join(path, shown)}'; allowed keys at {where}: {', '.join(names)}"
     close = difflib.get_close_matches(key, names, n=1)
     if close:
         message += f" (did you mean '{close[0]}'?)"
@@ -144,21 +183,21 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 errors.append(exc)
         if len(errors) == 1:
             raise errors[0]
-        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{path}: expected {_type_name(tp)}, got {_short(value)}")
     if origin is Literal:
         allowed = get_args(tp)
         if not any(value == a and type(value) is type(a) for a in allowed):
             raise ConfigError(
-                f"{path}: {value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}"
+                f"{path}: {_short(value)} is not allowed; choose one of {', '.join(map(repr, allowed))}"
             )
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{path}: expected a mapping, got {_short(value)}")
         return _from_dict(tp, value, path)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {_short(value)}")
         args = get_args(tp)
         if origin is list:
             return [_convert(v, args[0], _join(path, i)) for i, v in enumerate(value)]
@@ -166,25 +205,31 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             return tuple(_convert(v, args[0], _join(path, i)) for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(
-                f"{path}: expected {len(args)} values, got {len(value)} ({list(value)!r})"
+                f"{path}: expected {len(args)} values, got {len(value)} ({_short(list(value))})"
             )
         return tuple(_convert(v, a, _join(path, i)) for i, (v, a) in enumerate(zip(value, args)))
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+            raise ConfigError(f"{path}: expected true or false, got {_short(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+            raise ConfigError(f"{path}: expected an integer, got {_short(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
-        return float(value)
+            raise ConfigError(f"{path}: expected a number, got {_short(value)}")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{path}: must be a finite number, got {_short(value)}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(
-                f"{path}: expected a string, got {value!r} ({type(value).__name__}); "
+                f"{path}: expected a string, got {_short(value)} ({type(value).__name__}); "
                 "quote it if it should be text"
             )
         return value
@@ -203,7 +248,8 @@ def _from_dict(cls: type, data: dict[str, Any], path: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if not isinstance(key, str):
-            raise ConfigError(f"{_join(path, str(key))}: keys must be strings, got {key!r}")
+            raise ConfigError(f"{_short(_join(path, str(key)))}: keys must be strings, "
+                              f"got {_short(key)}")
         if key not in names:
             raise ConfigError(_allowed_keys_message(cls, key, path))
     kwargs = {}
@@ -319,7 +365,7 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def _resolve_base(ref: Any, including: Path) -> Path:
     if not isinstance(ref, str):
         raise ConfigError(
-            f"{including}: '{BASE_KEY}' must be a path or a list of paths, got {ref!r}"
+            f"{including}: '{BASE_KEY}' must be a path or a list of paths, got {_short(ref)}"
         )
     relative = (including.parent / ref).expanduser()
     if relative.is_file():
@@ -341,9 +387,13 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         cycle = " -> ".join(str(p) for p in (*chain, path))
         raise ConfigError(f"'{BASE_KEY}' cycle: {cycle}")
     try:
+        if path.stat().st_size > 4 * MAX_CONFIG_CHARS:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes, more than a config holds")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     data = _read_yaml_text(text, str(path))
     if data is None:
         data = {}
@@ -353,7 +403,8 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     if isinstance(refs, str):
         refs = [refs]
     if not isinstance(refs, list):
-        raise ConfigError(f"{path}: '{BASE_KEY}' must be a path or a list of paths, got {refs!r}")
+        raise ConfigError(f"{path}: '{BASE_KEY}' must be a path or a list of paths, "
+                          f"got {_short(refs)}")
     merged: dict[str, Any] = {}
     for ref in refs:
         merged = _merge(merged, _load_file(_resolve_base(ref, path), (*chain, path)))
@@ -388,11 +439,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"override '{text}' must look like key.path=value")
+        raise ConfigError(f"override '{_clip(text)}' must look like key.path=value")
     parts = key.split(".")
     if any(not p for p in parts):
-        raise ConfigError(f"override '{text}': empty component in key '{key}'")
-    return parts, _read_yaml_text(raw, f"override '{text}'")
+        raise ConfigError(f"override '{_clip(text)}': empty component in key '{key}'")
+    return parts, _read_yaml_text(raw, f"override '{_clip(text)}'")
 
 
 def _list_item_type(tp: Any) -> Any:
@@ -406,7 +457,7 @@ def _convert_override(value: Any, tp: Any, path: str, text: str) -> Any:
     try:
         return _convert(value, tp, path)
     except ConfigError as exc:
-        raise ConfigError(f"override '{text}': {exc}") from None
+        raise ConfigError(f"override '{_clip(text)}': {exc}") from None
 
 
 def _set_path(cfg: ExperimentConfig, parts: list[str], value: Any, text: str) -> None:
@@ -417,11 +468,11 @@ def _set_path(cfg: ExperimentConfig, parts: list[str], value: Any, text: str) ->
         last = depth == len(parts) - 1
         if isinstance(node, list):
             if not part.lstrip("-").isdigit():
-                raise ConfigError(f"override '{text}': '{path}' is a list; index it with a number")
+                raise ConfigError(f"override '{_clip(text)}': '{path}' is a list; index it with a number")
             index = int(part)
             if not -len(node) <= index < len(node):
                 raise ConfigError(
-                    f"override '{text}': index {index} out of range for '{path}' "
+                    f"override '{_clip(text)}': index {index} out of range for '{path}' "
                     f"({len(node)} item{'s' if len(node) != 1 else ''})"
                 )
             item_tp = _list_item_type(node_tp)
@@ -431,11 +482,11 @@ def _set_path(cfg: ExperimentConfig, parts: list[str], value: Any, text: str) ->
             node, node_tp, path = node[index], item_tp, _join(path, index)
             continue
         if not dataclasses.is_dataclass(node):
-            raise ConfigError(f"override '{text}': '{path}' is a value, not a section")
+            raise ConfigError(f"override '{_clip(text)}': '{path}' is a value, not a section")
         names = [f.name for f in dataclasses.fields(node)]
         if part not in names:
             message = _allowed_keys_message(type(node), part, path)
-            raise ConfigError(f"override '{text}': {message}")
+            raise ConfigError(f"override '{_clip(text)}': {message}")
         child_path = _join(path, part)
         child_tp = _field_types(type(node))[part]
         if last:
@@ -443,7 +494,7 @@ def _set_path(cfg: ExperimentConfig, parts: list[str], value: Any, text: str) ->
             return
         node, node_tp, path = getattr(node, part), child_tp, child_path
         if node is None:
-            raise ConfigError(f"override '{text}': '{path}' is null; set it as a whole first")
+            raise ConfigError(f"override '{_clip(text)}': '{path}' is null; set it as a whole first")
 
 
 def apply_overrides(cfg: ExperimentConfig, overrides: Iterable[str]) -> ExperimentConfig:

@@ -13,6 +13,7 @@ from typing import Literal
 
 __all__ = [
     "CONFIG_DIR",
+    "DATASET_DEFAULTS",
     "DataConfig",
     "DatasetConfig",
     "ExperimentConfig",
@@ -95,6 +96,12 @@ class DatasetConfig:
         half_body_padding: enlargement of half-body boxes.
         camera_file: InterHand2.6M camera parameters, relative to ``data.root``.
         joint_file: InterHand2.6M 3D joints, relative to ``data.root``.
+
+    The keys left null (``half_body``, ``num_joints_half_body``, ``rot_factor``,
+    ``scale_factor``, ``center_jitter_prob``, ``box_padding``) take the dataset's own value
+    when the config is validated: the official recipe of that dataset
+    (`vitpose.dataset_meta.TRAIN_DEFAULTS`: no half-body and no centre jitter for MPII, ...),
+    else `DATASET_DEFAULTS` (the COCO recipe). A value written in the config wins.
     """
 
     name: str
@@ -108,18 +115,24 @@ class DatasetConfig:
     weight: float = 1.0
     flip: bool = True
     flip_prob: float = 0.5
-    half_body: bool = True
-    num_joints_half_body: int = 8
+    half_body: bool | None = None
+    num_joints_half_body: int | None = None
     prob_half_body: float = 0.3
-    rot_factor: float = 40.0
+    rot_factor: float | None = None
     rot_prob: float = 0.6
-    scale_factor: float = 0.5
-    center_jitter_prob: float = 0.3
+    scale_factor: float | None = None
+    center_jitter_prob: float | None = None
     center_jitter: Literal["per_box", "per_iteration"] = "per_box"
-    box_padding: float = 1.25
+    box_padding: float | None = None
     half_body_padding: float = 1.5
     camera_file: str | None = None
     joint_file: str | None = None
+
+
+#: The COCO recipe's values of the dataset keys that other datasets may change (see
+#: `DatasetConfig`; per-dataset values in `vitpose.dataset_meta.TRAIN_DEFAULTS`).
+DATASET_DEFAULTS = {"half_body": True, "num_joints_half_body": 8, "rot_factor": 40.0,
+                    "scale_factor": 0.5, "center_jitter_prob": 0.3, "box_padding": 1.25}
 
 
 @dataclass
@@ -130,7 +143,11 @@ class DataConfig:
         root: folder that dataset paths are relative to (``--data-root``); laid out like the
             official ``data/`` folder (``coco/annotations/...``, ``coco/val2017/``, ...).
         train: training datasets, mixed when more than one.
-        val: evaluation datasets (validation during training and ``vitpose test``).
+        val: validation datasets: evaluated during training (``best.pth`` is chosen on them)
+            and by ``vitpose test`` unless ``test`` is set.
+        test: the datasets whose numbers are reported (``vitpose test``), when they are not
+            the validation ones (InterHand2.6M: validated on the machine-annotated val split,
+            reported on the test split, as in the official configs); null: ``val``.
         image_size: network input ``(H, W)``.
         heatmap_size: heatmap ``(H, W)``.
         sigma: Gaussian target std in heatmap pixels.
@@ -142,6 +159,7 @@ class DataConfig:
     root: str = "data"
     train: list[DatasetConfig] = field(default_factory=list)
     val: list[DatasetConfig] = field(default_factory=list)
+    test: list[DatasetConfig] | None = None
     image_size: tuple[int, int] = (256, 192)
     heatmap_size: tuple[int, int] = (64, 48)
     sigma: float = 2.0

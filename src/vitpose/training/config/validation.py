@@ -10,9 +10,9 @@ import difflib
 
 from vitpose.errors import ConfigError
 
-from .schema import ExperimentConfig
+from .schema import DATASET_DEFAULTS, ExperimentConfig
 
-__all__ = ["validate_config"]
+__all__ = ["fill_dataset_defaults", "validate_config"]
 
 
 _METADATA_SUFFIXES = (".yaml", ".yml", ".json")
@@ -35,22 +35,37 @@ def _check_dataset_name(path: str, name: str) -> None:
         ) from None
 
 
+def fill_dataset_defaults(cfg: ExperimentConfig) -> None:
+    """Give every dataset entry's unset (null) recipe keys the dataset's own value
+    (`vitpose.dataset_meta.dataset_train_defaults`), else the COCO recipe's
+    (`DATASET_DEFAULTS`). Values the config sets are kept."""
+    from vitpose.dataset_meta import dataset_train_defaults
+
+    for ds in (*cfg.data.train, *cfg.data.val, *(cfg.data.test or ())):
+        own = dataset_train_defaults(ds.name)
+        for key, generic in DATASET_DEFAULTS.items():
+            if getattr(ds, key) is None:
+                setattr(ds, key, own.get(key, generic))
+
+
 def validate_config(cfg: ExperimentConfig) -> None:
-    """Check value ranges and agreement between sections.
+    """Fill the datasets' own defaults (`fill_dataset_defaults`), then check value ranges and
+    agreement between sections.
 
     Args:
-        cfg: a typed config.
+        cfg: a typed config (its null dataset recipe keys are filled in place).
 
     Raises:
         ConfigError: naming the offending key and what is expected.
     """
+    fill_dataset_defaults(cfg)
 
     def positive(path: str, value: float | int | None, allow_zero: bool = False) -> None:
         if value is None:
             return
         if value < 0 or (value == 0 and not allow_zero):
             bound = ">= 0" if allow_zero else "> 0"
-            raise ConfigError(f"{path}: must be {bound}, got {value!r}")
+            raise ConfigError(f"{path}: must be {bound}, got {value!r}"[:300])
 
     data = cfg.data
     for name in ("image_size", "heatmap_size"):
@@ -76,8 +91,8 @@ def validate_config(cfg: ExperimentConfig) -> None:
 
     for i, head in enumerate(model.heads or ()):
         _check_dataset_name(f"model.heads.{i}", head)
-    for section in ("train", "val"):
-        for i, ds in enumerate(getattr(data, section)):
+    for section in ("train", "val", "test"):
+        for i, ds in enumerate(getattr(data, section) or ()):
             where = f"data.{section}.{i}"
             _check_dataset_name(f"{where}.name", ds.name)
             positive(f"{where}.weight", ds.weight)
@@ -95,8 +110,8 @@ def validate_config(cfg: ExperimentConfig) -> None:
                     f"{where}.dataset_index {ds.dataset_index} has no head: model.heads has "
                     f"{len(model.heads)} ({', '.join(model.heads)})"
                 )
-    for i, ds in enumerate(data.val):
-        where = f"data.val.{i}"
+    for where, ds in [*((f"data.val.{i}", d) for i, d in enumerate(data.val)),
+                      *((f"data.test.{i}", d) for i, d in enumerate(data.test or ()))]:
         if not ds.use_gt_bbox and ds.det_file is None:
             raise ConfigError(f"{where}: use_gt_bbox is false but det_file is not set")
         if (cfg.test.decode == "udp") != ds.use_udp:
@@ -109,6 +124,14 @@ def validate_config(cfg: ExperimentConfig) -> None:
     positive("optim.lr", optim.lr)
     positive("optim.weight_decay", optim.weight_decay, allow_zero=True)
     positive("optim.clip_grad", optim.clip_grad)
+    # AdamW steps are about lr in size whatever the gradients: above 1 every weight moves by
+    # more than its own scale each step; decoupled decay above 1 is not a regularisation
+    if optim.lr > 1.0:
+        raise ConfigError(f"optim.lr: must be at most 1 (AdamW; the released configs use "
+                          f"5e-4), got {optim.lr}")
+    if optim.weight_decay > 1.0:
+        raise ConfigError(f"optim.weight_decay: must be at most 1 (the released configs use "
+                          f"0.1), got {optim.weight_decay}")
     if not 0.0 < optim.layer_decay <= 1.0:
         raise ConfigError(f"optim.layer_decay: must be in (0, 1], got {optim.layer_decay}")
     for i, beta in enumerate(optim.betas):
