@@ -85,7 +85,6 @@ log = logging.getLogger("vitpose.benchmark")
 
 #: Throughput in the paper (A100, batch 64, 256x192, no flip test), images/s, by model size.
 PAPER_FPS_A100 = {"b": 944.0, "l": 411.0, "h": 241.0}
-BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 PEERS = ("transformers", "openvino", "onnxruntime")
 
 
@@ -394,7 +393,7 @@ def _our_variants(model: ViTPose, index: int, cfg: BenchConfig, device: torch.de
             for policy in dict.fromkeys(cfg.dtypes):
                 t0 = time.perf_counter()
                 eng, choice = select_engine(model, index, policy, device, use_cache=False,
-                                            threads=cfg.threads)
+                                            threads=cfg.threads, calibrate=True)
                 echo(f"  auto ({policy}) chose {eng.label} in {time.perf_counter() - t0:.1f} s:"
                      f" {choice.reason}")
                 out.append(_Variant("vitpose", "auto", eng.dtype, eng.compiled, eng, eng,

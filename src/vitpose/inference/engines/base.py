@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from ...errors import VitPoseError
-from .precision import DTYPES
+from .precision import DTYPES, INT8
 
 __all__ = ["DTYPE_NAMES", "Engine", "EngineError", "argmax_agreement", "cache_dir", "rel_l2"]
 
-DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+#: torch dtype -> name; ``torch.int8`` names the quantized engines (`engines.int8`)
+DTYPE_NAMES = {**{v: k for k, v in DTYPES.items()}, torch.int8: INT8}
 
 
 class EngineError(VitPoseError):
