@@ -43,6 +43,7 @@ from ..hub import RELEASED_WEIGHTS, load_model
 from ..inference.engines import (
     DTYPE_NAMES,
     DTYPES,
+    INT8,
     AutoChoice,
     Engine,
     EngineError,
@@ -140,6 +141,11 @@ class BenchConfig:
     threads: int | None = None
     seed: int = 0
     detectors: list[str] = field(default_factory=list)
+    #: ``--dtype int8``: the quantization variants (`engines.int8.INT8_VARIANTS`), the crops
+    #: to calibrate and certify on (from `images`; else `calib`'s images)
+    int8_variants: list[str] = field(default_factory=lambda: ["mixed"])
+    int8_crops: int = 128
+    calib: str | None = None
 
 
 @dataclass
@@ -247,6 +253,8 @@ def run_benchmark(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict
                               "matmul_peak_gflops": {}, "models": []}
     dtypes: list[torch.dtype] = []
     for name in cfg.dtypes:
+        if name == INT8:  # an engine of its own (`_int8_variants`), not a compute dtype
+            continue
         d = resolve_dtype(name, device)
         if d not in dtypes:
             dtypes.append(d)
@@ -390,7 +398,7 @@ def _our_variants(model: ViTPose, index: int, cfg: BenchConfig, device: torch.de
                     continue
                 out.append(_Variant("vitpose", backend, eng.dtype, False, eng, eng))
         elif backend == "auto":
-            for policy in dict.fromkeys(cfg.dtypes):
+            for policy in dict.fromkeys(d for d in cfg.dtypes if d != INT8):  # never int8
                 t0 = time.perf_counter()
                 eng, choice = select_engine(model, index, policy, device, use_cache=False,
                                             threads=cfg.threads, calibrate=True)
@@ -398,6 +406,39 @@ def _our_variants(model: ViTPose, index: int, cfg: BenchConfig, device: torch.de
                      f" {choice.reason}")
                 out.append(_Variant("vitpose", "auto", eng.dtype, eng.compiled, eng, eng,
                                     policy=policy, choice=choice))
+    return out
+
+
+def _int8_variants(model: ViTPose, index: int, cfg: BenchConfig, device: torch.device,
+                   missing: Sequence[str], est: PoseEstimator, samples: Sequence[Sample],
+                   tmp: Path, entry: dict[str, Any], echo: Callable[[str], None]
+                   ) -> list[_Variant]:
+    """``--dtype int8``: each of `cfg.int8_variants` quantized on crops of the bench's images
+    (their boxes and mirrors; else ``--calib DIR``, else the bundled image) and certified on
+    held-out crops; the certificates go to ``entry["int8"]``."""
+    from ..inference.engines.int8 import calibration_crops, int8_engine, with_mirrors
+    out: list[_Variant] = []
+    entry["int8"] = []
+    if device.type != "cpu" or "openvino" in missing:
+        entry["notes"].append("int8 skipped: it runs on the CPU with OpenVINO")
+        return out
+    if any(len(s.boxes) for s in samples):
+        x = _crops_for(est, samples, cfg.int8_crops // 2, cfg.seed).float().cpu()
+        x, source = with_mirrors(x), f"{len(samples)} bench image(s)"
+    else:
+        x, source = calibration_crops(model, calib=cfg.calib, max_crops=cfg.int8_crops)
+    for variant in cfg.int8_variants:
+        try:
+            eng = int8_engine(model, index, crops=x, variant=variant, threads=cfg.threads,
+                              folder=tmp / f"int8-{variant}")
+        except EngineError as e:
+            entry["notes"].append(f"int8 {variant} skipped: {e}")
+            echo(f"  int8 {variant} skipped: {e}")
+            continue
+        cert = eng.certificate
+        entry["int8"].append({"calibrated_on": source, **cert.as_dict()})
+        out.append(_Variant("vitpose", "openvino", torch.int8, False, eng, eng,
+                            policy=f"int8-{variant}"))
     return out
 
 
@@ -453,6 +494,9 @@ def _bench_model(name: str, cfg: BenchConfig, device: torch.device, dtypes: list
     # -- the variants -----------------------------------------------------------------------
     variants = _our_variants(model, index, cfg, device, dtypes, missing, onnx, entry["notes"],
                              echo)
+    if INT8 in cfg.dtypes:
+        variants += _int8_variants(model, index, cfg, device, missing, ref_est, samples, tmp,
+                                   entry, echo)
     for v in variants:
         if v.choice is not None:
             entry["auto_choices"].append({"policy": v.policy, **v.choice.as_dict()})

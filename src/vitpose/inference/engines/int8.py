@@ -48,8 +48,8 @@ from .precision import cpu_features, cpu_supports_bf16
 from .torch_engine import TorchEngine
 
 __all__ = ["DEFAULT_VARIANT", "INT8_MISSING", "INT8_VARIANTS", "Int8Certificate", "Int8Engine",
-           "certify", "crops_from_images", "int8_engine", "load_int8", "quantize_int8",
-           "split_crops"]
+           "calibration_crops", "certificate_of", "certify", "crops_from_images", "images_in",
+           "int8_engine", "load_int8", "quantize_int8", "split_crops", "with_mirrors"]
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def crops_from_images(model: ViTPose, images: Sequence[str | os.PathLike | np.nd
                       max_crops: int = 256) -> torch.Tensor:
     """Normalised crops ``[N, 3, H, W]`` of the user's images: their boxes (xywh, one array per
     image) where given, else the whole image and its central 85%, 70% and 55% (what a
-    whole-image fallback and a detector would give), and the mirror of each; at most
+    whole-image fallback and a detector would give), each followed by its mirror; at most
     `max_crops`."""
     from ...transforms import box_xywh_to_center_scale, crop_boxes
     from ..io import read_image
@@ -186,14 +186,18 @@ def crops_from_images(model: ViTPose, images: Sequence[str | os.PathLike | np.nd
         b = np.asarray(b, np.float32)[:, :4]
         center, scale = box_xywh_to_center_scale(b, (w, h), 1.25)
         crops, _ = crop_boxes(image, center, scale, (w, h), True)
-        x = _normalise(crops)
-        out += [x, x.flip(3)]
-        n += 2 * len(x)
+        out.append(with_mirrors(_normalise(crops)))
+        n += len(out[-1])
         if n >= max_crops:
             break
     if not out:
         raise EngineError("int8 calibration needs at least one image")
     return torch.cat(out)[:max_crops].contiguous()
+
+
+def with_mirrors(x: torch.Tensor) -> torch.Tensor:
+    """Each crop followed by its mirror (pairs stay together in `split_crops`)."""
+    return torch.stack([x, x.flip(3)], 1).reshape(-1, *x.shape[1:]).contiguous()
 
 
 def images_in(folder: str | os.PathLike) -> list[Path]:
@@ -210,13 +214,18 @@ def images_in(folder: str | os.PathLike) -> list[Path]:
 
 def split_crops(x: torch.Tensor, held_out: float = HELD_OUT_SHARE, seed: int = 0
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Calibration and held-out crops: a seeded permutation, `held_out` of them (at least one)
-    held out."""
-    if len(x) < 2:
+    """Calibration and held-out crops: a seeded permutation of the pairs (a crop and its
+    mirror, as `crops_from_images` orders them: a mirror never certifies its own calibrated
+    crop; an odd count is taken as single crops), `held_out` of them (at least one) held out."""
+    group = 2 if len(x) % 2 == 0 else 1
+    units = len(x) // group
+    if units < 2:
         raise EngineError("int8 needs at least 2 crops (one to calibrate, one to certify)")
-    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(x)))
-    k = min(len(x) - 1, max(1, round(held_out * len(x))))
-    return x[order[k:]], x[order[:k]]
+    order = np.random.default_rng(seed).permutation(units)
+    k = min(units - 1, max(1, round(held_out * units)))
+    pick = [torch.arange(group * u, group * u + group) for u in order]
+    held = torch.cat(pick[:k])
+    return x[torch.cat(pick[k:])], x[held]
 
 
 def _positions(heatmaps: torch.Tensor, stride: tuple[float, float]) -> torch.Tensor:
@@ -409,18 +418,8 @@ def int8_engine(model: ViTPose, dataset: int | str | None = None, *,
                           f"{list(INT8_VARIANTS)}")
     source = "crops given"
     if crops is None:
-        if images:
-            crops, source = crops_from_images(model, images, boxes, max_crops), \
-                f"{len(images)} input image(s)"
-        elif calib is not None:
-            found = images_in(calib)
-            crops, source = crops_from_images(model, found, None, max_crops), \
-                f"{len(found)} image(s) of {calib}"
-        else:
-            from .auto import calibration_inputs
-            log.warning("int8 calibrated on the bundled sample image only: pass your own "
-                        "images (--calib DIR) for a representative calibration")
-            crops, source = calibration_inputs(model, 8), "the bundled sample image"
+        crops, source = calibration_crops(model, images=images, boxes=boxes, calib=calib,
+                                          max_crops=max_crops)
     h = hashlib.sha256(model_key(model, dataset).encode())
     h.update(variant.encode())
     h.update(crops.detach().float().cpu().numpy().tobytes())
@@ -434,6 +433,28 @@ def int8_engine(model: ViTPose, dataset: int | str | None = None, *,
     calibration, held_out = split_crops(crops)
     return quantize_int8(model, dataset, calibration, held_out, folder, variant=variant,
                          threads=threads, source=source)
+
+
+def calibration_crops(model: ViTPose, *,
+                      images: Sequence[str | os.PathLike | np.ndarray] | None = None,
+                      boxes: Sequence[np.ndarray | None] | None = None,
+                      calib: str | os.PathLike | None = None, max_crops: int = 256
+                      ) -> tuple[torch.Tensor, str]:
+    """Crops to calibrate and certify on, and where they come from: `images` (with `boxes`),
+    else the images of `calib`, else the bundled sample image (with a warning: not the
+    user's)."""
+    if images:
+        return crops_from_images(model, images, boxes, max_crops), \
+            f"{len(images)} input image(s)"
+    if calib is not None:
+        found = images_in(calib)
+        return crops_from_images(model, found, None, max_crops), \
+            f"{len(found)} image(s) of {calib}"
+    from .auto import calibration_inputs
+    log.warning("int8 calibrated on the bundled sample image only: pass your own images "
+                "(--calib DIR) for a representative calibration")
+    x = calibration_inputs(model, 8)  # crops, then their mirrors
+    return with_mirrors(x[: len(x) // 2]), "the bundled sample image"
 
 
 def certificate_of(folder: str | os.PathLike) -> dict[str, Any]:
