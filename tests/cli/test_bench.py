@@ -260,3 +260,17 @@ def test_bench_int8_reports_speed_and_certificate_and_auto_ignores_it(tmp_path, 
     assert ("openvino", "int8") in rows and ("torch", "float32") in rows
     assert [c["policy"] for c in entry["auto_choices"]] == ["float32"]  # not int8
     assert all("int8" not in c["engine"] for c in entry["auto_choices"])
+
+
+def test_bench_auto_told_a_short_job_does_not_calibrate(tmp_path, tiny_ckpt, monkeypatch):
+    monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench"
+    assert main(["bench", "--model", str(tiny_ckpt), "--device", "cpu", "--dtype", "float32",
+                 "--backend", "auto", "--auto-crops", "1", "--peers", "--batch-size", "1",
+                 "--rounds", "1", "--warmup", "0", "--accuracy-crops", "2", "--no-peak",
+                 "--no-transformers", "--no-memory", "--no-first-result",
+                 "--out-dir", str(out)]) == 0
+    (entry,) = json.loads((out / "bench.json").read_text())["models"]
+    (choice,) = entry["auto_choices"]
+    assert choice["engine"] == "torch/float32" and not choice["measurements"]
+    assert "short job" in choice["reason"] or "nothing to calibrate" in choice["reason"]

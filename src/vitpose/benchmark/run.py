@@ -146,6 +146,8 @@ class BenchConfig:
     int8_variants: list[str] = field(default_factory=lambda: ["mixed"])
     int8_crops: int = 128
     calib: str | None = None
+    #: the job length ``auto`` is told (None: calibrate, as for a long job)
+    auto_crops: int | None = None
 
 
 @dataclass
@@ -400,8 +402,11 @@ def _our_variants(model: ViTPose, index: int, cfg: BenchConfig, device: torch.de
         elif backend == "auto":
             for policy in dict.fromkeys(d for d in cfg.dtypes if d != INT8):  # never int8
                 t0 = time.perf_counter()
+                # auto_crops None: the calibrated choice (what a long job gets); N: what the
+                # rule gives a job of N crops (no calibration unless it repays itself)
                 eng, choice = select_engine(model, index, policy, device, use_cache=False,
-                                            threads=cfg.threads, calibrate=True)
+                                            threads=cfg.threads, crops=cfg.auto_crops,
+                                            calibrate=True if cfg.auto_crops is None else None)
                 echo(f"  auto ({policy}) chose {eng.label} in {time.perf_counter() - t0:.1f} s:"
                      f" {choice.reason}")
                 out.append(_Variant("vitpose", "auto", eng.dtype, eng.compiled, eng, eng,

@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    choices=list(BACKENDS),
                    help="engines of our model; auto = what `predict --backend auto` chooses for "
                         "each --dtype policy (calibrated afresh) (default: %(default)s)")
+    p.add_argument("--auto-crops", type=int, default=None, metavar="N",
+                   help="tell auto the job runs N crops: it then calibrates only where that "
+                        "repays the calibration (default: calibrate, the choice of a long job)")
     p.add_argument("--peers", nargs="*", default=["transformers", "openvino", "onnxruntime"],
                    choices=["transformers", "openvino", "onnxruntime"],
                    help="peer engines on the same weights: transformers (fp32 and autocast), "
@@ -124,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         min_seconds=args.min_seconds, accuracy_crops=args.accuracy_crops,
         matmul_peak=not args.no_peak, predict_memory=not args.no_memory, threads=args.threads,
         detectors=list(args.detector), int8_variants=list(args.int8_variant),
-        calib=args.calib)
+        calib=args.calib, auto_crops=args.auto_crops)
     report = run_benchmark(cfg)
     out_dir = Path(args.out_dir)
     json_path = Path(args.json) if args.json else out_dir / "bench.json"

@@ -271,6 +271,9 @@ def build_engine(backend: str, model: ViTPose, dataset: int | str | None = None,
             raise EngineError("the OpenVINO CPU engine computes in float32 or bfloat16")
         if onnx_path is None:
             _announce_export(model, dataset, key)
+        ov_cache = cache_dir() / "openvino"
+        if not ov_cache.is_dir() or not any(ov_cache.iterdir()):
+            log.info("compiling the model for OpenVINO (a few seconds; cached in %s)", ov_cache)
         path = onnx_path or onnx_file_for(model, dataset, key=key)
         index = model.dataset_index_of(dataset if dataset is not None else 0)
         # bf16 keeps the two ends float32, as `models.precision` does under autocast
