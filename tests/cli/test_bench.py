@@ -270,7 +270,9 @@ def test_bench_auto_told_a_short_job_does_not_calibrate(tmp_path, tiny_ckpt, mon
                  "--rounds", "1", "--warmup", "0", "--accuracy-crops", "2", "--no-peak",
                  "--no-transformers", "--no-memory", "--no-first-result",
                  "--out-dir", str(out)]) == 0
-    (entry,) = json.loads((out / "bench.json").read_text())["models"]
+    report = json.loads((out / "bench.json").read_text())
+    assert 1 <= report["system"]["default_threads"] <= report["system"]["usable_cpus"]
+    (entry,) = report["models"]
     (choice,) = entry["auto_choices"]
     assert choice["engine"] == "torch/float32" and not choice["measurements"]
     assert "short job" in choice["reason"] or "nothing to calibrate" in choice["reason"]

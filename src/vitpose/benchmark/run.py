@@ -53,6 +53,7 @@ from ..inference.engines import (
     argmax_agreement,
     build_engine,
     cpu_supports_bf16,
+    default_threads,
     machine_fingerprint,
     onnx_file_for,
     onnxruntime_available,
@@ -61,6 +62,7 @@ from ..inference.engines import (
     rel_l2,
     resolve_dtype,
     select_engine,
+    usable_cpus,
 )
 from ..inference.io import read_image
 from ..inference.pipeline import PoseEstimator, TestSettings
@@ -209,6 +211,8 @@ def _system_info(device: torch.device) -> dict[str, Any]:
     }
     if hasattr(os, "getloadavg"):
         info["load_average_start"] = [round(v, 2) for v in os.getloadavg()]
+    # what the machine has free for this process now (the default of --threads in predict)
+    info["usable_cpus"], info["default_threads"] = usable_cpus(), default_threads()
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     try:
@@ -253,6 +257,12 @@ def run_benchmark(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict
     sync = _sync_for(device)
     report: dict[str, Any] = {"system": _system_info(device), "config": dict(vars(cfg)),
                               "matmul_peak_gflops": {}, "models": []}
+    free, usable = report["system"]["default_threads"], report["system"]["usable_cpus"]
+    if free < usable and not cfg.threads:
+        echo(f"warning: only {free} of {usable} CPUs look free (load average "
+             f"{report['system'].get('load_average_start', ['?'])[0]}): figures at "
+             f"{torch.get_num_threads()} threads are oversubscribed; --threads {free} measures "
+             "what a user gets on this machine now")
     dtypes: list[torch.dtype] = []
     for name in cfg.dtypes:
         if name == INT8:  # an engine of its own (`_int8_variants`), not a compute dtype
