@@ -199,3 +199,19 @@ def test_threads_reach_the_torch_engine():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_one_image_job_does_not_even_import_the_other_runtimes(tmp_path):
+    import os
+    import subprocess
+    import sys
+    code = ("import sys, vitpose\n"
+            "from vitpose.inference.engines import select_engine\n"
+            "m = vitpose.build_model('vitpose-b-simple', embed_dim=32, depth=1, num_heads=2)\n"
+            "engine, choice = select_engine(m.eval(), crops=1)\n"
+            "print(engine.label, 'openvino' in sys.modules, 'onnxruntime' in sys.modules)\n")
+    env = {**os.environ, "VITPOSE_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["torch/float32", "False", "False"]

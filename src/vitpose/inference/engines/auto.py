@@ -64,7 +64,15 @@ import torch
 
 from ...fileio import atomic_write_json
 from ...models.vitpose import ViTPose
-from .base import DTYPE_NAMES, Engine, EngineError, argmax_agreement, cache_dir, rel_l2
+from .base import (
+    DTYPE_NAMES,
+    Engine,
+    EngineError,
+    argmax_agreement,
+    cache_dir,
+    installed_version,
+    rel_l2,
+)
 from .graph import model_key, onnx_file_for, onnx_parts_for, plain_config
 from .onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_available
 from .openvino_engine import OpenVinoEngine, openvino_available
@@ -368,12 +376,10 @@ def machine_fingerprint() -> dict[str, Any]:
     except OSError:
         pass
     keep = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))
-    versions = {"torch": torch.__version__}
-    for mod in ("onnxruntime", "openvino"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except ImportError:
-            versions[mod] = None
+    versions = {"torch": torch.__version__,
+                "onnxruntime": installed_version("onnxruntime", "onnxruntime",
+                                                 "onnxruntime-gpu", "onnxruntime-openvino"),
+                "openvino": installed_version("openvino")}
     return {"cpu": name, "flags": keep, "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), **versions}
 

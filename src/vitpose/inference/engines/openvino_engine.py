@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ...models.vitpose import ViTPoseConfig
-from .base import Engine, EngineError
+from .base import Engine, EngineError, installed
 from .ovcore import shared_core
 from .precision import resolve_dtype
 from .runtime import OV_MISSING, compile_openvino, openvino_config
@@ -27,11 +27,8 @@ __all__ = ["OpenVinoEngine", "openvino_available", "openvino_config"]
 
 
 def openvino_available() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether openvino is installed (not imported here: see `installed`)."""
+    return installed("openvino")
 
 
 class OpenVinoEngine(Engine):
