@@ -364,6 +364,9 @@ def quantize_int8(model: ViTPose, dataset: int | str | None, calibration: torch.
     atomic_write_json(folder / "int8.json", {"vitpose_config": cfg.to_dict(),
                                              "variant": variant, "model_key": key,
                                              "files": [f.name for f in files]}, indent=2)
+    del reference, ref_held
+    from .auto import release_memory
+    release_memory()  # NNCF's statistics and the float32 reference
     _announce(engine, folder)
     return engine
 
