@@ -156,7 +156,8 @@ def plan_engine(*, crops: int | None, gflop_per_crop: float, target: torch.dtype
                 features: frozenset[str] | set[str], graph_cached: bool,
                 device: str | torch.device = "cpu", rows: Sequence[int] = (2, 8)) -> Plan:
     """The rule of ``--backend auto`` when nothing is remembered: calibrate only when the job's
-    `crops` (None: unknown) would repay it, else run the safe engine (torch float32).
+    `crops` (model rows, flip-test mirrors included; None: unknown) would repay it, else run
+    the safe engine (torch float32).
 
     The calibration's cost: for each candidate, the gate crops, the warm-up and timed rows at
     `rows`, at the estimated speed of its dtype on this CPU (`estimate_seconds_per_crop`), plus
@@ -522,8 +523,9 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
         rows: the call sizes to time (default `calibration_rows()`: a crop and its mirror,
             and a full call of `MAX_CALIBRATION_ROWS` rows); the estimator's builder passes
             those of its batch size and flip test.
-        crops: the crops the job will run (None: unknown): decides whether a calibration
-            repays itself (`plan_engine`).
+        crops: the crops the job will run through the model, mirrors of the flip test
+            included (about 2 x images x people per image; None: unknown): decides whether a
+            calibration repays itself (`plan_engine`).
         calibrate: True: calibrate unless a choice is remembered (``vitpose bench`` passes
             ``use_cache=False`` too); False: never; None: the rule decides.
         features: the CPU's instruction sets for the rule (default `cpu_features`; tests
