@@ -6,6 +6,7 @@
 | `TorchEngine` | `torch_engine` | float32, bfloat16, float16 (autocast); eager or compiled | torch |
 | `OnnxRuntimeEngine` | `onnxruntime_engine` | float32 (fp16 with TensorRT); CPU, CUDA, TensorRT | onnx |
 | `OpenVinoEngine` | `openvino_engine` | float32, bfloat16; compiled-model cache on disk | openvino |
+| `Int8Engine` | `int8` | int8 (opt-in, never chosen by ``auto``; with its certificate) | openvino, nncf |
 
 `build_engine` builds one by name; `select_engine` is ``--backend auto`` (a rule first,
 `plan_engine`: a remembered choice, or the safe torch float32 engine, or a calibration with the
@@ -53,6 +54,7 @@ from .graph import (
     write_onnx,
     write_onnx_parts,
 )
+from .int8 import INT8_VARIANTS, Int8Certificate, Int8Engine, int8_engine, load_int8
 from .onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_available
 from .openvino_engine import OpenVinoEngine, openvino_available, openvino_config
 from .precision import (
@@ -71,6 +73,7 @@ from .torch_engine import TorchEngine
 __all__ = [
     "BACKENDS", "DTYPES", "DTYPE_CHOICES", "DTYPE_NAMES", "EXACT_REL_L2", "EXPECTED_GAIN", "INT8",
     "Plan", "cgroup_cpu_quota", "cpu_features", "default_threads", "estimate_seconds_per_crop",
+    "INT8_VARIANTS", "Int8Certificate", "Int8Engine", "int8_engine", "load_int8",
     "gflop_per_crop_of", "graph_cached", "plan_engine", "release_memory", "usable_cpus",
     "MAX_CALIBRATION_ROWS", "MIN_ARGMAX_SAME",
     "NEAR_TIE", "PART_NAMES", "AutoChoice",
