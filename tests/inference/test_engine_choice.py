@@ -215,3 +215,22 @@ def test_one_image_job_does_not_even_import_the_other_runtimes(tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["torch/float32", "False", "False"]
+
+
+def test_predict_one_image_with_defaults_exports_and_calibrates_nothing(tmp_path, caplog):
+    """`vitpose predict IMAGE` with the default --backend auto on a fresh cache: the safe
+    engine at once, nothing written to the cache (no export, compilation or choice)."""
+    from pathlib import Path
+
+    import vitpose
+    from vitpose.cli.main import main
+    image = Path(vitpose.__file__).resolve().parent / "assets" / "000000000785.jpg"
+    ckpt = vitpose.save_checkpoint(tiny_simple_model(), tmp_path / "m.pth")
+    with caplog.at_level(logging.INFO):
+        assert main(["predict", str(image), "--model", str(ckpt), "--detector", "whole-image",
+                     "--out-dir", str(tmp_path / "out")]) == 0
+    decided = [r.getMessage() for r in caplog.records if r.getMessage().startswith("engine ")]
+    assert len(decided) == 1 and decided[0].startswith("engine torch/float32: ")
+    assert not any("calibrating" in r.getMessage() for r in caplog.records)
+    cache = tmp_path / "cache"
+    assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
