@@ -15,6 +15,10 @@ there are re-exported for compatibility.
 
 ONNX export needs the ``onnx`` package and validation ``onnxruntime`` (``pip install
 'vitpose[onnx]'``); both are imported lazily.
+
+`export_int8` writes the opt-in int8 engine (`vitpose.inference.engines.int8`: NNCF's static
+quantization of the OpenVINO trunk, calibrated on crops of the user's images) to a folder with
+its certificate; `load_int8` runs it (``pip install 'vitpose[int8]'``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -46,6 +51,7 @@ from .models.vitpose import ViTPose
 __all__ = [
     "DTYPES",
     "ExportError",
+    "export_int8",
     "OnnxExport",
     "cpu_supports_bf16",
     "export_onnx",
@@ -160,3 +166,23 @@ def validate_onnx(path: str | os.PathLike, model: Callable[[torch.Tensor], torch
                               f"at batch size {b}")
         worst = max(worst, rel_l2(out, ref))
     return worst
+
+
+def export_int8(model: ViTPose, folder: str | os.PathLike, dataset: int | str | None = None, *,
+                images: list[str | os.PathLike] | None = None,
+                calib: str | os.PathLike | None = None, variant: str | None = None,
+                threads: int | None = None) -> Any:
+    """Quantize `model` to int8 into `folder` (three graphs, ``certificate.json``,
+    ``int8.json``), calibrated on crops of `images` or of the images in `calib` (else the
+    bundled sample image, with a warning), certified on held-out crops of the same images.
+    Returns the `Int8Engine` (its ``certificate`` says what int8 costs)."""
+    from .inference.engines.int8 import (
+        DEFAULT_VARIANT,
+        calibration_crops,
+        quantize_int8,
+        split_crops,
+    )
+    crops, source = calibration_crops(model, images=images, calib=calib)
+    calibration, held_out = split_crops(crops)
+    return quantize_int8(model, dataset, calibration, held_out, folder,
+                         variant=variant or DEFAULT_VARIANT, threads=threads, source=source)

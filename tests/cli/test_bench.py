@@ -237,3 +237,42 @@ def test_bench_detector_ms_per_frame_on_each_engine(tmp_path, capsys, monkeypatc
     assert auto == [det.choose_detector_engine(timed, order) if timed else "torch"]
     assert "detector (random weights)" in printed and "<- --det-engine auto" in printed
     assert "640x640" in printed
+
+
+@pytest.mark.skipif(not (HAS_OV and importlib.util.find_spec("nncf") is not None),
+                    reason="pip install 'vitpose[int8]'")
+def test_bench_int8_reports_speed_and_certificate_and_auto_ignores_it(tmp_path, tiny_ckpt,
+                                                                     capsys, monkeypatch):
+    monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench"
+    assert main(["bench", "--model", str(tiny_ckpt), "--device", "cpu", "--dtype", "float32",
+                 "int8", "--int8-variant", "all", "--backend", "auto", "torch", "--peers",
+                 "--batch-size", "2", "--rounds", "1", "--warmup", "0", "--accuracy-crops",
+                 "2", "--no-peak", "--no-transformers", "--no-memory", "--no-first-result",
+                 "--out-dir", str(out)]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    (entry,) = report["models"]
+    (cert,) = entry["int8"]
+    assert cert["variant"] == "all" and cert["engine"] == "openvino/int8"
+    assert 0.0 <= cert["argmax_same"] <= 1.0 and cert["held_out_crops"] >= 2
+    assert cert["calibrated_on"] == "the bundled sample image"
+    rows = {(r["backend"], r["dtype"]) for r in entry["runs"]}
+    assert ("openvino", "int8") in rows and ("torch", "float32") in rows
+    assert [c["policy"] for c in entry["auto_choices"]] == ["float32"]  # not int8
+    assert all("int8" not in c["engine"] for c in entry["auto_choices"])
+
+
+def test_bench_auto_told_a_short_job_does_not_calibrate(tmp_path, tiny_ckpt, monkeypatch):
+    monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench"
+    assert main(["bench", "--model", str(tiny_ckpt), "--device", "cpu", "--dtype", "float32",
+                 "--backend", "auto", "--auto-crops", "1", "--peers", "--batch-size", "1",
+                 "--rounds", "1", "--warmup", "0", "--accuracy-crops", "2", "--no-peak",
+                 "--no-transformers", "--no-memory", "--no-first-result",
+                 "--out-dir", str(out)]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert 1 <= report["system"]["default_threads"] <= report["system"]["usable_cpus"]
+    (entry,) = report["models"]
+    (choice,) = entry["auto_choices"]
+    assert choice["engine"] == "torch/float32" and not choice["measurements"]
+    assert "short job" in choice["reason"] or "nothing to calibrate" in choice["reason"]

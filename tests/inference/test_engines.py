@@ -305,15 +305,22 @@ def test_auto_remembers_its_choice_per_machine_model_and_policy(monkeypatch):
         return {k: 0.1 for k in engines}
 
     monkeypatch.setattr(E.auto, "_time_engines", fake_time)
-    _, c1 = select_engine(model, dtype="float32", backends=["torch"], inputs=_inputs())
+    _, c1 = select_engine(model, dtype="float32", backends=["torch"], inputs=_inputs(),
+                          calibrate=True)
     assert not c1.cached and c1.cache_file and len(measured) == 1
     saved = json.loads(Path(c1.cache_file).read_text())
     assert saved["engine"] == "torch/float32" and saved["machine"]["cpu"]
-    _, c2 = select_engine(model, dtype="float32", backends=["torch"], inputs=_inputs())
+    _, c2 = select_engine(model, dtype="float32", backends=["torch"], inputs=_inputs(),
+                          calibrate=True)
     assert c2.cached and c2.engine == c1.engine and len(measured) == 1  # no new calibration
-    select_engine(_tiny(seed=5), dtype="float32", backends=["torch"], inputs=_inputs())
+    # another batch size (call sizes) or thread count: the same remembered choice
+    _, c3 = select_engine(model, dtype="float32", backends=["torch"], inputs=_inputs(),
+                          rows=(2, 4), threads=torch.get_num_threads())
+    assert c3.cached and len(measured) == 1
+    select_engine(_tiny(seed=5), dtype="float32", backends=["torch"], inputs=_inputs(),
+                  calibrate=True)
     assert len(measured) == 2  # other weights: another key
-    select_engine(model, dtype="bfloat16", backends=["torch"], inputs=_inputs())
+    select_engine(model, dtype="bfloat16", backends=["torch"], inputs=_inputs(), calibrate=True)
     assert len(measured) == 3  # another policy: another key
 
 
@@ -344,7 +351,7 @@ def test_auto_does_not_time_clearly_slower_engines_at_the_full_call(monkeypatch)
 
     monkeypatch.setattr(E.auto, "_time_engines", timer)
     engine, choice = select_engine(_tiny(), dtype="bfloat16", inputs=_inputs(),
-                                   backends=["torch"], use_cache=False)
+                                   backends=["torch"], use_cache=False, calibrate=True)
     assert asked == [(["torch/bfloat16", "torch/float32"], 2, 5), (["torch/bfloat16"], 8, 3)]
     assert engine.label == "torch/bfloat16"
     by = {m.engine: m for m in choice.measurements}

@@ -43,6 +43,7 @@ from ..hub import RELEASED_WEIGHTS, load_model
 from ..inference.engines import (
     DTYPE_NAMES,
     DTYPES,
+    INT8,
     AutoChoice,
     Engine,
     EngineError,
@@ -52,6 +53,7 @@ from ..inference.engines import (
     argmax_agreement,
     build_engine,
     cpu_supports_bf16,
+    default_threads,
     machine_fingerprint,
     onnx_file_for,
     onnxruntime_available,
@@ -60,6 +62,7 @@ from ..inference.engines import (
     rel_l2,
     resolve_dtype,
     select_engine,
+    usable_cpus,
 )
 from ..inference.io import read_image
 from ..inference.pipeline import PoseEstimator, TestSettings
@@ -85,7 +88,6 @@ log = logging.getLogger("vitpose.benchmark")
 
 #: Throughput in the paper (A100, batch 64, 256x192, no flip test), images/s, by model size.
 PAPER_FPS_A100 = {"b": 944.0, "l": 411.0, "h": 241.0}
-BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 PEERS = ("transformers", "openvino", "onnxruntime")
 
 
@@ -141,6 +143,13 @@ class BenchConfig:
     threads: int | None = None
     seed: int = 0
     detectors: list[str] = field(default_factory=list)
+    #: ``--dtype int8``: the quantization variants (`engines.int8.INT8_VARIANTS`), the crops
+    #: to calibrate and certify on (from `images`; else `calib`'s images)
+    int8_variants: list[str] = field(default_factory=lambda: ["mixed"])
+    int8_crops: int = 128
+    calib: str | None = None
+    #: the job length ``auto`` is told (None: calibrate, as for a long job)
+    auto_crops: int | None = None
 
 
 @dataclass
@@ -202,6 +211,8 @@ def _system_info(device: torch.device) -> dict[str, Any]:
     }
     if hasattr(os, "getloadavg"):
         info["load_average_start"] = [round(v, 2) for v in os.getloadavg()]
+    # what the machine has free for this process now (the default of --threads in predict)
+    info["usable_cpus"], info["default_threads"] = usable_cpus(), default_threads()
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     try:
@@ -246,8 +257,16 @@ def run_benchmark(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict
     sync = _sync_for(device)
     report: dict[str, Any] = {"system": _system_info(device), "config": dict(vars(cfg)),
                               "matmul_peak_gflops": {}, "models": []}
+    free, usable = report["system"]["default_threads"], report["system"]["usable_cpus"]
+    if free < usable and not cfg.threads:
+        echo(f"warning: only {free} of {usable} CPUs look free (load average "
+             f"{report['system'].get('load_average_start', ['?'])[0]}): figures at "
+             f"{torch.get_num_threads()} threads are oversubscribed; --threads {free} measures "
+             "what a user gets on this machine now")
     dtypes: list[torch.dtype] = []
     for name in cfg.dtypes:
+        if name == INT8:  # an engine of its own (`_int8_variants`), not a compute dtype
+            continue
         d = resolve_dtype(name, device)
         if d not in dtypes:
             dtypes.append(d)
@@ -391,14 +410,50 @@ def _our_variants(model: ViTPose, index: int, cfg: BenchConfig, device: torch.de
                     continue
                 out.append(_Variant("vitpose", backend, eng.dtype, False, eng, eng))
         elif backend == "auto":
-            for policy in dict.fromkeys(cfg.dtypes):
+            for policy in dict.fromkeys(d for d in cfg.dtypes if d != INT8):  # never int8
                 t0 = time.perf_counter()
+                # auto_crops None: the calibrated choice (what a long job gets); N: what the
+                # rule gives a job of N crops (no calibration unless it repays itself)
                 eng, choice = select_engine(model, index, policy, device, use_cache=False,
-                                            threads=cfg.threads)
+                                            threads=cfg.threads, crops=cfg.auto_crops,
+                                            calibrate=True if cfg.auto_crops is None else None)
                 echo(f"  auto ({policy}) chose {eng.label} in {time.perf_counter() - t0:.1f} s:"
                      f" {choice.reason}")
                 out.append(_Variant("vitpose", "auto", eng.dtype, eng.compiled, eng, eng,
                                     policy=policy, choice=choice))
+    return out
+
+
+def _int8_variants(model: ViTPose, index: int, cfg: BenchConfig, device: torch.device,
+                   missing: Sequence[str], est: PoseEstimator, samples: Sequence[Sample],
+                   tmp: Path, entry: dict[str, Any], echo: Callable[[str], None]
+                   ) -> list[_Variant]:
+    """``--dtype int8``: each of `cfg.int8_variants` quantized on crops of the bench's images
+    (their boxes and mirrors; else ``--calib DIR``, else the bundled image) and certified on
+    held-out crops; the certificates go to ``entry["int8"]``."""
+    from ..inference.engines.int8 import calibration_crops, int8_engine, with_mirrors
+    out: list[_Variant] = []
+    entry["int8"] = []
+    if device.type != "cpu" or "openvino" in missing:
+        entry["notes"].append("int8 skipped: it runs on the CPU with OpenVINO")
+        return out
+    if any(len(s.boxes) for s in samples):
+        x = _crops_for(est, samples, cfg.int8_crops // 2, cfg.seed).float().cpu()
+        x, source = with_mirrors(x), f"{len(samples)} bench image(s)"
+    else:
+        x, source = calibration_crops(model, calib=cfg.calib, max_crops=cfg.int8_crops)
+    for variant in cfg.int8_variants:
+        try:
+            eng = int8_engine(model, index, crops=x, variant=variant, threads=cfg.threads,
+                              folder=tmp / f"int8-{variant}")
+        except EngineError as e:
+            entry["notes"].append(f"int8 {variant} skipped: {e}")
+            echo(f"  int8 {variant} skipped: {e}")
+            continue
+        cert = eng.certificate
+        entry["int8"].append({"calibrated_on": source, **cert.as_dict()})
+        out.append(_Variant("vitpose", "openvino", torch.int8, False, eng, eng,
+                            policy=f"int8-{variant}"))
     return out
 
 
@@ -454,6 +509,9 @@ def _bench_model(name: str, cfg: BenchConfig, device: torch.device, dtypes: list
     # -- the variants -----------------------------------------------------------------------
     variants = _our_variants(model, index, cfg, device, dtypes, missing, onnx, entry["notes"],
                              echo)
+    if INT8 in cfg.dtypes:
+        variants += _int8_variants(model, index, cfg, device, missing, ref_est, samples, tmp,
+                                   entry, echo)
     for v in variants:
         if v.choice is not None:
             entry["auto_choices"].append({"policy": v.policy, **v.choice.as_dict()})

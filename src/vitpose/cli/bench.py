@@ -19,6 +19,8 @@ import torch
 
 from ..benchmark import BenchConfig, draw_chart, format_report, run_benchmark
 from ..errors import InputError
+from ..inference.engines import BACKENDS, DTYPE_CHOICES, INT8
+from ..inference.engines.int8 import INT8_VARIANTS
 
 log = logging.getLogger("vitpose.bench")
 
@@ -37,15 +39,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="keypoint set / ViTPose+ expert")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", nargs="+", default=["float32", "auto"],
-                   choices=["float32", "bfloat16", "float16", "auto"],
+                   choices=[*DTYPE_CHOICES, INT8],
                    help="compute dtypes (auto: bf16 on CPUs with AVX512-BF16/AMX and on recent "
-                        "GPUs, else fp16 on GPUs, fp32 on CPUs) (default: %(default)s)")
+                        "GPUs, else fp16 on GPUs, fp32 on CPUs; int8: the opt-in quantized "
+                        "OpenVINO engine, calibrated on --images' crops or --calib, with its "
+                        "certificate; never chosen by auto) (default: %(default)s)")
+    p.add_argument("--int8-variant", nargs="+", default=["mixed"], choices=list(INT8_VARIANTS),
+                   help="with --dtype int8: which products run in int8 (all; mixed: the first "
+                        "and last blocks kept in higher precision; qkv-fc1; accuracy: NNCF's "
+                        "accuracy-controlled quantization) (default: %(default)s)")
+    p.add_argument("--calib", default=None, metavar="DIR",
+                   help="with --dtype int8 and no --images: images to calibrate on")
     p.add_argument("--batch-size", nargs="+", type=int, default=[1],
                    help="batch sizes of the model-throughput runs (default: %(default)s)")
     p.add_argument("--backend", nargs="+", default=["auto", "torch"],
-                   choices=["auto", "torch", "onnxruntime", "openvino"],
+                   choices=list(BACKENDS),
                    help="engines of our model; auto = what `predict --backend auto` chooses for "
                         "each --dtype policy (calibrated afresh) (default: %(default)s)")
+    p.add_argument("--auto-crops", type=int, default=None, metavar="N",
+                   help="tell auto the job runs N crops: it then calibrates only where that "
+                        "repays the calibration (default: calibrate, the choice of a long job)")
     p.add_argument("--peers", nargs="*", default=["transformers", "openvino", "onnxruntime"],
                    choices=["transformers", "openvino", "onnxruntime"],
                    help="peer engines on the same weights: transformers (fp32 and autocast), "
@@ -113,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
         e2e_repeats=args.e2e_repeats, rounds=args.rounds, warmup=args.warmup,
         min_seconds=args.min_seconds, accuracy_crops=args.accuracy_crops,
         matmul_peak=not args.no_peak, predict_memory=not args.no_memory, threads=args.threads,
-        detectors=list(args.detector))
+        detectors=list(args.detector), int8_variants=list(args.int8_variant),
+        calib=args.calib, auto_crops=args.auto_crops)
     report = run_benchmark(cfg)
     out_dir = Path(args.out_dir)
     json_path = Path(args.json) if args.json else out_dir / "bench.json"

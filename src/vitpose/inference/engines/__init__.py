@@ -6,9 +6,13 @@
 | `TorchEngine` | `torch_engine` | float32, bfloat16, float16 (autocast); eager or compiled | torch |
 | `OnnxRuntimeEngine` | `onnxruntime_engine` | float32 (fp16 with TensorRT); CPU, CUDA, TensorRT | onnx |
 | `OpenVinoEngine` | `openvino_engine` | float32, bfloat16; compiled-model cache on disk | openvino |
+| `Int8Engine` | `int8` | int8 (opt-in, never chosen by ``auto``; with its certificate) | openvino, nncf |
 
-`build_engine` builds one by name; `select_engine` is ``--backend auto`` (calibration, accuracy
-gate, choice remembered in the cache folder). `PoseEstimator` runs any engine; the flip test,
+`build_engine` builds one by name; `select_engine` is ``--backend auto`` (a rule first,
+`plan_engine`: a remembered choice, or the safe torch float32 engine, or a calibration with the
+accuracy gate when the job repays it; the choice remembered in the cache folder). `int8` builds
+the opt-in quantized engine and its certificate; `threads.default_threads` is the default thread
+count (what the machine has free). `PoseEstimator` runs any engine; the flip test,
 decoding and rescoring are the same for all. `precision` prepares PyTorch models (the compute
 dtype of ``auto``, weights cast once); `graph` writes and caches the ONNX graph the other
 runtimes load; `runtime` creates ONNX Runtime sessions and OpenVINO compiled models for any graph
@@ -18,18 +22,25 @@ runtimes load; `runtime` creates ONNX Runtime sessions and OpenVINO compiled mod
 from .auto import (
     BACKENDS,
     EXACT_REL_L2,
+    EXPECTED_GAIN,
     MAX_CALIBRATION_ROWS,
     MIN_ARGMAX_SAME,
     NEAR_TIE,
     AutoChoice,
     Candidate,
     Measurement,
+    Plan,
     available_backends,
     build_engine,
     calibration_inputs,
     calibration_rows,
     candidates_for,
+    estimate_seconds_per_crop,
+    gflop_per_crop_of,
+    graph_cached,
     machine_fingerprint,
+    plan_engine,
+    release_memory,
     select_engine,
 )
 from .base import DTYPE_NAMES, Engine, EngineError, argmax_agreement, cache_dir, rel_l2
@@ -43,14 +54,28 @@ from .graph import (
     write_onnx,
     write_onnx_parts,
 )
+from .int8 import INT8_VARIANTS, Int8Certificate, Int8Engine, int8_engine, load_int8
 from .onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_available
 from .openvino_engine import OpenVinoEngine, openvino_available, openvino_config
-from .precision import DTYPES, cpu_supports_bf16, optimize_for_inference, resolve_dtype
+from .precision import (
+    DTYPE_CHOICES,
+    DTYPES,
+    INT8,
+    cpu_features,
+    cpu_supports_bf16,
+    optimize_for_inference,
+    resolve_dtype,
+)
 from .runtime import compile_openvino, ort_session
+from .threads import cgroup_cpu_quota, default_threads, usable_cpus
 from .torch_engine import TorchEngine
 
 __all__ = [
-    "BACKENDS", "DTYPES", "DTYPE_NAMES", "EXACT_REL_L2", "MAX_CALIBRATION_ROWS", "MIN_ARGMAX_SAME",
+    "BACKENDS", "DTYPES", "DTYPE_CHOICES", "DTYPE_NAMES", "EXACT_REL_L2", "EXPECTED_GAIN", "INT8",
+    "Plan", "cgroup_cpu_quota", "cpu_features", "default_threads", "estimate_seconds_per_crop",
+    "INT8_VARIANTS", "Int8Certificate", "Int8Engine", "int8_engine", "load_int8",
+    "gflop_per_crop_of", "graph_cached", "plan_engine", "release_memory", "usable_cpus",
+    "MAX_CALIBRATION_ROWS", "MIN_ARGMAX_SAME",
     "NEAR_TIE", "PART_NAMES", "AutoChoice",
     "Candidate", "Engine", "EngineError", "Measurement", "OnnxRuntimeEngine", "OpenVinoEngine",
     "TorchEngine", "argmax_agreement", "available_backends", "build_engine", "cache_dir",

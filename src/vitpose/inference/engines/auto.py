@@ -1,7 +1,20 @@
 """Choosing and building an engine: `build_engine` (one named backend) and `select_engine`
 (``--backend auto``: the fastest engine of this machine that passes the accuracy gate).
 
-``auto`` decides once per machine, software, model and dtype policy, by a short calibration:
+The first result never waits for a calibration. ``auto`` first applies a rule (`plan_engine`):
+
+* a choice remembered for this machine, software, model and dtype policy (by an earlier
+  calibration, whatever its batch size and thread count) is built at once;
+* otherwise the job runs the safe engine, our eager torch float32 (the exact path: no export, no
+  compilation, no accuracy gate needed, no extra memory), unless the job is long enough for a
+  calibration to repay itself: the caller passes the number of crops the job will run
+  (`crops`), and the rule compares the time a calibration would take (from the model's size,
+  the CPU's instruction sets, the engines installed and whether the exported graph is cached)
+  with what the fastest engine could save over the job (``calibrate=True`` forces it,
+  ``False`` forbids it). A job of unknown length is not calibrated.
+
+One log line says what was decided and why; a calibration is announced by a line before it.
+When it runs, it decides once per machine, software, model and dtype policy:
 
 1. The candidates are the installed engines for the policy's dtype (on a bf16 CPU: torch bf16 and
    OpenVINO bf16) and the exact engines (torch, ONNX Runtime and OpenVINO in float32).
@@ -22,15 +35,19 @@
 The choice, with every measurement and the reason, is written to
 ``<cache folder>/engines/auto-<key>.json``; the key covers the CPU (model name and flags), the
 versions of torch / onnxruntime / openvino, the model's config and weights, the dataset, the
-dtype policy and the device. The next start reads it and builds only the chosen engine.
-Calibration of ViTPose-B takes about 15-25 s on a 2-core CPU (most of it the first ONNX export
-and the OpenVINO compilation, which are cached too).
+dtype policy and the device (not the batch size or thread count: those change the timings
+little, and a new calibration for each cost a minute). The next start reads it and builds only
+the chosen engine. What the calibration loaded is released before the job runs. Calibration of
+ViTPose-B takes about 20-80 s on a 2-core CPU (the first ONNX export and OpenVINO compilation
+are cached too). int8 is never a candidate (`engines.int8` is an opt-in).
 """
 
 from __future__ import annotations
 
 import copy
+import ctypes
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -45,21 +62,32 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...fileio import atomic_write_json
 from ...models.vitpose import ViTPose
-from .base import DTYPE_NAMES, Engine, EngineError, argmax_agreement, cache_dir, rel_l2
+from .base import (
+    DTYPE_NAMES,
+    Engine,
+    EngineError,
+    argmax_agreement,
+    cache_dir,
+    installed_version,
+    rel_l2,
+)
 from .graph import model_key, onnx_file_for, onnx_parts_for, plain_config
 from .onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_available
 from .openvino_engine import OpenVinoEngine, openvino_available
-from .precision import DTYPES, optimize_for_inference, resolve_dtype
+from .precision import DTYPES, cpu_features, optimize_for_inference, resolve_dtype
 from .torch_engine import TorchEngine
 
-__all__ = ["BACKENDS", "EXACT_REL_L2", "MAX_CALIBRATION_ROWS", "MIN_ARGMAX_SAME", "NEAR_TIE",
-           "AutoChoice", "Candidate", "Measurement", "available_backends", "build_engine",
-           "calibration_inputs", "calibration_rows", "candidates_for", "machine_fingerprint",
-           "select_engine"]
+__all__ = ["BACKENDS", "EXACT_REL_L2", "EXPECTED_GAIN", "MAX_CALIBRATION_ROWS",
+           "MIN_ARGMAX_SAME", "NEAR_TIE", "AutoChoice", "Candidate", "Measurement", "Plan",
+           "available_backends", "build_engine", "calibration_inputs", "calibration_rows",
+           "candidates_for", "estimate_seconds_per_crop", "machine_fingerprint", "plan_engine",
+           "release_memory", "select_engine"]
 
 log = logging.getLogger(__name__)
 
+#: The engines of ``--backend``: the one home of these names.
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 #: The exact path: largest relative L2 error of a float32 engine against our eager float32.
 EXACT_REL_L2 = 1e-5
@@ -71,6 +99,111 @@ MAX_CALIBRATION_ROWS = 8
 #: Engines slower than this factor times the fastest at the smallest call size are not timed
 #: at the larger ones (they cannot win; timing them would only lengthen the calibration).
 NEAR_TIE = 1.5
+#: What the calibrated engine is expected to save over the safe engine (torch float32), as a
+#: share of its time: where a lower-precision engine may run (bf16 on a CPU with native bf16, a
+#: GPU), and where only other float32 runtimes compete (measured on 2-core CPUs: 0-15%).
+EXPECTED_GAIN = {"lower": 0.4, "float32": 0.1}
+#: Sustained float32 multiply-add throughput of one thread (FLOP/s) by instruction set, for the
+#: rule's estimates only (orders of magnitude: a 2-core AVX2 EPYC runs ViTPose-B at ~0.5 s per
+#: crop); bf16 where native.
+_F32_RATE = (("avx512f", 60e9), ("avx2", 30e9))
+_BF16_RATE = (("amx_bf16", 400e9), ("avx512_bf16", 120e9))
+_SCALAR_RATE = 8e9
+_GPU_RATE = 20e12
+#: rows an engine runs in a calibration (gate crops, warm-up, interleaved rounds), and the
+#: export / OpenVINO compilation, in crops of the safe engine (2-core AVX2 measures: ViTPose-B
+#: exports in ~10 s, compiles in ~2-4 s)
+_EXPORT_CROPS = 20
+_COMPILE_CROPS = 8
+
+
+def estimate_seconds_per_crop(gflop_per_crop: float, dtype: torch.dtype, threads: int,
+                              features: frozenset[str] | set[str],
+                              device: str | torch.device = "cpu") -> float:
+    """A rough model-call time per crop from the model's size and the CPU's instruction sets
+    (the rule's estimate, never a measurement; a GPU counts as one fast thread)."""
+    if torch.device(device).type != "cpu":
+        return gflop_per_crop * 1e9 / _GPU_RATE
+    rate = next((r for f, r in _F32_RATE if f in features), _SCALAR_RATE)
+    if dtype != torch.float32:
+        rate = next((r for f, r in _BF16_RATE if f in features), rate / 2)  # emulated: slower
+    return gflop_per_crop * 1e9 / (rate * max(1, int(threads)))
+
+
+def gflop_per_crop_of(model: ViTPose) -> float:
+    """Multiply-adds x 2 of one crop, from the parameters of the matrix products and the token
+    count (attention's own products are small at these sizes)."""
+    h, w = model.input_size
+    tokens = (h // model.cfg.patch_size) * (w // model.cfg.patch_size)
+    params = sum(p.numel() for p in model.backbone.parameters())
+    return 2.0 * params * tokens / 1e9
+
+
+@dataclass
+class Plan:
+    """What `plan_engine` decided: calibrate, or run `engine` without timing anything."""
+
+    calibrate: bool
+    engine: str
+    reason: str
+    seconds_per_crop: float = 0.0
+    calibration_seconds: float = 0.0
+    saving_seconds: float = 0.0
+
+
+def plan_engine(*, crops: int | None, gflop_per_crop: float, target: torch.dtype,
+                candidates: Sequence[Candidate], threads: int,
+                features: frozenset[str] | set[str], graph_cached: bool,
+                device: str | torch.device = "cpu", rows: Sequence[int] = (2, 8)) -> Plan:
+    """The rule of ``--backend auto`` when nothing is remembered: calibrate only when the job's
+    `crops` (model rows, flip-test mirrors included; None: unknown) would repay it, else run
+    the safe engine (torch float32).
+
+    The calibration's cost: for each candidate, the gate crops, the warm-up and timed rows at
+    `rows`, at the estimated speed of its dtype on this CPU (`estimate_seconds_per_crop`), plus
+    the ONNX export when the graph is not cached and an OpenVINO compilation per OpenVINO
+    candidate. The saving: ``crops x safe seconds per crop x EXPECTED_GAIN`` (``lower`` when a
+    lower-precision candidate exists, else ``float32``). Pure: tests inject every fact."""
+    safe = "torch/float32"
+    rows = sorted(set(rows)) or [2]
+    s_f32 = estimate_seconds_per_crop(gflop_per_crop, torch.float32, threads, features, device)
+    labels = [c.label for c in candidates]
+    if len(candidates) <= 1:
+        return Plan(False, safe, f"{safe} is the only engine to consider here (installed: "
+                    f"{', '.join(labels) or 'torch'}): nothing to calibrate", s_f32)
+    per_engine = 8 + sum(rows) + 5 * rows[0] + 3 * rows[-1]
+    cost = 0.0
+    for c in candidates:
+        cost += per_engine * estimate_seconds_per_crop(gflop_per_crop, c.dtype, threads,
+                                                       features, device)
+        if c.backend == "openvino":
+            cost += _COMPILE_CROPS * s_f32
+    if not graph_cached and any(c.backend != "torch" for c in candidates):
+        cost += _EXPORT_CROPS * s_f32
+    lower = any(c.dtype != torch.float32 for c in candidates)
+    gain = EXPECTED_GAIN["lower" if lower else "float32"]
+    if crops is None:
+        return Plan(False, safe, f"the job's length is unknown, so the first result does not wait "
+                    f"for a calibration of {len(candidates)} engines (about {cost:.0f} s): the "
+                    f"exact {safe} path runs", s_f32, cost)
+    saving = crops * s_f32 * gain
+    numbers = (f"{crops} crops x ~{s_f32:.2f} s x {gain:.0%} possible saving = ~{saving:.0f} s "
+               f"against ~{cost:.0f} s to calibrate {len(candidates)} engines"
+               + ("" if graph_cached else " (with the ONNX export)"))
+    if saving >= cost:
+        return Plan(True, "", f"a long job ({numbers}): calibrating", s_f32, cost, saving)
+    return Plan(False, safe, f"a short job ({numbers}): the exact {safe} path runs without "
+                "calibration", s_f32, cost, saving)
+
+
+def release_memory() -> None:
+    """Give what a calibration loaded back: collect the engines dropped and return freed heap
+    pages to the system (glibc's ``malloc_trim``, where present)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def available_backends() -> list[str]:
@@ -118,11 +251,11 @@ def build_engine(backend: str, model: ViTPose, dataset: int | str | None = None,
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dt = resolve_dtype(dtype, device)
     if backend == "torch":
-        if prepared:
-            return TorchEngine(model, dataset, dt)
-        if dt == torch.float32 and not compile:
-            return TorchEngine(model, dataset, dt)
-        return TorchEngine(model, dataset, dt, prepare=True, compile=compile)
+        if prepared or (dt == torch.float32 and not compile):
+            return TorchEngine(model, dataset, dt, threads=threads)
+        if compile:
+            log.info("compiling the model with torch.compile (the first calls take a while)")
+        return TorchEngine(model, dataset, dt, prepare=True, compile=compile, threads=threads)
     if compile:
         raise EngineError(f"--compile applies to the torch engine, not {backend}")
     if backend == "onnxruntime":
@@ -133,6 +266,8 @@ def build_engine(backend: str, model: ViTPose, dataset: int | str | None = None,
         if dt != torch.float32 and not fp16:
             raise EngineError(f"the ONNX Runtime engine computes in float32 (fp16 only with "
                               f"TensorRT), not {DTYPE_NAMES[dt]}: use --dtype float32")
+        if onnx_path is None:
+            _announce_export(model, dataset, key)
         path = onnx_path or onnx_file_for(model, dataset, key=key)
         return OnnxRuntimeEngine(path, device=device, threads=threads, tensorrt=tensorrt,
                                  fp16=fp16)
@@ -143,6 +278,11 @@ def build_engine(backend: str, model: ViTPose, dataset: int | str | None = None,
             raise EngineError("the OpenVINO engine runs on the CPU here (--device cpu)")
         if dt == torch.float16:
             raise EngineError("the OpenVINO CPU engine computes in float32 or bfloat16")
+        if onnx_path is None:
+            _announce_export(model, dataset, key)
+        ov_cache = cache_dir() / "openvino"
+        if not ov_cache.is_dir() or not any(ov_cache.iterdir()):
+            log.info("compiling the model for OpenVINO (a few seconds; cached in %s)", ov_cache)
         path = onnx_path or onnx_file_for(model, dataset, key=key)
         index = model.dataset_index_of(dataset if dataset is not None else 0)
         # bf16 keeps the two ends float32, as `models.precision` does under autocast
@@ -150,6 +290,19 @@ def build_engine(backend: str, model: ViTPose, dataset: int | str | None = None,
         return OpenVinoEngine(path, dt, threads=threads, cfg=plain_config(model.cfg, index),
                               parts=parts)
     raise EngineError(f"unknown backend '{backend}'; choose one of {list(BACKENDS)}")
+
+
+def graph_cached(mkey: str) -> bool:
+    """Whether the exported graph of the model with cache key `mkey` is in the cache folder
+    (`onnx_file_for`'s file)."""
+    return (cache_dir() / "graphs" / f"vitpose-{mkey}.onnx").is_file()
+
+
+def _announce_export(model: ViTPose, dataset: int | str | None, key: str | None) -> None:
+    key = key or model_key(model, dataset)
+    if not graph_cached(key):
+        log.info("exporting the model to ONNX for this engine (once: cached in %s)",
+                 cache_dir() / "graphs")
 
 
 def candidates_for(dtype: torch.dtype, device: str | torch.device,
@@ -224,27 +377,28 @@ def machine_fingerprint() -> dict[str, Any]:
     except OSError:
         pass
     keep = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))
-    versions = {"torch": torch.__version__}
-    for mod in ("onnxruntime", "openvino"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except ImportError:
-            versions[mod] = None
+    versions = {"torch": torch.__version__,
+                "onnxruntime": installed_version("onnxruntime", "onnxruntime",
+                                                 "onnxruntime-gpu", "onnxruntime-openvino"),
+                "openvino": installed_version("openvino")}
     return {"cpu": name, "flags": keep, "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), **versions}
 
 
 #: bumped when an engine computes differently (a remembered choice then no longer applies):
-#: 2 = OpenVINO bf16 with float32 ends, calls split across streams
-ENGINES_REVISION = 2
+#: 2 = OpenVINO bf16 with float32 ends, calls split across streams; 3 = key without threads
+#: and call sizes
+ENGINES_REVISION = 3
 
 
 def _choice_key(fingerprint: Mapping[str, Any], mkey: str, policy: str, device: torch.device,
-                backends: Sequence[str], rows: Sequence[int]) -> str:
-    text = json.dumps({"engines": ENGINES_REVISION, "machine": fingerprint, "model": mkey,
-                       "policy": policy,
-                       "device": str(device), "backends": sorted(backends),
-                       "rows": list(rows)}, sort_keys=True)
+                backends: Sequence[str]) -> str:
+    """The remembered choice's key: not the thread count (`default_threads` follows the load)
+    nor the call sizes (a new calibration per batch size or thread count cost a minute)."""
+    machine = {k: v for k, v in fingerprint.items() if k != "torch_threads"}
+    text = json.dumps({"engines": ENGINES_REVISION, "machine": machine, "model": mkey,
+                       "policy": policy, "device": str(device), "backends": sorted(backends)},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -344,8 +498,12 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
                   rounds: int = 5,
                   timings: Mapping[str, float | Mapping[int, float]] | None = None,
                   inputs: torch.Tensor | None = None, threads: int | None = None,
-                  rows: Sequence[int] | None = None) -> tuple[Engine, AutoChoice]:
-    """``--backend auto``: the fastest engine for this machine, model and dtype policy.
+                  rows: Sequence[int] | None = None, crops: int | None = None,
+                  calibrate: bool | None = None,
+                  features: frozenset[str] | set[str] | None = None) -> tuple[Engine, AutoChoice]:
+    """``--backend auto``: a remembered choice, the safe engine, or the fastest engine for this
+    machine, model and dtype policy found by a calibration when the job repays it (module
+    docstring; `plan_engine`).
 
     Args:
         model: a float32 `ViTPose` (weights loaded; not modified).
@@ -357,15 +515,24 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
         rounds: timing rounds of the calibration at the smallest call size.
         timings: seconds per crop by candidate label (``'openvino/bfloat16'``), instead of
             timing: one number, or one per call size (``{2: ..., 8: ...}``, keys of `rows`);
-            tests inject them; candidates missing from it are not considered.
+            tests inject them; candidates missing from it are not considered. Implies
+            ``calibrate=True`` unless given.
         inputs: calibration crops (default `calibration_inputs`).
-        threads: threads of the ONNX Runtime / OpenVINO engines.
+        threads: threads of every engine (default: each runtime's own choice; see
+            `engines.threads.default_threads`).
         rows: the call sizes to time (default `calibration_rows()`: a crop and its mirror,
             and a full call of `MAX_CALIBRATION_ROWS` rows); the estimator's builder passes
             those of its batch size and flip test.
+        crops: the crops the job will run through the model, mirrors of the flip test
+            included (about 2 x images x people per image; None: unknown): decides whether a
+            calibration repays itself (`plan_engine`).
+        calibrate: True: calibrate unless a choice is remembered (``vitpose bench`` passes
+            ``use_cache=False`` too); False: never; None: the rule decides.
+        features: the CPU's instruction sets for the rule (default `cpu_features`; tests
+            inject them).
 
     Returns:
-        the chosen engine and an `AutoChoice` (what was measured, why this engine).
+        the chosen engine and an `AutoChoice` (what was measured or decided, and why).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     target = resolve_dtype(dtype, device)
@@ -374,8 +541,7 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
     mkey = model_key(model, dataset)
     fingerprint = machine_fingerprint()
     rows = tuple(sorted(set(rows))) if rows else calibration_rows()
-    key = _choice_key(fingerprint, mkey, f"{policy}->{DTYPE_NAMES[target]}", device, backends,
-                      rows)
+    key = _choice_key(fingerprint, mkey, f"{policy}->{DTYPE_NAMES[target]}", device, backends)
     path = cache_dir() / "engines" / f"auto-{key}.json"
     if use_cache and timings is None and path.is_file():
         try:
@@ -394,8 +560,52 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
         cands = [c for c in cands if c.label in timings]
     if not cands:
         raise EngineError(f"no engine to choose from for dtype {policy} on {device}")
+    if calibrate is None and timings is not None:
+        calibrate = True
+    if not calibrate:
+        n_threads = threads or torch.get_num_threads()
+        plan = plan_engine(crops=crops, gflop_per_crop=gflop_per_crop_of(model), target=target,
+                           candidates=cands, threads=n_threads,
+                           features=cpu_features() if features is None else features,
+                           graph_cached=graph_cached(mkey), device=device, rows=rows)
+        if calibrate is False and plan.calibrate:
+            plan = Plan(False, "torch/float32", "calibration turned off: the exact torch/float32 "
+                        "path runs", plan.seconds_per_crop, plan.calibration_seconds)
+        if not plan.calibrate:
+            log.info("engine %s: %s", plan.engine, plan.reason)
+            engine = TorchEngine(model, dataset, torch.float32, threads=threads)
+            return engine, AutoChoice(plan.engine, policy, plan.reason,
+                                      calibration_seconds=0.0)
+        log.info("choosing the engine for this machine: calibrating %d engines, about %.0f s "
+                 "(once: the choice is remembered in %s)", len(cands), plan.calibration_seconds,
+                 path.parent)
+    elif timings is None:
+        log.info("choosing the engine for this machine: calibrating %d engines "
+                 "(the choice is remembered in %s)", len(cands), path.parent)
+    engine, choice = _calibrate(model, dataset, device, target, policy, cands, mkey, rows,
+                                rounds, timings, inputs, threads, t0)
+    if use_cache and timings is None and choice.measurements and \
+            choice.measurements[0].note != "non-finite output":
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(path, {**choice.as_dict(), "machine": fingerprint,
+                                     "model_key": mkey, "rows": list(rows)}, indent=2)
+            choice.cache_file = str(path)
+        except (OSError, ValueError) as e:
+            log.warning("could not remember the engine choice in %s: %s", path, e)
+    release_memory()  # what the calibration loaded (the other engines, weight copies)
+    return engine, choice
+
+
+def _calibrate(model: ViTPose, dataset: int | str | None, device: torch.device,
+               target: torch.dtype, policy: str, cands: Sequence[Candidate], mkey: str,
+               rows: Sequence[int], rounds: int,
+               timings: Mapping[str, float | Mapping[int, float]] | None,
+               inputs: torch.Tensor | None, threads: int | None, t0: float
+               ) -> tuple[Engine, AutoChoice]:
+    """The gate and the timing of `cands`; the fastest that passes."""
     x = (inputs if inputs is not None else calibration_inputs(model)).to(device)
-    reference = TorchEngine(model, dataset, torch.float32)
+    reference = TorchEngine(model, dataset, torch.float32, threads=threads)
     ref = reference(x).float().cpu()
     if not bool(torch.isfinite(ref).all()):
         # The gate compares every engine with this output; NaN or infinity in it makes every
@@ -442,6 +652,7 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
                           f"{100 * MIN_ARGMAX_SAME:.0f}% on these weights")
         if m.accepted:
             engines[c.label] = engine
+    prepared.clear()
     timer = None
     if timings is not None:
         def timer(active: Mapping[str, Any], xr: torch.Tensor, _rounds: int) -> dict[str, float]:
@@ -463,21 +674,9 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
     reason = _reason(best, speed, measures, target, bool(lowp))
     choice = AutoChoice(best, policy, reason, list(measures.values()),
                         calibration_seconds=round(time.perf_counter() - t0, 2))
-    if use_cache and timings is None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({**choice.as_dict(), "machine": fingerprint,
-                                       "model_key": mkey}, indent=2))
-            os.replace(tmp, path)
-            choice.cache_file = str(path)
-        except OSError as e:
-            log.warning("could not remember the engine choice in %s: %s", path, e)
     log.info("engine %s: %s", best, reason)
-    engine = engines[best]
-    for k in list(engines):  # release the others (and their weight copies)
-        if k != best:
-            del engines[k]
+    engine = engines.pop(best)
+    engines.clear()  # release the others (and their weight copies)
     return engine, choice
 
 

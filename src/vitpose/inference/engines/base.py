@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +12,13 @@ import numpy as np
 import torch
 
 from ...errors import VitPoseError
-from .precision import DTYPES
+from .precision import DTYPES, INT8
 
-__all__ = ["DTYPE_NAMES", "Engine", "EngineError", "argmax_agreement", "cache_dir", "rel_l2"]
+__all__ = ["DTYPE_NAMES", "Engine", "EngineError", "argmax_agreement", "cache_dir",
+           "installed", "installed_version", "rel_l2"]
 
-DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+#: torch dtype -> name; ``torch.int8`` names the quantized engines (`engines.int8`)
+DTYPE_NAMES = {**{v: k for k, v in DTYPES.items()}, torch.int8: INT8}
 
 
 class EngineError(VitPoseError):
@@ -59,6 +63,36 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.label} on {self.device}>"
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported, without importing it (a runtime's import costs a
+    fraction of a second that a one-image job should not pay)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def installed_version(module: str, *dists: str) -> str | None:
+    """The version of `module` (the imported module's, else the installed distribution's: any
+    of `dists`, default the module's name), without importing it; None when absent."""
+    if not installed(module):
+        return None
+    if sys.modules.get(module) is not None:
+        return getattr(sys.modules[module], "__version__", None)
+    from importlib import metadata
+    for dist in dists or (module,):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        return __import__(module).__version__
+    except (ImportError, AttributeError):
+        return None
 
 
 def cache_dir() -> Path:

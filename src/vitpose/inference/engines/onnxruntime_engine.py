@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ...models.vitpose import ViTPoseConfig
-from .base import Engine, EngineError, cache_dir
+from .base import Engine, EngineError, cache_dir, installed
 from .graph import INPUT_NAME, OUTPUT_NAME
 from .runtime import ORT_MISSING, ort_session
 
@@ -23,11 +23,8 @@ __all__ = ["OnnxRuntimeEngine", "onnxruntime_available", "providers_for"]
 
 
 def onnxruntime_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether onnxruntime is installed (not imported here: see `installed`)."""
+    return installed("onnxruntime")
 
 
 def providers_for(device: str | torch.device, available: list[str], tensorrt: bool = False,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ...models.vitpose import ViTPoseConfig
-from .base import Engine, EngineError
+from .base import Engine, EngineError, installed
 from .ovcore import shared_core
 from .precision import resolve_dtype
 from .runtime import OV_MISSING, compile_openvino, openvino_config
@@ -27,11 +27,8 @@ __all__ = ["OpenVinoEngine", "openvino_available", "openvino_config"]
 
 
 def openvino_available() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether openvino is installed (not imported here: see `installed`)."""
+    return installed("openvino")
 
 
 class OpenVinoEngine(Engine):
@@ -54,7 +51,8 @@ class OpenVinoEngine(Engine):
         parts: the same graph as three files (`onnx_parts_for`: stem, trunk, final). In bf16
             the stem and the final layer then run in float32, as `models.precision` does under
             autocast: OpenVINO's bf16 otherwise rounds the pixels before the patch embedding and
-            the heatmaps' last layer, which moves arg-maxes (docs/PERFORMANCE.md).
+            the heatmaps' last layer, which moves arg-maxes (docs/PERFORMANCE.md). The trunk
+            may be a quantized OpenVINO IR (`engines.int8`).
     """
 
     backend = "openvino"
@@ -84,7 +82,9 @@ class OpenVinoEngine(Engine):
         else:
             self.streams = _default_streams(threads) if streams is None else max(1, int(streams))
         # (file, precision) of each graph of the chain
-        self.float32_ends = bool(parts) and self.dtype != torch.float32
+        # (with parts in float32 the chain computes as the one file; the int8 engine's trunk is
+        # a quantized graph run under this precision hint)
+        self.float32_ends = bool(parts)
         if self.float32_ends:
             stem, trunk, final = (Path(q) for q in parts)  # type: ignore[union-attr]
             self._graphs = [(stem, torch.float32), (trunk, self.dtype), (final, torch.float32)]

@@ -18,9 +18,37 @@ from torch import nn
 from ...models.precision import float32_layers
 from ...models.vitpose import ViTPose
 
-__all__ = ["DTYPES", "cpu_supports_bf16", "optimize_for_inference", "resolve_dtype"]
+__all__ = ["DTYPES", "DTYPE_CHOICES", "INT8", "cpu_features", "cpu_supports_bf16",
+           "optimize_for_inference", "resolve_dtype"]
 
+#: The compute dtypes of the engines, by name: the one home of these names (command lines take
+#: `DTYPE_CHOICES`).
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: int8: post-training quantization, an opt-in with a certificate (`engines.int8`); never a
+#: compute dtype of torch, never chosen by ``auto``.
+INT8 = "int8"
+#: What ``--dtype`` accepts where an engine is built (``int8`` only where a command offers it).
+DTYPE_CHOICES = ("auto", *DTYPES)
+
+#: The CPU flags the engine choice looks at (``/proc/cpuinfo`` names).
+_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
+             "avx_vnni")
+
+
+@cache
+def cpu_features() -> frozenset[str]:
+    """The instruction sets of this CPU that decide which engine and dtype are fast: among
+    AVX2, FMA, AVX-512 (F, VNNI, BF16), AMX (BF16, INT8) and AVX-VNNI (``/proc/cpuinfo``
+    names; empty where unknown)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return frozenset(f for f in _FEATURES if f in flags)
+    except OSError:
+        pass
+    return frozenset()
 
 
 @cache

@@ -24,14 +24,18 @@ class TorchEngine(Engine):
         dtype: compute dtype (``'auto'`` allowed); float32 runs without autocast.
         prepare: run `optimize_for_inference(copy, dtype, compile)` on a copy of `model`.
         compile: with ``prepare``, `torch.compile` the backbone (with inductor freezing).
+        threads: torch's intra-op threads (``torch.set_num_threads``: for the whole process);
+            default: leave torch's setting (see `engines.threads.default_threads`).
     """
 
     backend = "torch"
 
     def __init__(self, model: ViTPose, dataset: int | str | None = None,
                  dtype: str | torch.dtype = torch.float32, *, prepare: bool = False,
-                 compile: bool = False) -> None:
+                 compile: bool = False, threads: int | None = None) -> None:
         device = next(model.parameters()).device
+        if threads:
+            torch.set_num_threads(max(1, int(threads)))
         self.dtype = resolve_dtype(dtype, device)
         if compile and not prepare:
             raise EngineError("compile=True needs prepare=True (the backbone is compiled on a "

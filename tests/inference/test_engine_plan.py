@@ -1,0 +1,236 @@
+"""``--backend auto``'s rule: when a calibration repays itself (injected CPU features, model sizes
+and job lengths; no timing), what a one-image job builds (nothing it has not cached), what the
+calibration releases, and the default thread count."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import weakref
+
+import pytest
+import torch
+from tiny_models import tiny_simple_model
+
+from vitpose.inference import engines as E
+from vitpose.inference.engines import (
+    Candidate,
+    TorchEngine,
+    candidates_for,
+    default_threads,
+    plan_engine,
+    select_engine,
+)
+from vitpose.inference.engines.threads import cgroup_cpu_quota
+
+AVX2 = frozenset({"avx2", "fma"})
+AMX = frozenset({"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8"})
+F32 = [Candidate("torch", torch.float32), Candidate("onnxruntime", torch.float32),
+       Candidate("openvino", torch.float32)]
+BF16 = [Candidate("torch", torch.bfloat16), Candidate("openvino", torch.bfloat16), *F32]
+VIT_B = 33.0  # GFLOP per crop of ViTPose-B at 256x192
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
+
+
+def _plan(crops, features=AVX2, cands=F32, cached=False, threads=2, gflop=VIT_B):
+    return plan_engine(crops=crops, gflop_per_crop=gflop, target=cands[0].dtype,
+                       candidates=cands, threads=threads, features=features,
+                       graph_cached=cached)
+
+
+def _smallest_job_that_calibrates(**kw) -> int:
+    lo, hi = 1, 10 ** 7
+    assert _plan(hi, **kw).calibrate
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _plan(mid, **kw).calibrate else (mid + 1, hi)
+    return lo
+
+
+def test_short_and_unknown_jobs_run_the_safe_engine_without_calibration():
+    for crops in (1, 2, 100, None):
+        plan = _plan(crops)
+        assert not plan.calibrate and plan.engine == "torch/float32"
+    assert "short job" in _plan(1).reason and "1 crops" in _plan(1).reason
+    assert "length is unknown" in _plan(None).reason
+    long = _plan(10 ** 6)
+    assert long.calibrate and "long job" in long.reason
+    assert long.saving_seconds >= long.calibration_seconds > 0
+
+
+def test_the_break_even_follows_cpu_model_size_cache_and_runtimes():
+    avx2 = _smallest_job_that_calibrates()
+    # on a 2-core AVX2 CPU a float32 ViTPose-B job repays a calibration after ~2000 crops
+    assert 1000 < avx2 < 4000
+    # a cached export makes calibrating cheaper
+    assert _smallest_job_that_calibrates(cached=True) < avx2
+    # where bf16 is native (AMX) a lower-precision engine may halve the time: repaid sooner
+    assert _smallest_job_that_calibrates(features=AMX, cands=BF16) < avx2 / 2
+    # the break-even in crops does not depend on the model's size (both scale with it) ...
+    assert _smallest_job_that_calibrates(gflop=8.0) == pytest.approx(avx2, rel=0.02)
+    # ... nor on the CPU's speed (a slower one makes both slower alike)
+    assert _smallest_job_that_calibrates(features=frozenset()) == pytest.approx(avx2, rel=0.02)
+    # one engine only: nothing to calibrate, however long the job
+    only = _plan(10 ** 9, cands=F32[:1])
+    assert not only.calibrate and "only engine" in only.reason
+
+
+def test_auto_never_considers_int8():
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for device in ("cpu", "cuda"):
+            labels = [c.label for c in candidates_for(dtype, device,
+                                                      ["torch", "onnxruntime", "openvino"])]
+            assert labels and not any("int8" in lab for lab in labels)
+    with pytest.raises(ValueError):
+        E.resolve_dtype("int8")
+
+
+def test_one_image_job_builds_nothing_it_has_not_cached(monkeypatch, caplog, tmp_path):
+    model = tiny_simple_model()
+
+    def forbidden(*a, **k):
+        raise AssertionError("a one-image job must not export, compile or time engines")
+
+    for name in ("_calibrate", "onnx_file_for", "onnx_parts_for", "_time_engines"):
+        monkeypatch.setattr(E.auto, name, forbidden)
+    monkeypatch.setattr(E.auto, "OnnxRuntimeEngine", forbidden)
+    monkeypatch.setattr(E.auto, "OpenVinoEngine", forbidden)
+    with caplog.at_level(logging.INFO, logger="vitpose"):
+        engine, choice = select_engine(model, dtype="auto", crops=1,
+                                       backends=["torch", "onnxruntime", "openvino"],
+                                       features=AMX)
+    assert isinstance(engine, TorchEngine) and engine.label == "torch/float32"
+    assert engine.model is model  # no weight copy: the memory of the torch path
+    assert choice.engine == "torch/float32" and not choice.measurements
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("vitpose")]
+    assert len(lines) == 1 and lines[0].startswith("engine torch/float32: ")
+    assert "without calibration" in lines[0] or "nothing to calibrate" in lines[0]
+    cache = tmp_path / "cache"
+    assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
+
+
+def test_a_long_job_calibrates_and_later_short_jobs_reuse_the_choice(monkeypatch, caplog):
+    model = tiny_simple_model()
+    timed = []
+
+    def fake_time(engines, x, rounds):
+        timed.append(sorted(engines))
+        return {k: 1.0 if k == "torch/float32" else 0.5 for k in engines}
+
+    monkeypatch.setattr(E.auto, "_time_engines", fake_time)
+    monkeypatch.setattr(E.auto, "MIN_ARGMAX_SAME", 0.0)
+    with caplog.at_level(logging.INFO, logger="vitpose"):
+        engine, choice = select_engine(model, dtype="bfloat16", backends=["torch"],
+                                       crops=10 ** 9, features=AVX2)
+    assert timed and choice.engine == engine.label == "torch/bfloat16"
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("choosing the engine for this machine: calibrating 2 engines")
+               for m in messages)
+    n = len(timed)
+    engine, again = select_engine(model, dtype="bfloat16", backends=["torch"], crops=1,
+                                  features=AVX2)
+    assert again.cached and engine.label == "torch/bfloat16" and len(timed) == n
+    # calibrate=False: a long job without a remembered choice runs the safe engine
+    _, off = select_engine(tiny_simple_model(seed=3), dtype="bfloat16", backends=["torch"],
+                           crops=10 ** 9, features=AVX2, calibrate=False)
+    assert off.engine == "torch/float32" and "turned off" in off.reason and len(timed) == n
+
+
+def test_calibration_releases_what_it_loaded(monkeypatch):
+    model = tiny_simple_model()
+    copies = []
+    real = E.auto.optimize_for_inference
+
+    def spy(m, dtype, *a, **k):
+        out = real(m, dtype, *a, **k)
+        copies.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(E.auto, "optimize_for_inference", spy)
+    monkeypatch.setattr(E.auto, "MIN_ARGMAX_SAME", 0.0)
+    engine, choice = select_engine(model, dtype="bfloat16", backends=["torch"],
+                                   timings={"torch/bfloat16": 2.0, "torch/float32": 1.0},
+                                   use_cache=False)
+    assert engine.label == "torch/float32" and copies
+    gc.collect()
+    assert all(ref() is None for ref in copies)  # the bf16 copy of the weights is gone
+
+
+def test_default_threads_counts_what_is_free():
+    # affinity, quota and load injected
+    assert default_threads(cpus=2, quota=None, load=0.0, own=0, total=2) == 2
+    assert default_threads(cpus=2, quota=None, load=1.0, own=0, total=2) == 1  # a core taken
+    assert default_threads(cpus=2, quota=None, load=5.0, own=0, total=2) == 1  # at least one
+    assert default_threads(cpus=2, quota=None, load=1.0, own=1, total=2) == 2  # our own load
+    assert default_threads(cpus=16, quota=2.5, load=None) == 2  # the container's quota
+    assert default_threads(cpus=16, quota=0.3, load=None) == 1
+    # the load average is the whole machine's: 64 busy of 128 leaves half of our 8
+    assert default_threads(cpus=8, quota=None, load=64.0, own=0, total=128) == 4
+    assert default_threads(cpus=8, quota=None, load=None) == 8
+    n = default_threads()
+    assert 1 <= n <= (E.threads.usable_cpus())
+
+
+def test_cgroup_quota_v2_and_v1(tmp_path):
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_quota(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_quota(tmp_path) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("200000")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000")
+    assert cgroup_cpu_quota(v1) == 2.0
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1")
+    assert cgroup_cpu_quota(v1) is None
+
+
+def test_threads_reach_the_torch_engine():
+    before = torch.get_num_threads()
+    try:
+        engine = TorchEngine(tiny_simple_model(), threads=1)
+        assert torch.get_num_threads() == 1 and engine.describe()["threads"] == 1
+        engine, _ = select_engine(tiny_simple_model(), dtype="float32", crops=1, threads=1,
+                                  backends=["torch"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_one_image_job_does_not_even_import_the_other_runtimes(tmp_path):
+    import os
+    import subprocess
+    import sys
+    code = ("import sys, vitpose\n"
+            "from vitpose.inference.engines import select_engine\n"
+            "m = vitpose.build_model('vitpose-b-simple', embed_dim=32, depth=1, num_heads=2)\n"
+            "engine, choice = select_engine(m.eval(), crops=1)\n"
+            "print(engine.label, 'openvino' in sys.modules, 'onnxruntime' in sys.modules)\n")
+    env = {**os.environ, "VITPOSE_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["torch/float32", "False", "False"]
+
+
+def test_predict_one_image_with_defaults_exports_and_calibrates_nothing(tmp_path, caplog):
+    """`vitpose predict IMAGE` with the default --backend auto on a fresh cache: the safe
+    engine at once, nothing written to the cache (no export, compilation or choice)."""
+    from pathlib import Path
+
+    import vitpose
+    from vitpose.cli.main import main
+    image = Path(vitpose.__file__).resolve().parent / "assets" / "000000000785.jpg"
+    ckpt = vitpose.save_checkpoint(tiny_simple_model(), tmp_path / "m.pth")
+    with caplog.at_level(logging.INFO):
+        assert main(["predict", str(image), "--model", str(ckpt), "--detector", "whole-image",
+                     "--out-dir", str(tmp_path / "out")]) == 0
+    decided = [r.getMessage() for r in caplog.records if r.getMessage().startswith("engine ")]
+    assert len(decided) == 1 and decided[0].startswith("engine torch/float32: ")
+    assert not any("calibrating" in r.getMessage() for r in caplog.records)
+    cache = tmp_path / "cache"
+    assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
