@@ -92,7 +92,7 @@ def _table(results: Any, out: Path, *, fps: float | None, video: bool, meta: Any
         with atomic_open(out, "w") as f:
             table.to_csv(f, index=False)
     else:
-        require("pyarrow", "outputs")
+        require("pyarrow", "tables")
         with atomic_open(out, "wb") as f:
             table.to_parquet(f, index=False)
     return WriteReport([out])
