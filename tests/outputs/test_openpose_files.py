@@ -99,3 +99,14 @@ def test_openpose_frames_of_a_video_carry_track_ids(tmp_path, make_track) -> Non
     assert names == [f"walk_{i:012d}_keypoints.json" for i in range(3)]
     pose = json.loads((tmp_path / "op" / names[1]).read_text())
     assert pose["people"][0]["person_id"] == [7]
+
+
+def test_openpose_names_frames_of_in_memory_videos_safely(tmp_path, make_track) -> None:
+    _, frames = make_track(frames=2)
+    for r in frames:
+        r.source = "<array>"
+    outputs.write("openpose", frames, tmp_path / "a", fps=30)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "frame_000000000000_keypoints.json", "frame_000000000001_keypoints.json"]
+    outputs.write("openpose", frames, tmp_path / "b", fps=30, stem="clip")
+    assert (tmp_path / "b" / "clip_000000000001_keypoints.json").is_file()

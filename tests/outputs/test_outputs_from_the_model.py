@@ -36,7 +36,7 @@ def test_tracked_video_results_become_tracks_openpose_and_a_smoothed_npz(tmp_pat
                                items[3][1].instances[0].keypoints, rtol=1e-5)
     report = outputs.write("tracks", items, tmp_path / "t.npz", fps=reader.fps, smooth=True)
     assert "smoothed 1 track(s)" in report.notes[0]
-    outputs.write("openpose", items, tmp_path / "op", fps=reader.fps)
+    outputs.write("openpose", items, tmp_path / "op", fps=reader.fps, stem="demo")
     assert len(list((tmp_path / "op").glob("demo_*_keypoints.json"))) == len(items)
 
 

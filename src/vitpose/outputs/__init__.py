@@ -118,10 +118,10 @@ def _tracks(results: Any, out: Path, *, fps: float | None, meta: Any, overwrite:
 
 def _openpose(results: Any, out: Path, *, video: bool, meta: Any, overwrite: bool,
               openpose_body: str = "coco18", render: bool = False, background: str = "black",
-              min_score: float = 0.3, **_: Any) -> WriteReport:
+              min_score: float = 0.3, stem: str | None = None, **_: Any) -> WriteReport:
     paths, notes = write_openpose(results, out, meta=meta, body=openpose_body, video=video,
                                   render=render, background=background, min_score=min_score,
-                                  overwrite=overwrite)
+                                  overwrite=overwrite, stem=stem)
     return WriteReport(paths, notes)
 
 
@@ -178,7 +178,8 @@ def write(name: str, results: Any, out: str | os.PathLike[str], *, fps: float | 
         video: the results are frames of one video (default: when ``fps`` is given).
         meta: the keypoint set (default: the results' own).
         options: format options: ``smooth``, ``max_gap``, ``smooth_window`` (tracks);
-            ``openpose_body``, ``render``, ``background``, ``min_score`` (openpose);
+            ``openpose_body``, ``render``, ``background``, ``min_score``, ``stem`` (the
+            name of a video's files; openpose);
             ``select``, ``min_score``, ``image_root``, ``image_url`` (coco-keypoints,
             label-studio).
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import colorsys
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,11 +241,16 @@ def draw_openpose(pose: dict[str, Any], background: np.ndarray | None = None, *,
 # --------------------------------------------------------------------------------------------
 
 
-def _names(frames: list[tuple[int, Any]], video: bool) -> list[str]:
+def _stem(source: Any, fallback: str) -> str:
+    stem = Path(str(source)).stem
+    return stem if stem and re.fullmatch(r"[\w.-]+", stem) else fallback
+
+
+def _names(frames: list[tuple[int, Any]], video: bool, stem: str | None) -> list[str]:
     if video:
-        stem = Path(str(frames[0][1].source)).stem if frames else "video"
+        stem = stem or (_stem(frames[0][1].source, "frame") if frames else "frame")
         return [f"{stem}_{f:012d}" for f, _ in frames]
-    stems = [Path(str(r.source)).stem or str(r.image_id) for _, r in frames]
+    stems = [_stem(r.source, f"image_{r.image_id}") for _, r in frames]
     seen: dict[str, int] = {}
     for s in stems:
         seen[s] = seen.get(s, 0) + 1
@@ -255,6 +261,7 @@ def write_openpose(results: Any, out_dir: str | os.PathLike[str], *,
                    meta: DatasetMeta | str | None = None, body: str = "coco18",
                    min_score: float = 0.3, video: bool = False, render: bool = False,
                    background: str = "black", overwrite: bool = False,
+                   stem: str | None = None,
                    show_progress: bool | None = None) -> tuple[list[Path], list[str]]:
     """One ``<name>_keypoints.json`` per image (or ``<video>_<frame:012d>_keypoints.json`` per
     frame), and with ``render`` an OpenPose-style ``<name>_rendered.png`` beside it.
@@ -262,6 +269,8 @@ def write_openpose(results: Any, out_dir: str | os.PathLike[str], *,
     Args:
         background: ``black`` or ``image`` (draw on the image itself, read from the result's
             ``source``; images only).
+        stem: the name of a video's files (default: the results' ``source`` file name, else
+            ``frame``); images are named after their files.
 
     Returns:
         ``(paths written, notes)``; notes say what the keypoint set cannot fill (hands, face).
@@ -275,7 +284,7 @@ def write_openpose(results: Any, out_dir: str | os.PathLike[str], *,
     layout = openpose_layout(meta, body)
     out = prepare_target(out_dir, overwrite=overwrite, folder=True)
     paths: list[Path] = []
-    items = list(zip(_names(frames, video), frames))
+    items = list(zip(_names(frames, video, stem), frames))
     for name, (_, result) in progress(items, len(items), "OpenPose files", show_progress):
         pose = to_openpose(result, meta=meta, body=body, min_score=min_score)
         paths.append(atomic_write_json(out / f"{name}_keypoints.json", pose))
