@@ -110,3 +110,11 @@ def test_openpose_names_frames_of_in_memory_videos_safely(tmp_path, make_track) 
         "frame_000000000000_keypoints.json", "frame_000000000001_keypoints.json"]
     outputs.write("openpose", frames, tmp_path / "b", fps=30, stem="clip")
     assert (tmp_path / "b" / "clip_000000000001_keypoints.json").is_file()
+
+
+def test_long_exports_show_progress(tmp_path, make_track, capsys) -> None:
+    _, frames = make_track(frames=6)
+    outputs.write("openpose", frames, tmp_path / "quiet", fps=30)
+    assert "OpenPose files" not in capsys.readouterr().err
+    outputs.write("openpose", frames, tmp_path / "bar", fps=30, show_progress=True)
+    assert "OpenPose files" in capsys.readouterr().err

@@ -16,9 +16,11 @@ format             option              writes
                    PATH``
 =================  ==================  =================================================
 
-Python helpers: `to_pandas`, `to_supervision` / `supervision_edges`, `track_arrays`,
-`track_table`, `smooth_tracks`, `to_openpose` / `draw_openpose`, `to_coco_keypoints`,
-`to_label_studio` / `label_studio_config` / `label_studio_to_coco`, `select_uncertain`.
+`vitpose.outputs.options` adds these options to an argparse parser and turns the parsed
+arguments into `write` calls. Python helpers: `to_pandas`, `to_supervision` /
+`supervision_edges`, `track_arrays`, `track_table`, `smooth_tracks`, `to_openpose` /
+`draw_openpose`, `to_coco_keypoints`, `to_label_studio` / `label_studio_config` /
+`label_studio_to_coco`, `select_uncertain`.
 The libraries behind them are optional extras (``pip install 'vitpose[outputs]'``).
 """
 
@@ -118,10 +120,11 @@ def _tracks(results: Any, out: Path, *, fps: float | None, meta: Any, overwrite:
 
 def _openpose(results: Any, out: Path, *, video: bool, meta: Any, overwrite: bool,
               openpose_body: str = "coco18", render: bool = False, background: str = "black",
-              min_score: float = 0.3, stem: str | None = None, **_: Any) -> WriteReport:
+              min_score: float = 0.3, stem: str | None = None,
+              show_progress: bool | None = None, **_: Any) -> WriteReport:
     paths, notes = write_openpose(results, out, meta=meta, body=openpose_body, video=video,
                                   render=render, background=background, min_score=min_score,
-                                  overwrite=overwrite, stem=stem)
+                                  overwrite=overwrite, stem=stem, show_progress=show_progress)
     return WriteReport(paths, notes)
 
 
@@ -179,7 +182,8 @@ def write(name: str, results: Any, out: str | os.PathLike[str], *, fps: float | 
         meta: the keypoint set (default: the results' own).
         options: format options: ``smooth``, ``max_gap``, ``smooth_window`` (tracks);
             ``openpose_body``, ``render``, ``background``, ``min_score``, ``stem`` (the
-            name of a video's files; openpose);
+            name of a video's files), ``show_progress`` (None: a bar on a terminal from 50
+            files on; openpose);
             ``select``, ``min_score``, ``image_root``, ``image_url`` (coco-keypoints,
             label-studio).
 
