@@ -70,3 +70,24 @@ def test_mixed_keypoint_sets_are_refused(coco_results, wholebody_results) -> Non
         to_pandas(coco_results + wholebody_results)
     with pytest.raises(InputError, match="unknown output format"):
         outputs.write("bvh", coco_results, "x.bvh")
+
+
+def test_a_full_disk_gives_one_output_error(tmp_path, coco_results, monkeypatch) -> None:
+    import errno
+
+    import vitpose.fileio
+    from vitpose.errors import OutputError
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(vitpose.fileio, "atomic_open", full)
+    with pytest.raises(OutputError, match="cannot write .*poses.csv: No space left on device"):
+        outputs.write("table", coco_results, tmp_path / "poses.csv")
+    assert not (tmp_path / "poses.csv").exists()
+
+
+def test_indexed_video_items_fill_the_frame_column(make_track) -> None:
+    _, frames = make_track(frames=3)
+    table = to_pandas([(10 + i, r) for i, r in enumerate(frames)])
+    assert table["frame"].tolist()[::17] == [10, 11, 12]

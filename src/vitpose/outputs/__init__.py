@@ -198,5 +198,8 @@ def write(name: str, results: Any, out: str | os.PathLike[str], *, fps: float | 
     video = bool(fps) if video is None else bool(video)
     if fmt.video_only and not video:
         raise InputError(f"{fmt.option} is for videos (the results of images have no tracks)")
-    return fmt.writer(results, Path(out), fps=fps, video=video, meta=meta, overwrite=overwrite,
-                      **options)
+    try:
+        return fmt.writer(results, Path(out), fps=fps, video=video, meta=meta,
+                          overwrite=overwrite, **options)
+    except OSError as exc:  # full disk, no permission, ...: one line naming the target
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None

@@ -23,6 +23,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -230,6 +231,14 @@ def write_label_studio(results: Any, path: str | os.PathLike[str], *, overwrite:
     return [atomic_write_json(path, tasks), config]
 
 
+def _task_file_name(image: str) -> str:
+    """The image path of a task: what follows Label Studio's local-files ``?d=`` (the path
+    relative to the image folder, as `to_label_studio` wrote it), else the URL's file name."""
+    if "?d=" in image:
+        return unquote(image.split("?d=", 1)[1])
+    return Path(unquote(urlparse(image).path)).name
+
+
 def _pct(value: dict[str, Any], key: str, size: float) -> float:
     try:
         v = float(value[key])
@@ -275,7 +284,7 @@ def label_studio_to_coco(export: str | os.PathLike[str] | list[dict], *,
             raise InputError(f"task {t_index}: no image size (no region has original_width); "
                              "pass image_sizes")
         image_id = len(images) + 1
-        images.append({"id": image_id, "file_name": Path(image.split("?d=")[-1]).name,
+        images.append({"id": image_id, "file_name": _task_file_name(image),
                        "width": w, "height": h})
         boxes: dict[str, list[float]] = {}
         for r in regions:

@@ -33,15 +33,18 @@ def to_pandas(results: Any, *, meta: DatasetMeta | str | None = None, fps: float
             ``(index, result)`` / ``(index, frame, result)`` items of a video.
         meta: the keypoint set (default: the results' own).
         fps: frame rate of a video: fills ``time_s`` (``frame / fps``).
-        video: the results are frames (default: when ``fps`` or ``frame_indices`` is given).
+        video: the results are frames (default: when ``fps`` or ``frame_indices`` is given, or
+            the items carry their frame index).
         frame_indices: frame number of each result (default: its position).
 
     Columns are `TABLE_COLUMNS`; ``track_id`` and ``frame`` are nullable integers.
     """
     pd = require("pandas", "tables")
+    indexed = not hasattr(results, "instances") and any(isinstance(r, tuple) for r in results)
     frames = as_frames(results, frame_indices)
     meta = keypoint_set([r for _, r in frames], meta)
-    video = bool(fps or frame_indices is not None) if video is None else video
+    if video is None:
+        video = bool(fps or frame_indices is not None or indexed)
     if fps is not None and not (np.isfinite(fps) and fps > 0):
         raise InputError(f"fps must be a positive number, got {fps!r}")
     names = np.array(meta.keypoint_names, dtype=object)
