@@ -12,6 +12,11 @@
 * `select_uncertain` keeps the images the model is least sure about (those are worth a
   person's time first).
 
+A whole-body (133-keypoint) file is written flat (one ``keypoints`` list), as CVAT reads it;
+training reads that layout through a keypoint-metadata file with the 133 names (the built-in
+``wholebody`` set expects COCO-WholeBody's split ``foot_kpts`` / ``face_kpts`` / ... fields,
+which are not written).
+
 Visibility of predictions: a keypoint scoring at least ``min_score`` is written as labelled and
 visible (``v = 2``); a lower one as not labelled (``0, 0, 0``), so that nothing unsure enters
 training unless a person places it.
