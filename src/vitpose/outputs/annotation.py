@@ -125,7 +125,7 @@ def to_coco_keypoints(results: Any, *, meta: DatasetMeta | str | None = None,
             box = [round(float(v), 2) for v in inst.box_xywh]
             annotations.append({
                 "id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
-                "bbox": box, "area": round(box[2] * box[3], 2), "iscrowd": 0,
+                "bbox": box, "area": round(box[2] * box[3], 2), "iscrowd": 0, "segmentation": [],
                 "keypoints": flat, "num_keypoints": labelled, "score": round(float(inst.score), 4)})
     categories = [{"id": 1, "name": category, "supercategory": category,
                    "keypoints": list(meta.keypoint_names),
