@@ -68,6 +68,15 @@ def test_pandas_rows_for_images_and_videos(tmp_path, coco_results, make_track) -
 def test_mixed_keypoint_sets_are_refused(coco_results, wholebody_results) -> None:
     with pytest.raises(InputError, match="several keypoint sets"):
         to_pandas(coco_results + wholebody_results)
+    # a ViTPose+ model routing boxes: the result says "auto", each instance its own set
+    for r in coco_results:
+        r.dataset = "auto"
+        for i in r.instances:
+            i.dataset = "coco"
+    assert len(to_pandas(coco_results)) == 17 * sum(len(r.instances) for r in coco_results)
+    coco_results[1].instances[0].dataset = "ap10k"
+    with pytest.raises(InputError, match="ap10k, coco"):
+        to_pandas(coco_results)
     with pytest.raises(InputError, match="unknown output format"):
         outputs.write("bvh", coco_results, "x.bvh")
 

@@ -43,8 +43,9 @@ def keypoint_set(results: Any, meta: DatasetMeta | str | None = None) -> Dataset
     names = {meta} if meta else set()
     if not names:
         for result in _as_list(results):
-            names.add(result.dataset)
-            names.update(i.dataset for i in result.instances if i.dataset)
+            routed = {i.dataset for i in result.instances if i.dataset}
+            # a ViTPose+ model routing boxes marks the result "auto" and each instance
+            names.update(routed or ({result.dataset} if result.dataset != "auto" else set()))
     names.discard(None)
     if len(names) > 1:
         raise InputError(f"these results hold several keypoint sets ({', '.join(sorted(names))}); "
