@@ -110,9 +110,6 @@ def test_journal_of_names_that_are_not_utf8_resumes(tmp_path: Path) -> None:
     assert _strict_json(path) == [[{"image_id": printable_name(f"{BAD}.jpg"), "score": 1.0}], []]
 
 
-@pytest.mark.xfail(strict=True, reason="the drawing writer of cli/predict.py still calls "
-                   "cv2.imwrite, which segfaults on such names: it is to call "
-                   "vitpose.inference.io.write_image (then remove this mark)")
 def test_drawings_of_names_that_are_not_utf8(tmp_path: Path, ckpt: Path) -> None:
     """`predict` segfaulted (exit 139) in OpenCV's writer, on every rerun. In a child process,
     so that a crash fails this test only."""

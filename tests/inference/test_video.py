@@ -227,3 +227,18 @@ def test_pose_smoother_keeps_tracks_apart() -> None:
     smoother([1], b[None], frame_index=3)  # track 0 unseen for 2 frames: dropped
     fresh = smoother([0], (a + 50.0)[None], frame_index=4)
     np.testing.assert_allclose(fresh[0], a + 50.0)  # restarted, no pull towards the old place
+
+
+def test_videos_whose_names_are_not_utf8_are_written_and_read(tmp_path):
+    """OpenCV's VideoCapture/VideoWriter crash (exit 139) on such names: they reach OpenCV
+    through `opencv_path`, and the file lands under its own name."""
+    import os
+
+    from vitpose.inference.video import VideoReader, VideoWriter
+    path = os.fsdecode(os.path.join(os.fsencode(str(tmp_path)), b"caf\xe9.avi"))
+    writer = VideoWriter(path, fps=10)
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), i * 20, np.uint8))
+    writer.close()
+    assert os.listdir(tmp_path) == [os.path.basename(path)]
+    assert sum(1 for _ in VideoReader(path)) == 5

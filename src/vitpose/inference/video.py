@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .io import MAX_PIXELS_ENV, max_pixels_from_env
+from .io import MAX_PIXELS_ENV, max_pixels_from_env, opencv_path
 from .threads import BackgroundWriter, prefetch
 from .tracking import (
     IntervalBoxes,
@@ -166,8 +166,12 @@ class VideoReader:
         self.size_hw: tuple[int, int] = (int(self._first.shape[0]), int(self._first.shape[1]))
 
     def _open(self) -> None:
-        with _quiet_native_logs(redirect_stderr=False):
-            cap = cv2.VideoCapture(self.source)
+        with contextlib.ExitStack() as names, _quiet_native_logs(redirect_stderr=False):
+            # a file name that is not UTF-8 reaches OpenCV through an ASCII-named link (its
+            # own file functions crash on such names); the opened capture outlives the link
+            source = self.source if self.is_camera or "://" in str(self.source) \
+                else names.enter_context(opencv_path(self.source))
+            cap = cv2.VideoCapture(source)
         if not cap.isOpened():
             cap.release()
             what = "webcam" if self.is_camera else "video"
@@ -289,6 +293,7 @@ class VideoWriter:
         self.input_hw: tuple[int, int] | None = None
         self.size_hw: tuple[int, int] | None = None
         self._writer: cv2.VideoWriter | None = None
+        self._names = contextlib.ExitStack()
         if size_hw is not None:
             self._open((int(size_hw[0]), int(size_hw[1])))
 
@@ -302,16 +307,20 @@ class VideoWriter:
         tried = []
         for code in self.codecs:
             fourcc = cv2.VideoWriter_fourcc(*code)
+            names = contextlib.ExitStack()
             with _quiet_native_logs():
                 writer = cv2.VideoWriter(
-                    str(self.path), fourcc, self.fps, (self.size_hw[1], self.size_hw[0])
+                    names.enter_context(opencv_path(self.path)), fourcc, self.fps,
+                    (self.size_hw[1], self.size_hw[0])
                 )
             if writer.isOpened():
                 self._writer = writer
+                self._names = names  # the link stays until the writer is released
                 self.codec = code
                 logger.debug("writing %s with codec %s", self.path, code)
                 return
             writer.release()
+            names.close()
             tried.append(code)
             logger.debug("codec %s is not available for %s", code, self.path)
         with contextlib.suppress(OSError):
@@ -360,9 +369,11 @@ class VideoWriter:
             return
         self._writer.release()
         self._writer = None
+        self._names.close()
         if not verify or self.frames_written == 0:
             return
-        cap = cv2.VideoCapture(str(self.path))
+        with opencv_path(self.path) as name:
+            cap = cv2.VideoCapture(name)
         try:
             if not cap.isOpened():
                 raise InputError(f"the written video {self.path} cannot be opened again")

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from ..inference.io import InputSpec
+from ..inference.io import write_image as io_write_image
 from ..inference.pipeline import PoseResult
 
 __all__ = ["ResultSink", "output_sinks", "check_not_inputs", "check_outputs", "check_writable", "drawn_paths",
@@ -158,15 +159,10 @@ def check_writable(folder: Path) -> None:
 
 
 def write_image(path: Path, image_rgb: np.ndarray) -> None:
-    """Writes a drawn RGB image (`OutputError` when it cannot)."""
-    import cv2
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ok = cv2.imwrite(str(path), image_rgb[..., ::-1])
-    except (OSError, cv2.error) as e:
-        raise OutputError(f"could not write {path}: {e}") from None
-    if not ok:
-        raise OutputError(f"could not write {path} (disk full or unwritable folder?)")
+    """Writes a drawn RGB image (`OutputError` when it cannot), by bytes and atomically
+    (`vitpose.inference.io.write_image`: any file name, never half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    io_write_image(path, image_rgb)
 
 
 def nonfinite_message(count: int, where: int, unit: str, path: Path) -> str:
