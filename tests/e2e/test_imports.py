@@ -223,21 +223,11 @@ def _private_imports() -> list[str]:
 #: Private-name imports that remain in modules being reworked on other branches (the records
 #: helpers of `datasets.records`, the codecs' heatmap check, the benchmark's sync helper):
 #: ``(importing module, imported name)``. The list only shrinks; anything else fails.
-_KNOWN_PRIVATE = {
-    ("vitpose.benchmark.run", "vitpose.benchmark.measure._sync_for"),
-    ("vitpose.codecs", "vitpose.codecs.base._check_heatmaps"),
-    ("vitpose.codecs.msra", "vitpose.codecs.base._check_heatmaps"),
-    ("vitpose.codecs.udp", "vitpose.codecs.base._check_heatmaps"),
-}
-_KNOWN_PRIVATE_FROM = "vitpose.datasets.records."  # its six readers; being made public
-
-
 def test_no_module_imports_another_modules_private_name() -> None:
     problems = []
     for line in _private_imports():
         module, target = line.split(": ", 1)[1].split(" imports ")
-        if (module, target) not in _KNOWN_PRIVATE and not target.startswith(_KNOWN_PRIVATE_FROM):
-            problems.append(line)
+        problems.append(line)
     assert problems == []
 
 

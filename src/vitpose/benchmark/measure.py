@@ -69,7 +69,7 @@ class Timing:
                 "best_items_per_s": round(self.items / self.best, 3)}
 
 
-def _sync_for(device: torch.device) -> Callable[[], None]:
+def sync_for(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return lambda: None
@@ -112,7 +112,7 @@ def matmul_peak_gflops(dtype: torch.dtype = torch.float32, device: str | torch.d
     """
     device = torch.device(device)
     sizes = sizes or ((4096, 8192) if device.type == "cuda" else (1024, 2048, 3072))
-    sync = _sync_for(device)
+    sync = sync_for(device)
     g = torch.Generator(device="cpu").manual_seed(0)
     best_rate = 0.0
     for n in sizes:
@@ -297,7 +297,7 @@ def pipeline_end_to_end(estimator: PoseEstimator, samples: Sequence[Sample]) -> 
     normalised tensor), model (with flip test), decode (heatmaps -> image keypoints) and
     postprocess (rescoring); 'other' is the rest (box checks, batching)."""
     est = copy.copy(estimator)  # instrument a shallow copy; the model is shared
-    clock = StageClock(_sync_for(est.device))
+    clock = StageClock(sync_for(est.device))
     est._load = clock.wrap("read", est._load)
     est.crops = clock.wrap("crop", est.crops)
     est.forward_heatmaps = clock.wrap("model", est.forward_heatmaps)
@@ -327,7 +327,7 @@ def transformers_end_to_end(hf_model: torch.nn.Module, processor: Any,
     model on the crops and, for the flip test, on the mirrored crops with ``flip_pairs`` (two
     forward passes), the average, then ``post_process_pose_estimation``."""
     device = next(hf_model.parameters()).device
-    clock = StageClock(_sync_for(device))
+    clock = StageClock(sync_for(device))
     fp = torch.as_tensor(np.asarray(flip_pairs), device=device) if flip_pairs is not None else None
     moe = getattr(hf_model.config.backbone_config, "num_experts", 1) > 1
     instances = 0

@@ -69,7 +69,6 @@ from ..inference.pipeline import PoseEstimator, TestSettings
 from ..models.vitpose import ViTPose, build_model, canonical_name
 from .measure import (
     Sample,
-    _sync_for,
     load_samples,
     load_transformers_reference,
     matmul_peak_gflops,
@@ -77,6 +76,7 @@ from .measure import (
     peak_rss_mb,
     pipeline_end_to_end,
     run_with_peak_rss,
+    sync_for,
     time_interleaved,
     transformers_end_to_end,
 )
@@ -254,7 +254,7 @@ def run_benchmark(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
-    sync = _sync_for(device)
+    sync = sync_for(device)
     report: dict[str, Any] = {"system": _system_info(device), "config": dict(vars(cfg)),
                               "matmul_peak_gflops": {}, "models": []}
     free, usable = report["system"]["default_threads"], report["system"]["usable_cpus"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._ops import as_numpy, get_max_preds, heatmap_to_image
-from .base import HeatmapCodec, _check_heatmaps
+from .base import HeatmapCodec, check_heatmaps
 from .msra import MSRAHeatmap
 from .udp import UDPHeatmap
 
@@ -89,7 +89,7 @@ def decode_heatmaps(
     Raises:
         ValueError: unknown mode, or shapes that do not fit.
     """
-    hm = _check_heatmaps(heatmaps)
+    hm = check_heatmaps(heatmaps)
     n = hm.shape[0]
     center = as_numpy(center).reshape(-1, 2)
     scale = as_numpy(scale).reshape(-1, 2)

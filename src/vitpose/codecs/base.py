@@ -119,13 +119,13 @@ class HeatmapCodec(ABC):
         Returns:
             ``coords`` float32 ``[N, K, 2]`` image pixels and ``scores`` float32 ``[N, K]``.
         """
-        hm = _check_heatmaps(heatmaps)
+        hm = check_heatmaps(heatmaps)
         coords, scores = self.decode(hm)
         size_wh = (hm.shape[3], hm.shape[2])
         return heatmap_to_image(coords, center, scale, size_wh, self.use_udp), scores
 
 
-def _check_heatmaps(heatmaps) -> np.ndarray:
+def check_heatmaps(heatmaps) -> np.ndarray:
     """``heatmaps`` (numpy or torch) as a float32 numpy ``[N, K, H, W]`` array."""
     hm = as_numpy(heatmaps)
     if hm.ndim != 4:

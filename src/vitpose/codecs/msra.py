@@ -21,7 +21,7 @@ from ._ops import (
     refine_dark,
     refine_quarter_offset,
 )
-from .base import HeatmapCodec, _check_heatmaps
+from .base import HeatmapCodec, check_heatmaps
 
 __all__ = ["MSRAHeatmap"]
 
@@ -85,7 +85,7 @@ class MSRAHeatmap(HeatmapCodec):
             map's maximum is ``<= 0``; such points are never refined here) and ``scores`` float32
             ``[N, K]`` (the heatmap maximum).
         """
-        hm = _check_heatmaps(heatmaps)
+        hm = check_heatmaps(heatmaps)
         coords, scores = get_max_preds(hm)
         if self.post_process in ("unbiased", "dark"):
             coords = refine_dark(hm, coords, self.blur_kernel)

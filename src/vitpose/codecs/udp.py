@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._ops import get_max_preds, refine_dark_udp, udp_gaussian_targets
-from .base import HeatmapCodec, _check_heatmaps
+from .base import HeatmapCodec, check_heatmaps
 
 __all__ = ["UDPHeatmap"]
 
@@ -68,7 +68,7 @@ class UDPHeatmap(HeatmapCodec):
             (heatmap maximum; a score ``<= 0`` marks an empty map whose coordinates are
             meaningless, as in the official code).
         """
-        hm = _check_heatmaps(heatmaps)
+        hm = check_heatmaps(heatmaps)
         coords, scores = get_max_preds(hm)
         coords = refine_dark_udp(hm, coords, self.blur_kernel)
         return coords, scores
