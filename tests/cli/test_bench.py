@@ -45,6 +45,7 @@ def tiny_ckpt(tmp_path_factory):
     return vitpose.save_checkpoint(model.eval(), tmp_path_factory.mktemp("bench") / "tiny.pth")
 
 
+@pytest.mark.slow
 def test_bench_smoke(tmp_path, tiny_ckpt, data_dir, capsys, monkeypatch):
     monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
     coco = data_dir / "coco"

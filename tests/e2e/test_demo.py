@@ -138,6 +138,7 @@ def test_only_what_the_model_can_do_is_offered(demo, tiny_path, coco_images, tmp
     assert out.error and "wholebody" in out.message
 
 
+@pytest.mark.slow
 def test_vitpose_plus_dataset_choices(tmp_path, data_dir):
     """Whole body and animal are ViTPose+ dataset (head and expert) choices."""
     path = tmp_path / "tiny_plus.pt"

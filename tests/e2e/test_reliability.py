@@ -84,6 +84,7 @@ def bomb_png(path: Path, h: int, w: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_bomb_in_a_folder_is_skipped_and_the_rest_kept(ckpt, tmp_path):
     """The issue's file (30000x30000 zeros, 875 KB) between two good images: before, the
     process segfaulted in warpAffine (exit 139) and the earlier results were lost."""
@@ -466,6 +467,7 @@ def test_whole_image_folder_run_is_scored_by_evaluate(ckpt, data_dir, tmp_path, 
     assert set(json.loads(capsys.readouterr().out)) >= {"AP", "AR"}
 
 
+@pytest.mark.slow
 def test_version_and_closed_pipe(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])

@@ -694,6 +694,7 @@ def test_detector_export_and_choice_live_in_the_one_cache_folder(
     np.testing.assert_allclose(again(image), first(image), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_auto_detector_engine_on_real_runtimes_follows_the_timings(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -83,6 +83,7 @@ def _torchrun(nproc, args):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(tiny_weights, data_dir, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     _torchrun(1, _test_args(tiny_weights, data_dir, one))
@@ -219,6 +220,7 @@ def test_vitpose_test_gives_the_same_metrics_on_every_engine(backend, data_dir, 
     assert (diff <= 2e-3).mean() >= 0.99 and diff.max() < 1.0
 
 
+@pytest.mark.slow
 def test_two_processes_on_onnxruntime_share_one_export(data_dir, tmp_path, monkeypatch):
     """Under torchrun every rank builds its own engine, rank 0 first: one export in the cache,
     and the metrics of one process."""

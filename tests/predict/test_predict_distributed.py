@@ -85,6 +85,7 @@ def _write_images(folder: Path, n: int) -> list[Path]:
 # Two processes under torchrun
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_processes_equal_one_on_sample_images_with_det_file(data_dir, ckpt, tmp_path):
     coco = data_dir / "coco"
     # one named engine: `auto` calibrates per thread count, so 1 and 2 processes (1 thread
@@ -107,6 +108,7 @@ def test_two_processes_equal_one_on_sample_images_with_det_file(data_dir, ckpt, 
         sorted(p.name for p in (tmp_path / "one").iterdir())  # drawings; no journal left
 
 
+@pytest.mark.slow
 def test_killed_rank_then_rerun_does_exactly_the_missing_part(ckpt, tmp_path):
     images = _write_images(tmp_path / "in", 10)
     opts = ["--model", ckpt, "--box", "4,4,40,56", "--batch-size", "1", "--backend", "torch"]
@@ -142,6 +144,7 @@ def test_killed_rank_then_rerun_does_exactly_the_missing_part(ckpt, tmp_path):
     assert len(list(out.glob("*_pose.png"))) == len(images)
 
 
+@pytest.mark.slow
 def test_corrupt_file_is_reported_once_and_the_rest_is_done(ckpt, tmp_path):
     _write_images(tmp_path / "in", 5)
     (tmp_path / "in" / "img2.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")

@@ -123,6 +123,7 @@ def _log_turn(rank: int, out_dir: str) -> int:
     return rank
 
 
+@pytest.mark.slow
 def test_two_process_gloo(tmp_path: Path) -> None:
     world_size = 2
     mp.spawn(_worker, args=(world_size, _free_port(), str(tmp_path)), nprocs=world_size, join=True)

@@ -184,6 +184,7 @@ LEARN = [
 ]
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_the_coco_sample(data_dir: Path, tmp_path: Path, one_thread) -> None:
     cfg = load_config("debug/tiny_coco", [f"data.root={data_dir}", *LEARN])
     torch.manual_seed(cfg.runtime.seed)  # fit builds the same initial model from this seed

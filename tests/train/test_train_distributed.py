@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from vitpose.training.logging import read_json_lines
@@ -42,6 +43,7 @@ def _train(launcher: list[str], work_dir: Path, data_dir: Path, batch_size: int)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(data_dir: Path, tmp_path: Path) -> None:
     _train([sys.executable], tmp_path / "single", data_dir, batch_size=4)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
