@@ -151,3 +151,18 @@ def test_a_bad_images_file_is_one_line(ckpt, tmp_path, capsys, content):
                    "--out-dir", tmp_path / "o") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.json" in err[0]
+
+
+def test_demo_takes_threads_and_int8(ckpt, tmp_path):
+    from vitpose.cli.main import build_parser
+    from vitpose.demo.app import PoseDemo
+    args = build_parser().parse_args(["demo", "--threads", "1", "--dtype", "int8"])
+    assert args.threads == 1 and args.dtype == "int8"
+    args = build_parser().parse_args(["predict", "x.jpg", "--dtype", "int8", "--calib", "d",
+                                      "--int8-variant", "mixed"])
+    assert (args.calib, args.int8_variant) == ("d", "mixed")
+    demo = PoseDemo(str(ckpt), work_dir=tmp_path, threads=1, backend="torch")
+    assert demo.options().threads == 1
+    torch.set_num_threads(2)
+    demo.estimator()
+    assert torch.get_num_threads() == 1
