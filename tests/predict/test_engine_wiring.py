@@ -79,11 +79,19 @@ def test_threads_reach_the_engine(ckpt, tmp_path, monkeypatch):
     threads, inside, facts = seen[0]
     assert threads == 1 and inside == 1 and facts.get("threads", 1) == 1
     # without --threads: the machine's free threads (`default_threads`), also a whole number
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("vitpose.inference.engines.threads.default_threads", lambda: 1)
     seen.clear()
     assert predict(IMAGE, "--model", ckpt, "--detector", "whole-image", "--backend", "torch",
                    "--out-dir", tmp_path / "o2", "--no-draw") == 0
     assert seen[0][0] == 1
+    # OMP_NUM_THREADS (set by torchrun for each process) keeps torch's own count
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    torch.set_num_threads(2)
+    seen.clear()
+    assert predict(IMAGE, "--model", ckpt, "--detector", "whole-image", "--backend", "torch",
+                   "--out-dir", tmp_path / "o3", "--no-draw") == 0
+    assert seen[0][0] == 2
 
 
 def test_threads_must_be_positive(ckpt, tmp_path, capsys):

@@ -71,7 +71,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="threads of the model's engine (torch.set_num_threads, ONNX Runtime, "
                         "OpenVINO) (default: what this machine has free now: the CPUs this "
                         "process may use, capped by a container's CPU quota, less the cores "
-                        "other processes keep busy, at least 1; see default_threads)")
+                        "other processes keep busy, at least 1; with OMP_NUM_THREADS set, as "
+                        "under torchrun, torch's own thread count)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from ..inference.pipeline import Estimator
 from ..inference.tracking import check_det_interval
 
 __all__ = ["PredictOptions", "box_source_options", "build_box_source", "build_estimator",
-           "default_device", "expected_crops", "run_settings", "weights_identity"]
+           "default_device", "default_threads_of_job", "expected_crops", "run_settings", "weights_identity"]
 
 
 def default_device() -> str:
@@ -117,8 +117,7 @@ def build_estimator(opts: PredictOptions, *, crops: int | None = None,
     """The estimator of the model options and test-time settings. `crops`: the crops the job
     will run (`expected_crops`; decides whether ``--backend auto`` calibrates); `images`: the
     job's images (``--dtype int8`` calibrates on their crops, unless ``--calib``)."""
-    from ..inference.engines.threads import default_threads
-    threads = opts.threads if opts.threads else default_threads()
+    threads = opts.threads if opts.threads else default_threads_of_job()
     return builder.build_estimator(
         opts.model, weights=opts.weights, dataset=opts.dataset, dataset_meta=opts.dataset_meta,
         device=opts.device, dtype=opts.dtype, compile=opts.compile, flip_test=not opts.no_flip,
@@ -126,6 +125,20 @@ def build_estimator(opts: PredictOptions, *, crops: int | None = None,
         backend=opts.backend, wholebody=opts.wholebody, threads=threads, crops=crops,
         images=None if opts.calib else images, calib=opts.calib,
         int8_variant=opts.int8_variant)
+
+
+def default_threads_of_job() -> int:
+    """The default of ``--threads``: `default_threads()` (what the machine has free), unless
+    ``OMP_NUM_THREADS`` is set (by the user, or by ``torchrun`` for each of its processes):
+    then the threads torch was given."""
+    import os
+
+    import torch
+
+    from ..inference.engines.threads import default_threads
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    return default_threads()
 
 
 def expected_crops(opts: PredictOptions, inputs: int, boxes: BoxSource | None = None) -> int:
