@@ -174,3 +174,26 @@ def test_demo_takes_threads_and_int8(ckpt, tmp_path):
     torch.set_num_threads(2)
     demo.estimator()
     assert torch.get_num_threads() == 1
+
+
+def test_int8_calibrates_on_the_jobs_own_images_and_boxes(ckpt, tmp_path, monkeypatch):
+    """What `int8_engine` is given (spied; no quantization): the job's images at its fixed
+    boxes; with --calib the folder instead; the variant asked for."""
+    asked: list[dict] = []
+
+    def spy(net, dataset, **kw):
+        asked.append(kw)
+        return TorchEngine(net, dataset, torch.float32)
+
+    monkeypatch.setattr(E, "int8_engine", spy)
+    assert predict(IMAGE, "--model", ckpt, "--box", "10,20,100,200", "--dtype", "int8",
+                   "--int8-variant", "all", "--out-dir", tmp_path / "o", "--no-draw") == 0
+    kw = asked[-1]
+    assert [Path(p) for p in kw["images"]] == [IMAGE] and kw["calib"] is None
+    assert np.array_equal(kw["boxes"][0], [[10, 20, 100, 200]]) and kw["variant"] == "all"
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    assert predict(IMAGE, "--model", ckpt, "--box", "10,20,100,200", "--dtype", "int8",
+                   "--calib", calib, "--out-dir", tmp_path / "o2", "--no-draw") == 0
+    kw = asked[-1]
+    assert kw["images"] is None and kw["boxes"] is None and kw["calib"] == str(calib)

@@ -136,7 +136,8 @@ def run_images(opts: PredictOptions, spec: InputSpec, max_pixels: int, *,
         boxes = boxes if boxes is not None else build_box_source(opts)
         _check_detections_match(boxes, todo)
         estimator = estimator if estimator is not None else build_estimator(
-            opts, crops=expected_crops(opts, len(todo), boxes), images=todo)
+            opts, crops=expected_crops(opts, len(todo), boxes), images=todo,
+            boxes=boxes)
     results.start()
 
     def skip(path: Path, e: VitPoseError) -> None:

@@ -113,17 +113,25 @@ class PredictOptions:
 
 
 def build_estimator(opts: PredictOptions, *, crops: int | None = None,
-                    images: Any = None) -> Estimator:
+                    images: Any = None, boxes: BoxSource | None = None) -> Estimator:
     """The estimator of the model options and test-time settings. `crops`: the crops the job
     will run (`expected_crops`; decides whether ``--backend auto`` calibrates); `images`: the
-    job's images (``--dtype int8`` calibrates on their crops, unless ``--calib``)."""
+    job's images (``--dtype int8`` calibrates on their crops, unless ``--calib``), at the
+    boxes of `boxes` where it knows them without a detector (fixed boxes, a file)."""
     threads = opts.threads if opts.threads else default_threads_of_job()
+    known = None
+    if opts.dtype == "int8" and images is not None and boxes is not None:
+        if boxes.fixed is not None:
+            known = [boxes.fixed] * len(images)
+        elif boxes.mapping is not None:
+            known = [builder.find_boxes(boxes.mapping, str(p)) for p in images]
     return builder.build_estimator(
         opts.model, weights=opts.weights, dataset=opts.dataset, dataset_meta=opts.dataset_meta,
         device=opts.device, dtype=opts.dtype, compile=opts.compile, flip_test=not opts.no_flip,
         decode=opts.decode, oks_nms=opts.oks_nms, batch_size=opts.batch_size,
         backend=opts.backend, wholebody=opts.wholebody, threads=threads, crops=crops,
-        images=None if opts.calib else images, calib=opts.calib,
+        images=None if opts.calib else images, boxes=None if opts.calib else known,
+        calib=opts.calib,
         int8_variant=opts.int8_variant)
 
 
