@@ -157,12 +157,15 @@ def _probe_timeout() -> float:
         return 5.0
 
 
-def _how_to_get_it(entry: ReleasedWeights | None) -> str:
+def _how_to_get_it(entry: ReleasedWeights | None, offline: bool = False) -> str:
+    """The way out of a missing download; `offline`: ``HF_HUB_OFFLINE`` is already set, so
+    the advice does not tell the user to set it."""
     link = f" (or from {entry.onedrive})" if entry and entry.onedrive else ""
+    cache = "copy that machine's Hugging Face cache here" + \
+        ("" if offline else " and set HF_HUB_OFFLINE=1")
     return ("To work offline: download the checkpoint on a machine with internet" + link +
-            " and pass its path with --weights PATH (Python: weights=PATH), or copy that "
-            "machine's Hugging Face cache here and set HF_HUB_OFFLINE=1 (see 'Offline use' in "
-            "the README).")
+            " and pass its path with --weights PATH (Python: weights=PATH), or " + cache +
+            " (see 'Offline use' in the README).")
 
 
 def _from_cache(repo_id: str, filename: str | None, patterns: Sequence[str],
@@ -250,6 +253,8 @@ def fetch(repo_id: str, filename: str | None = None, *, what: str | None = None,
     if _hub_offline():
         if cached is not None:
             return cached
+        if advice is None:  # HF_HUB_OFFLINE is set already: not advised again
+            howto = _how_to_get_it(entry, offline=True)
         raise DownloadError(f"{label}: not in the Hugging Face cache ({cache}), and "
                             f"HF_HUB_OFFLINE=1 forbids downloading. {howto}")
     state, reason = _probe(repo_id, filename, revision)

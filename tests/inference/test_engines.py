@@ -442,14 +442,20 @@ def test_build_estimator_calibrates_at_its_own_call_sizes(tmp_path, monkeypatch)
     ckpt = vitpose.save_checkpoint(_tiny(seed=2), tmp_path / "m.pth")
     asked = []
 
-    def fake_select(net, dataset, dtype, device, *, threads=None, rows=None):
+    seen_crops = []
+
+    def fake_select(net, dataset, dtype, device, *, threads=None, rows=None, crops=None,
+                    calibrate=None):
         asked.append(rows)
+        seen_crops.append(crops)
         return TorchEngine(net, dataset, torch.float32), None
 
     monkeypatch.setattr(builder, "select_engine", fake_select)
     build_estimator(str(ckpt), dtype="float32", backend="auto", batch_size=1)
-    build_estimator(str(ckpt), dtype="float32", backend="auto", batch_size=3, flip_test=False)
+    build_estimator(str(ckpt), dtype="float32", backend="auto", batch_size=3, flip_test=False,
+                    crops=40)
     assert asked == [(2,), (1, 3)]
+    assert seen_crops == [None, 40]  # the job's crops reach the rule
 
 
 def test_missing_runtimes_name_their_extra(monkeypatch):

@@ -97,6 +97,16 @@ def test_offline_without_cache_says_not_in_the_cache(empty_hf_home, monkeypatch,
     assert "vitpose-b-simple" in line and not (tmp_path / "out").exists()
 
 
+def test_offline_error_does_not_advise_setting_what_is_set(empty_hf_home, monkeypatch,
+                                                           tmp_path, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["export", "--hf", str(tmp_path / "out")]) == 2
+    line = _one_line_error(capsys)
+    assert "HF_HUB_OFFLINE=1 forbids downloading" in line
+    assert line.count("HF_HUB_OFFLINE") == 1 and "set HF_HUB_OFFLINE" not in line
+    assert "--weights PATH" in line and "Hugging Face cache here" in line
+
+
 def test_offline_with_a_filled_cache_loads_from_it(empty_hf_home, monkeypatch, tmp_path, capsys):
     folder = _tiny_hf_folder(tmp_path)
     _fill_cache(empty_hf_home / "hub", "someone/tiny-vitpose",

@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                         max_upload_mb=args.max_upload_mb, batch_size=args.batch_size,
                         det_interval=args.det_interval,
                         webcam_det_interval=args.webcam_det_interval,
-                        backend=getattr(args, "backend", "auto"))
+                        backend=getattr(args, "backend", "auto"),
+                        threads=getattr(args, "threads", None))
     except VitPoseError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

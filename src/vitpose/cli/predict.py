@@ -18,6 +18,10 @@ import sys
 from typing import Any
 
 from ..inference.builder import BoxSource
+from ..inference.engines.auto import BACKENDS
+from ..inference.engines.int8 import DEFAULT_VARIANT as DEFAULT_INT8_VARIANT
+from ..inference.engines.int8 import INT8_VARIANTS
+from ..inference.engines.precision import DTYPE_CHOICES, INT8
 from ..inference.io import DEFAULT_MAX_PIXELS, HARD_MAX_PIXELS, MAX_PIXELS_ENV
 from ..inference.pipeline import DECODE_CHOICES, Estimator
 from ..predict import Interrupted, PredictOptions
@@ -45,21 +49,30 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=default_device(),
                    help="where the model runs: cpu, cuda, cuda:1, ... (default: cuda when "
                         "available, else cpu)")
-    p.add_argument("--dtype", choices=["bfloat16", "float16", "float32", "auto"], default="auto",
+    p.add_argument("--dtype", choices=[*DTYPE_CHOICES, INT8], default="auto",
                    help="compute dtype of the model: auto = bfloat16 on CPUs with "
                         "AVX512-BF16/AMX and on recent GPUs, float16 on older GPUs, else "
                         "float32 (about 3x faster on such CPUs, keypoints within 0.1 px of "
                         "float32 for 99%% of them; see docs/PERFORMANCE.md); float32 = exact, "
-                        "the official numbers (default: %(default)s)")
+                        "the official numbers; int8 = opt-in OpenVINO int8 engine (needs "
+                        "vitpose[int8]), calibrated on crops of your own inputs, with a "
+                        "certificate of its agreement with float32 printed once; never chosen "
+                        "by auto (default: %(default)s)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the backbone (each new batch size compiles for seconds)")
-    p.add_argument("--backend", default="auto",
-                   choices=["auto", "torch", "onnxruntime", "openvino"],
-                   help="inference engine: auto = the fastest installed engine of this machine "
-                        "whose output passes the accuracy gate, chosen by a short calibration on "
-                        "first use and remembered in the cache folder (see docs/PERFORMANCE.md); "
-                        "onnxruntime needs vitpose[onnx], openvino vitpose[openvino] "
-                        "(default: %(default)s)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="inference engine: auto = a remembered choice, else the exact PyTorch "
+                        "path for short jobs, and for jobs long enough to repay it the fastest "
+                        "installed engine of this machine whose output passes the accuracy "
+                        "gate, found by a calibration and remembered in the cache folder (see "
+                        "docs/PERFORMANCE.md); onnxruntime needs vitpose[onnx], openvino "
+                        "vitpose[openvino] (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads of the model's engine (torch.set_num_threads, ONNX Runtime, "
+                        "OpenVINO) (default: what this machine has free now: the CPUs this "
+                        "process may use, capped by a container's CPU quota, less the cores "
+                        "other processes keep busy, at least 1; with OMP_NUM_THREADS set, as "
+                        "under torchrun, torch's own thread count)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,6 +82,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"header before decoding (default: ${MAX_PIXELS_ENV} or "
                         f"{DEFAULT_MAX_PIXELS:,}; at most {HARD_MAX_PIXELS:,})")
     add_model_arguments(p)
+    q = p.add_argument_group("int8 (--dtype int8)")
+    q.add_argument("--calib", default=None, metavar="DIR",
+                   help="calibrate the int8 engine on the images of this folder (default: "
+                        "crops of the inputs themselves)")
+    q.add_argument("--int8-variant", choices=list(INT8_VARIANTS), default=None,
+                   help="which matrix products run in int8 (default: "
+                        f"{DEFAULT_INT8_VARIANT}; see docs/PERFORMANCE.md)")
     boxes = p.add_argument_group("person boxes (default: --detector)")
     boxes.add_argument("--detector", default="auto",
                        help="auto (D-FINE-N, fast, downloaded on first use; offline it says "

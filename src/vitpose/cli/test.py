@@ -19,6 +19,8 @@ from ..checkpoints import load_local_weights
 from ..errors import ConfigError
 from ..fileio import atomic_write_json
 from ..hub import resolve_weights
+from ..inference.engines.auto import BACKENDS
+from ..inference.engines.precision import DTYPE_CHOICES
 from ..models.vitpose import canonical_name
 from ..training.build import build_model_from_config
 from ..training.config import ExperimentConfig, find_config, load_config
@@ -36,11 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="config override, e.g. --set test.flip_test=false (repeatable)")
     p.add_argument("--work-dir", default=None, help="output folder (default work_dirs/test_<cfg>)")
     p.add_argument("--device", default=None, help="cpu or cuda[:i] (default: cuda if available)")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16", "auto"],
+    p.add_argument("--dtype", default=None, choices=DTYPE_CHOICES,
                    help="compute dtype (test.dtype): float32 = exact, the official numbers; "
                         "auto = bfloat16 on CPUs with AVX512-BF16/AMX and recent GPUs, float16 "
                         "on older GPUs (default: the config's, float32)")
-    p.add_argument("--backend", default=None, choices=["torch", "auto", "onnxruntime", "openvino"],
+    p.add_argument("--backend", default=None, choices=BACKENDS,
                    help="inference engine (test.backend): torch = eager PyTorch, with the "
                         "default test.dtype=float32 the official numbers exactly; auto = the "
                         "fastest engine of this machine that passes the accuracy gate, as in "

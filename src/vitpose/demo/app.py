@@ -261,6 +261,7 @@ class PoseDemo:
             pass ``choices`` directly.
         device, dtype, backend: where and how models run (see `vitpose predict`; a "people
             and animals" choice runs on PyTorch whatever the backend).
+        threads: threads of the model's engine (default: `default_threads()`).
         detector: default box source, a detector name of `vitpose predict` (``auto``,
             ``dfine-s``, ``rtdetr``, ``hog``, ``whole-image``, a hub id or folder).
         max_frames: a video stops after this many frames (the message says so).
@@ -280,7 +281,9 @@ class PoseDemo:
                  max_frames: int = 300, max_upload_mb: float = 100.0,
                  work_dir: str | os.PathLike[str] | None = None, cache_size: int = 2,
                  batch_size: int = 16, det_interval: int = 1, webcam_det_interval: int = 5,
-                 backend: str = "auto", max_pixels: int | None = None) -> None:
+                 backend: str = "auto", max_pixels: int | None = None,
+                 threads: int | None = None) -> None:
+        self.threads = threads  # None: `default_threads()` when an engine is built
         self.choices = list(choices) if choices else default_model_choices(model, weights,
                                                                           dataset)
         self.device = device
@@ -343,7 +346,8 @@ class PoseDemo:
         return PredictOptions(model=c.model, weights=c.weights, dataset=c.dataset,
                               device=self.device, dtype=self.dtype, backend=self.backend,
                               batch_size=self.batch_size, no_flip=not flip,
-                              fallback="whole-image", max_pixels=self.max_pixels, **changes)
+                              fallback="whole-image", max_pixels=self.max_pixels,
+                              threads=self.threads, **changes)
 
     def estimator(self, label: str | int | None = None, flip: bool = True) -> Estimator:
         """The (cached) estimator of a model choice, with the flip test on or off."""

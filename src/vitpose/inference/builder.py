@@ -4,7 +4,6 @@ share these; the command line only parses its flags into them."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -21,9 +20,10 @@ from .detectors import (
     find_boxes,
     load_box_mapping,
     load_coco_detections,
+    load_image_ids,
 )
 from .engines import AutoChoice, Engine, TorchEngine, build_engine, calibration_rows, select_engine
-from .engines.precision import optimize_for_inference, resolve_dtype
+from .engines.precision import INT8, optimize_for_inference, resolve_dtype
 from .pipeline import PoseEstimator, RoutedPoseEstimator, TestSettings
 
 if TYPE_CHECKING:
@@ -67,7 +67,11 @@ def build_estimator(model: str | None = None, *, weights: str | None = None,
                     flip_test: bool = True, decode: str | None = None,
                     oks_nms: float | None = None, batch_size: int = 16,
                     backend: str = "auto", threads: int | None = None,
-                    wholebody: bool = False) -> PoseEstimator | RoutedPoseEstimator:
+                    wholebody: bool = False, crops: int | None = None,
+                    images: Sequence[Any] | None = None,
+                    boxes: Sequence[np.ndarray | None] | None = None,
+                    calib: str | None = None, int8_variant: str | None = None
+                    ) -> PoseEstimator | RoutedPoseEstimator:
     """A `PoseEstimator` for a variant name, checkpoint path or hub id (`vitpose.load_model`;
     None: the default variant, or with `weights` the file's own architecture), run by the
     engine `backend` in `dtype` (``'auto'``: see `resolve_dtype`), with the dataset's official
@@ -81,8 +85,18 @@ def build_estimator(model: str | None = None, *, weights: str | None = None,
     ``dataset="auto"``: with a multi-dataset (ViTPose+) model, a `RoutedPoseEstimator` whose
     detector classes pick the head and expert per box (`routes_for`; ``wholebody`` sends
     persons to COCO-WholeBody); it runs on PyTorch (one backbone call with per-sample
-    experts), whatever `backend`. With a one-dataset model, that dataset."""
+    experts), whatever `backend`. With a one-dataset model, that dataset.
+
+    `threads`: the engines' threads and ``torch.set_num_threads`` (default: left as they are).
+    `crops`: the crops the job will run (flip mirrors included; None: unknown), which decides
+    whether ``auto`` calibrates (`select_engine`). ``dtype="int8"``: the opt-in int8 engine
+    (`int8_engine`), calibrated on crops of `images` (with their `boxes` where known) or of
+    the images in `calib`, variant `int8_variant`; its certificate is logged once."""
     from ..hub import load_model
+    if threads:
+        import torch
+        torch.set_num_threads(max(1, int(threads)))
+    int8 = str(dtype).lower() == INT8
     exported = _exported_file(model, weights)
     if exported is not None:  # an exported graph (`vitpose export`): its own runtime
         return _exported_estimator(exported, dataset=dataset, dataset_meta=dataset_meta,
@@ -100,7 +114,10 @@ def build_estimator(model: str | None = None, *, weights: str | None = None,
         if dataset is None or auto or f"'{dataset}'" not in str(e):
             raise
         raise InputError(str(e)) from None
-    compute_dtype = resolve_dtype(dtype, device)
+    if int8 and (auto or compile or backend not in ("auto", "openvino")):
+        raise InputError("--dtype int8 runs the OpenVINO int8 engine: it goes with --backend "
+                         "auto or openvino, without --compile or --dataset auto")
+    compute_dtype = resolve_dtype("float32" if int8 else dtype, device)
     overrides: dict[str, Any] = {"flip_test": flip_test}
     if decode:
         overrides["decode"] = decode
@@ -120,7 +137,9 @@ def build_estimator(model: str | None = None, *, weights: str | None = None,
         dataset = routes["person"]
     dataset = dataset if dataset is not None else net.datasets[0]
     engine, choice = engine_for(net, dataset, backend, dtype, device, compile=compile,
-                                threads=threads, rows=calibration_rows(batch_size, flip_test))
+                                threads=threads, rows=calibration_rows(batch_size, flip_test),
+                                crops=crops, images=images, boxes=boxes, calib=calib,
+                                int8_variant=int8_variant)
     if getattr(engine, "model", None) is not net:
         net.to("meta")  # the engine holds its own weights: free ours (the facts stay)
     name = net.datasets[net.dataset_index_of(dataset)]
@@ -222,8 +241,11 @@ def estimator_from_file(path: str | Path, backend: str = "onnxruntime", *,
 
 def engine_for(net: Any, dataset: int | str, backend: str = "auto", dtype: str = "auto",
                device: str | torch.device = "cpu", *, prepare: bool = True, compile: bool = False,
-               threads: int | None = None, rows: tuple[int, ...] | None = None
-               ) -> tuple[Engine, AutoChoice | None]:
+               threads: int | None = None, rows: tuple[int, ...] | None = None,
+               crops: int | None = None, calibrate: bool | None = None,
+               images: Sequence[Any] | None = None,
+               boxes: Sequence[np.ndarray | None] | None = None, calib: str | None = None,
+               int8_variant: str | None = None) -> tuple[Engine, AutoChoice | None]:
     """The engine `backend` running the float32 `net` for `dataset` in `dtype` on `device`: the
     one place `predict`, the demo and `vitpose test` build their engine.
 
@@ -236,20 +258,50 @@ def engine_for(net: Any, dataset: int | str, backend: str = "auto", dtype: str =
         prepare: torch: prepare `net` in place (`optimize_for_inference`: weights cast once to
             the compute dtype, optional compile); False runs it as it is under autocast (the
             same outputs; for a model that keeps training). The other engines never change it.
-        threads: threads of the ONNX Runtime / OpenVINO engines (default: theirs).
+        threads: threads of every engine (default: theirs; see `default_threads`).
         rows: the call sizes ``auto`` times (`calibration_rows`).
+        crops: the crops the job will run, flip mirrors included (None: unknown): ``auto``
+            calibrates only when they repay it (`plan_engine`).
+        calibrate: ``auto``: True always calibrates (unless remembered), False never, None:
+            the rule decides.
+        images, boxes, calib, int8_variant: ``dtype="int8"`` (opt-in, never chosen by
+            ``auto``): `int8_engine` calibrated on crops of `images` (with `boxes`) or of the
+            images in the folder `calib`, in the variant `int8_variant` (default its own).
 
     Returns:
         the engine and, for ``auto``, what it chose and why (else None).
     """
+    if str(dtype).lower() == INT8:  # before resolve_dtype, which has no int8
+        return _int8_engine_for(net, dataset, backend, device, threads=threads, images=images,
+                                boxes=boxes, calib=calib, variant=int8_variant), None
     compute_dtype = resolve_dtype(dtype, device)
     if backend == "torch" or (backend == "auto" and compile):
         if prepare or compile:
             optimize_for_inference(net, compute_dtype, compile=compile)
-        return TorchEngine(net, dataset, compute_dtype), None
+        return TorchEngine(net, dataset, compute_dtype, threads=threads), None
     if backend == "auto":
-        return select_engine(net, dataset, dtype, device, threads=threads, rows=rows)
+        return select_engine(net, dataset, dtype, device, threads=threads, rows=rows,
+                             crops=crops, calibrate=calibrate)
     return build_engine(backend, net, dataset, compute_dtype, device, threads=threads), None
+
+
+def _int8_engine_for(net: Any, dataset: int | str, backend: str, device: Any, *,
+                     threads: int | None, images: Sequence[Any] | None,
+                     boxes: Sequence[np.ndarray | None] | None, calib: str | None,
+                     variant: str | None) -> Engine:
+    """`engine_for` with ``dtype="int8"``: the certified int8 engine (its certificate is
+    logged once, by `int8_engine`)."""
+    from .engines import int8_engine
+    from .engines.int8 import DEFAULT_VARIANT
+    if backend not in ("auto", "openvino"):
+        raise InputError(f"--dtype int8 runs on the OpenVINO int8 engine, not --backend "
+                         f"{backend}")
+    if str(device) != "cpu":
+        raise InputError(f"--dtype int8 runs on the CPU, not {device}")
+    if calib is not None and not Path(calib).is_dir():
+        raise InputError(f"--calib {calib}: not a folder of images")
+    return int8_engine(net, dataset, images=images, boxes=boxes, calib=calib,
+                       variant=variant or DEFAULT_VARIANT, threads=threads)
 
 
 class BoxSource:
@@ -387,21 +439,6 @@ def _fixed_boxes(boxes: Sequence[str] | np.ndarray) -> np.ndarray:
 
 def read_image_ids(images_file: str) -> dict[str, int]:
     """``file_name`` (as written, and its last part when that is unambiguous) -> integer
-    ``image_id`` from a COCO annotation/images file."""
-    try:
-        data = json.loads(Path(images_file).read_text())
-        pairs = [(Path(im["file_name"]), im["id"]) for im in data["images"]]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{images_file} is not a COCO file with an 'images' list ({e})") from None
-    ids: dict[str, int] = {}
-    names: dict[str, list[int]] = {}
-    for file_name, image_id in pairs:
-        if isinstance(image_id, bool) or not isinstance(image_id, int):
-            raise InputError(f"{images_file}: image {file_name.as_posix()!r} has id "
-                             f"{image_id!r}; COCO image ids are integers")
-        ids[file_name.as_posix()] = image_id
-        names.setdefault(file_name.name, []).append(image_id)
-    for name, found in names.items():
-        if len(found) == 1:
-            ids.setdefault(name, found[0])
-    return ids
+    ``image_id`` from a COCO annotation/images file: `detection_files.load_image_ids`, which
+    refuses malformed JSON, non-integer ids and an id given to two files (`InputError`)."""
+    return load_image_ids(images_file)

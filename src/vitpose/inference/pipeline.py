@@ -40,12 +40,10 @@ from .io import HARD_MAX_PIXELS, read_image
 from .postprocess import oks_nms, rescore_instances
 
 __all__ = ["TestSettings", "PoseInstance", "PoseResult", "PoseEstimator", "RoutedPoseEstimator",
-           "Estimator", "IMAGENET_MEAN", "IMAGENET_STD", "DECODE_CHOICES"]
+           "Estimator", "DECODE_CHOICES"]
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Datasets whose official test config uses the UDP crop and DARK-UDP decoding.
 _UDP_DATASETS = {"coco", "mpii"}
 DECODE_CHOICES = ("udp", "default", "dark")
@@ -349,8 +347,11 @@ class PoseEstimator:
         self.dtype = self.engine.dtype
         h, w = model.input_size
         self.input_size_wh = (w, h)
-        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
-        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
+        # the model's own input normalisation (`ViTPose.pixel_mean` / `pixel_std`)
+        pixel_mean = getattr(model, "pixel_mean", ViTPose.pixel_mean)
+        pixel_std = getattr(model, "pixel_std", ViTPose.pixel_std)
+        self._mean = torch.tensor(pixel_mean, device=self.device).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(pixel_std, device=self.device).view(1, 3, 1, 1) * 255
         self._flip_pairs = np.asarray(self.meta.flip_pairs, dtype=np.int64).reshape(-1, 2)
 
     @classmethod

@@ -20,7 +20,13 @@ from ..inference.builder import BoxSource
 from ..inference.io import InputSpec, read_image
 from ..inference.pipeline import Estimator, PoseResult
 from ..inference.results import ResumableResults
-from .options import PredictOptions, build_box_source, build_estimator, run_settings
+from .options import (
+    PredictOptions,
+    build_box_source,
+    build_estimator,
+    expected_crops,
+    run_settings,
+)
 from .outputs import (
     ResultSink,
     check_not_inputs,
@@ -129,7 +135,9 @@ def run_images(opts: PredictOptions, spec: InputSpec, max_pixels: int, *,
     if todo:
         boxes = boxes if boxes is not None else build_box_source(opts)
         _check_detections_match(boxes, todo)
-        estimator = estimator if estimator is not None else build_estimator(opts)
+        estimator = estimator if estimator is not None else build_estimator(
+            opts, crops=expected_crops(opts, len(todo), boxes), images=todo,
+            boxes=boxes)
     results.start()
 
     def skip(path: Path, e: VitPoseError) -> None:

@@ -19,7 +19,7 @@ from ..inference.pipeline import Estimator
 from ..inference.tracking import check_det_interval
 
 __all__ = ["PredictOptions", "box_source_options", "build_box_source", "build_estimator",
-           "default_device", "run_settings", "weights_identity"]
+           "default_device", "default_threads_of_job", "expected_crops", "run_settings", "weights_identity"]
 
 
 def default_device() -> str:
@@ -43,6 +43,9 @@ class PredictOptions:
     dtype: str = "auto"
     compile: bool = False
     backend: str = "auto"
+    threads: int | None = None  # None: `default_threads()` when the engine is built
+    calib: str | None = None  # --dtype int8: a folder of images to calibrate on
+    int8_variant: str | None = None
     # boxes
     detector: str = "auto"
     det_classes: str | None = None
@@ -100,6 +103,8 @@ class PredictOptions:
                 raise InputError(f"--{name.replace('_', '-')} must be a number, got {value}")
         if not 0.0 <= self.kpt_thr <= 1.0:
             raise InputError(f"--kpt-thr is a keypoint score between 0 and 1, got {self.kpt_thr}")
+        if self.threads is not None and self.threads < 1:
+            raise InputError(f"--threads must be at least 1, got {self.threads}")
         if self.read_workers < 0:
             raise InputError(f"--read-workers must be 0 or more, got {self.read_workers}")
         if self.max_pixels is not None:
@@ -107,13 +112,53 @@ class PredictOptions:
         return max_pixels_from_env()
 
 
-def build_estimator(opts: PredictOptions) -> Estimator:
-    """The estimator of the model options and test-time settings."""
+def build_estimator(opts: PredictOptions, *, crops: int | None = None,
+                    images: Any = None, boxes: BoxSource | None = None) -> Estimator:
+    """The estimator of the model options and test-time settings. `crops`: the crops the job
+    will run (`expected_crops`; decides whether ``--backend auto`` calibrates); `images`: the
+    job's images (``--dtype int8`` calibrates on their crops, unless ``--calib``), at the
+    boxes of `boxes` where it knows them without a detector (fixed boxes, a file)."""
+    threads = opts.threads if opts.threads else default_threads_of_job()
+    known = None
+    if opts.dtype == "int8" and images is not None and boxes is not None:
+        if boxes.fixed is not None:
+            known = [boxes.fixed] * len(images)
+        elif boxes.mapping is not None:
+            known = [builder.find_boxes(boxes.mapping, str(p)) for p in images]
     return builder.build_estimator(
         opts.model, weights=opts.weights, dataset=opts.dataset, dataset_meta=opts.dataset_meta,
         device=opts.device, dtype=opts.dtype, compile=opts.compile, flip_test=not opts.no_flip,
         decode=opts.decode, oks_nms=opts.oks_nms, batch_size=opts.batch_size,
-        backend=opts.backend, wholebody=opts.wholebody)
+        backend=opts.backend, wholebody=opts.wholebody, threads=threads, crops=crops,
+        images=None if opts.calib else images, boxes=None if opts.calib else known,
+        calib=opts.calib,
+        int8_variant=opts.int8_variant)
+
+
+def default_threads_of_job() -> int:
+    """The default of ``--threads``: `default_threads()` (what the machine has free), unless
+    ``OMP_NUM_THREADS`` is set (by the user, or by ``torchrun`` for each of its processes):
+    then the threads torch was given."""
+    import os
+
+    import torch
+
+    from ..inference.engines.threads import default_threads
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    return default_threads()
+
+
+def expected_crops(opts: PredictOptions, inputs: int, boxes: BoxSource | None = None) -> int:
+    """About how many crops a job of `inputs` images (or video frames) runs through the model:
+    2 (the flip test's mirrors; 1 with ``no_flip``) x inputs x boxes per input (the fixed
+    boxes' count, the detections file's mean per image, else 1)."""
+    per = 1.0
+    if boxes is not None and boxes.fixed is not None:
+        per = float(max(1, len(boxes.fixed)))
+    elif boxes is not None and boxes.mapping:
+        per = max(1.0, sum(len(v) for v in boxes.mapping.values()) / len(boxes.mapping))
+    return max(1, round((1 if opts.no_flip else 2) * max(0, inputs) * per))
 
 
 def box_source_options(opts: PredictOptions) -> dict[str, Any]:
@@ -142,6 +187,8 @@ def run_settings(opts: PredictOptions, **extra: Any) -> dict[str, Any]:
              "images_file", "boxes_json", "box", "det_thr", "fallback", "no_flip", "decode",
              "oks_nms", "det_classes", "wholebody")
     settings = {n: getattr(opts, n) for n in names}
+    if opts.dtype == "int8":  # the int8 engine depends on its calibration and variant
+        settings.update(calib=opts.calib, int8_variant=opts.int8_variant)
     settings["weights_content"] = {n: weights_identity(getattr(opts, n))
                                    for n in ("model", "weights") if getattr(opts, n)}
     settings.update(extra)

@@ -41,7 +41,13 @@ from ..inference.io import iter_inputs, read_image
 from ..inference.results import ResumableResults
 from ..inference.threads import map_ahead
 from .images import concat_entries, image_source
-from .options import PredictOptions, build_box_source, build_estimator, run_settings
+from .options import (
+    PredictOptions,
+    build_box_source,
+    build_estimator,
+    expected_crops,
+    run_settings,
+)
 from .outputs import (
     check_not_inputs,
     check_outputs,
@@ -250,7 +256,7 @@ def _images(opts: PredictOptions, plan: dict[str, Any], max_pixels: int, notify:
     try:  # every rank with work builds its model; any failure is one message from rank 0
         if todo > rank:
             boxes = build_box_source(opts)
-            estimator = build_estimator(opts)
+            estimator = build_estimator(opts, crops=expected_crops(opts, todo, boxes))
     except VitPoseError as e:
         error = e
     error = _agree(error)

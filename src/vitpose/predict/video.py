@@ -25,7 +25,13 @@ from ..inference.results import ResumableResults
 from ..inference.threads import BackgroundWriter, prefetch
 from ..inference.tracking import IntervalBoxes, PoseSmoother, assign_tracks, tracker_for
 from ..inference.video import VideoReader, VideoWriter, estimate_video
-from .options import PredictOptions, build_box_source, build_estimator, run_settings
+from .options import (
+    PredictOptions,
+    build_box_source,
+    build_estimator,
+    expected_crops,
+    run_settings,
+)
 from .outputs import (
     ResultSink,
     check_not_inputs,
@@ -197,7 +203,10 @@ def run_video(opts: PredictOptions, spec: InputSpec, out_dir: Path, max_pixels: 
     for folder in {json_path.parent, out_dir} if not opts.no_draw else {json_path.parent}:
         check_writable(folder)
     boxes = boxes if boxes is not None else build_box_source(opts)
-    estimator = estimator if estimator is not None else build_estimator(opts)
+    frames = reader.frame_count if opts.max_frames is None else \
+        min(opts.max_frames, reader.frame_count or opts.max_frames)
+    estimator = estimator if estimator is not None else build_estimator(
+        opts, crops=expected_crops(opts, frames) if frames else None)
     loop = FrameLoop(opts, estimator, boxes, reader.fps)
     sinks = [*output_sinks(opts, "video", out_dir, json_path), *sinks]
     results.start()

@@ -230,14 +230,15 @@ def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.Pat
             if settings.use_udp != ds.use_udp:
                 raise InputError(f"dataset '{ds.name}': test.decode={cfg.test.decode} does not "
                                  f"match use_udp={ds.use_udp}")
+            records = load_eval_records(ds, cfg.data, meta)
+            crops = len(records) * (2 if cfg.test.flip_test else 1)  # what ``auto`` weighs
             engine, facts = evaluation_engine(model, cfg, ds.dataset_index,
-                                              backend or cfg.test.backend, prepare)
+                                              backend or cfg.test.backend, prepare, crops=crops)
             if engines is not None:
                 engines[meta.name] = facts
             estimator = PoseEstimator(model, dataset=ds.dataset_index, settings=settings,
                                       meta=meta, batch_size=cfg.data.val_batch_size,
                                       engine=engine)
-            records = load_eval_records(ds, cfg.data, meta)
             metrics, results = evaluate_dataset(
                 estimator, records, ds, cfg.data,
                 oks_thr=cfg.test.oks_thr if cfg.test.oks_nms else None,
@@ -255,8 +256,10 @@ def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.Pat
 
 
 def evaluation_engine(model: ViTPose, cfg: ExperimentConfig, dataset: int, backend: str,
-                      prepare: bool = False) -> tuple[Engine, dict[str, Any]]:
+                      prepare: bool = False, crops: int | None = None
+                      ) -> tuple[Engine, dict[str, Any]]:
     """The engine of one split and its facts (`Engine.describe()`, and the reason of ``auto``).
+    `crops`: the split's crops, flip mirrors included (whether ``auto`` calibrates).
 
     Built as `predict` builds it (`vitpose.inference.builder.engine_for`) in ``cfg.test.dtype``
     on the model's device. Under ``torchrun`` every rank builds its own, rank 0 first: the
@@ -268,7 +271,7 @@ def evaluation_engine(model: ViTPose, cfg: ExperimentConfig, dataset: int, backe
     rows = calibration_rows(cfg.data.val_batch_size, cfg.test.flip_test)
     engine, choice = dist.main_first(
         lambda: engine_for(model, dataset, backend, cfg.test.dtype, device, prepare=prepare,
-                           threads=threads, rows=rows),
+                           threads=threads, rows=rows, crops=crops),
         catch=VitPoseError)
     facts = engine.describe()
     if choice is not None:

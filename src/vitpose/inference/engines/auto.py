@@ -418,8 +418,8 @@ def calibration_inputs(model: ViTPose, count: int = 4) -> torch.Tensor:
     center, scale = box_xywh_to_center_scale(np.asarray(boxes, np.float32), (w, h), 1.25)
     crops, _ = crop_boxes(image, center, scale, (w, h), True)
     x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
-    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1) * 255
-    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1) * 255
+    mean = torch.tensor(model.pixel_mean).view(1, 3, 1, 1) * 255  # the model's own
+    std = torch.tensor(model.pixel_std).view(1, 3, 1, 1) * 255
     x = (x - mean) / std
     return torch.cat([x, x.flip(3)]).contiguous()
 
