@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputError
 from ..inference.io import iter_inputs
 from .images import run_images
 from .options import PredictOptions
@@ -22,6 +23,15 @@ def run(opts: PredictOptions, *, notify: Notify = log_notice) -> Summary:
     if opts.input is None:
         raise ValueError("PredictOptions.input is required")
     max_pixels = opts.validate()
+    if opts.exports:
+        if wanted(opts):
+            raise InputError(
+                "the output formats (" + ", ".join(sorted({n for n, _, _ in opts.exports}))
+                + ") are not written by a sharded run (torchrun, --out *.jsonl, video lists): "
+                "run without them, then write them from the merged results in Python "
+                "(vitpose.outputs.write)")
+        from ..outputs.options import check_targets
+        check_targets(opts.exports, overwrite=opts.overwrite)
     if wanted(opts):  # torchrun, --out *.jsonl, video lists: docs/SCALE_OUT.md
         return run_sharded(opts, max_pixels, notify=notify)
     spec = iter_inputs(opts.input)
