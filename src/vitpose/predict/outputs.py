@@ -103,8 +103,9 @@ class ExportSink(ResultSink):
                                               result.image_hw, result.dataset)
 
     def _frame(self, index: Any, row: dict[str, Any]) -> PoseResult:
-        from .video import stored_result
-        return stored_result(row, int(index), self._hw or (0, 0), self._dataset or "coco")[0]
+        """A frame as `vitpose.predict.video.stored_result` reads it from the journal."""
+        return _from_entries(row["instances"], f"frame {index}", int(index),
+                             self._hw or (0, 0), self._dataset)
 
     def _earlier_video(self) -> None:
         for index, row in self.done.items():
@@ -160,7 +161,8 @@ def _from_entries(entries: list[dict[str, Any]], source: str, image_id: Any,
         box = np.asarray(e["bbox"], np.float32)
         instances.append(PoseInstance(box, float(e["score"]), kp, float(e["score"]),
                                       box[:2] + box[2:] / 2, box[2:] / 200.0,
-                                      dataset=e.get("dataset"), category=e.get("category")))
+                                      dataset=e.get("dataset"), category=e.get("category"),
+                                      track_id=e.get("track_id")))
     if dataset is None:  # no new result of the run names it: by the number of keypoints
         k = instances[0].keypoints.shape[0] if instances else 17
         dataset = {17: "coco", 133: "wholebody"}.get(k, "coco")
