@@ -222,3 +222,23 @@ def test_predictor_save_and_result_methods(ckpt, images, demo, tmp_path):
     assert sorted(tracks["frame"].unique()) == [0, 1, 2, 3, 4]
     assert tracks["time_s"].max() > 0  # the video's frame rate was kept
     assert report.notes
+
+
+def test_demo_offers_the_csv_table_and_openpose_json(ckpt, images, demo, tmp_path):
+    from vitpose.demo import PoseDemo
+
+    app = PoseDemo(str(ckpt), work_dir=tmp_path / "demo", max_frames=3, backend="torch")
+    out = app.predict_image(str(next(images.glob("*.jpg"))),
+                            box_source="Whole image (one box)")
+    assert not out.error, out.message
+    csv, pose = out.downloads
+    assert csv.endswith("_poses.csv") and len(pd.read_csv(csv)) == 17
+    assert len(json.loads(Path(pose).read_text())["people"]) == 1
+
+    out = app.predict_video(str(demo), box_source="Whole image (one box)")
+    assert not out.error, out.message
+    csv, archive = out.downloads
+    assert len(pd.read_csv(csv)) == 3 * 17  # the demo's limit of 3 frames
+    import zipfile
+    with zipfile.ZipFile(archive) as z:
+        assert len([n for n in z.namelist() if n.endswith(".json")]) == 3
