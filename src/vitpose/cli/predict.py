@@ -136,6 +136,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "new detection) (default: %(default)s)")
     from ..outputs.options import add_arguments as add_output_arguments
     add_output_arguments(p)
+    p.set_defaults(exports=[])  # filled from those options by `options` (PredictOptions.exports)
     g = p.add_argument_group("scale-out (torchrun; see docs/SCALE_OUT.md)")
     g.add_argument("--read-workers", type=int, default=2, metavar="N",
                    help="threads reading and decoding images ahead of the model in a sharded "
