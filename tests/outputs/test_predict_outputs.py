@@ -143,8 +143,9 @@ def test_video_tracks_with_smoothing(ckpt, demo, tmp_path, capsys):
     assert sorted(p.name for p in (out / "op").glob("*.json"))[0].startswith("demo_")
 
     arrays = tmp_path / "out2"
-    assert predict(demo, "--model", ckpt, "--out-dir", arrays, "--no-draw",
-                   "--tracks", arrays / "tracks.npz") == 0
+    assert predict(demo, "--model", ckpt, "--out-dir", arrays, "--draw-style", "openpose",
+                   "--background", "image", "--tracks", arrays / "tracks.npz") == 0
+    assert (arrays / "demo_pose.mp4").is_file()  # drawn OpenPose-style on the frames
     with np.load(arrays / "tracks.npz") as npz:
         assert any(npz[k].shape[-2:] == (17, 3) for k in npz.files)
 
@@ -242,3 +243,28 @@ def test_demo_offers_the_csv_table_and_openpose_json(ckpt, images, demo, tmp_pat
     import zipfile
     with zipfile.ZipFile(archive) as z:
         assert len([n for n in z.namelist() if n.endswith(".json")]) == 3
+
+
+def test_finetune_step7_commands_with_a_custom_keypoint_set(images, tmp_path, monkeypatch):
+    """docs/FINETUNE.md step 7: `vitpose predict ... --dataset-meta upper_body_7.yaml
+    --coco-keypoints prelabels.json --select-uncertain 2` and `--label-studio tasks.json`."""
+    import re
+
+    from vitpose.dataset_meta import load_dataset_meta
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "FINETUNE.md").read_text()
+    layout = next(b for b in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
+                  if b.startswith("# file: upper_body_7.yaml"))
+    monkeypatch.chdir(tmp_path)
+    Path("upper_body_7.yaml").write_text(layout)
+    meta = load_dataset_meta("upper_body_7.yaml")
+    model = vitpose.build_model("vitpose-b-simple", embed_dim=32, depth=2, num_heads=2,
+                                num_keypoints=meta.num_keypoints)
+    weights = vitpose.save_checkpoint(model, tmp_path / "best.pth")
+    common = (images, "--weights", weights, "--dataset-meta", "upper_body_7.yaml", "--no-draw")
+    assert predict(*common, "--coco-keypoints", "prelabels.json", "--select-uncertain", "2") == 0
+    coco = json.loads(Path("prelabels.json").read_text())
+    assert len(coco["images"]) == 2
+    assert coco["categories"][0]["keypoints"] == list(meta.keypoint_names)
+    assert predict(*common, "--label-studio", "tasks.json", "--out-dir", "second") == 0
+    assert len(json.loads(Path("tasks.json").read_text())) == 4

@@ -6,7 +6,11 @@ over), and the writers of drawn images.
 Where more output formats plug in: the job hands every finished `PoseResult` to
 `ResultSink.add` in input order (`vitpose.predict.images`, `vitpose.predict.video`), beside the
 journal and the drawings, and calls `ResultSink.close` at the end; a writer of another format
-subclasses `ResultSink` and is returned by `output_sinks` for the options that ask for it."""
+subclasses `ResultSink` and is returned by `output_sinks` for the options that ask for it.
+`ExportSink` writes the formats of `vitpose.outputs` (``--table``, ``--tracks``, ``--openpose``,
+``--coco-keypoints``, ``--label-studio``) when the run is complete, from every result of the
+run: those of an interrupted run it continues are read back from the journal, and all are kept
+as journalled, so a resumed run writes the same files as an uninterrupted one."""
 
 from __future__ import annotations
 
