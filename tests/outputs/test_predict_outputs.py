@@ -126,6 +126,10 @@ def test_tracks_need_a_video_and_sharded_runs_refuse_formats(ckpt, images, tmp_p
     err = capsys.readouterr().err
     assert "sharded run" in err and err.count("error:") == 1
     assert not (out / "t.csv").exists()
+    assert predict(images, "--model", ckpt, "--out-dir", out, "--tracks", out / "t.csv") == 2
+    err = capsys.readouterr().err
+    assert "--tracks is for videos" in err and err.count("error:") == 1
+    assert not (out / "results.json").exists()  # refused before any work
 
 
 def test_video_tracks_with_smoothing(ckpt, demo, tmp_path, capsys):
