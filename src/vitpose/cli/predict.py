@@ -138,6 +138,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--no-draw", action="store_true", help="do not write drawn images")
     out.add_argument("--kpt-thr", type=float, default=0.3,
                      help="keypoints scoring below this are not drawn (default: %(default)s)")
+    out.add_argument("--draw-style", choices=("skeleton", "openpose"), default="skeleton",
+                     help="drawn images and video: the model's skeleton, or OpenPose-style "
+                          "(ControlNet) limbs; with openpose, --background black|image picks "
+                          "the canvas (default: %(default)s)")
     out.add_argument("--overwrite", action="store_true",
                      help="start afresh, replacing existing outputs (without it, a rerun of an "
                           "interrupted run continues it, and a complete run is an error)")
@@ -150,6 +154,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="run the detector every N frames; in between, each tracked person's "
                           "box comes from their previous keypoints (a lost track triggers a "
                           "new detection) (default: %(default)s)")
+    from ..outputs.options import add_arguments as add_output_arguments
+    add_output_arguments(p)
+    p.set_defaults(exports=[])  # filled from those options by `options` (PredictOptions.exports)
     g = p.add_argument_group("scale-out (torchrun; see docs/SCALE_OUT.md)")
     g.add_argument("--read-workers", type=int, default=2, metavar="N",
                    help="threads reading and decoding images ahead of the model in a sharded "
@@ -159,7 +166,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def options(args: argparse.Namespace) -> PredictOptions:
     """The job's options from the parsed command line."""
-    return PredictOptions.from_namespace(args)
+    from ..outputs.options import requested
+    return PredictOptions.from_namespace(args).replace(exports=requested(args))
 
 
 def build_estimator(args: argparse.Namespace) -> Estimator:

@@ -115,6 +115,7 @@ class ImageOutput:
         message: a one-line Markdown status; starts with "Error:" when nothing could be done.
         error: True when the upload or the settings could not be used.
         results: the COCO entries written to ``json_path``.
+        downloads: files for other tools (`other_formats`: a CSV table, OpenPose JSON).
     """
 
     image: np.ndarray | None = None
@@ -123,6 +124,7 @@ class ImageOutput:
     message: str = ""
     error: bool = False
     results: list[dict[str, Any]] = field(default_factory=list)
+    downloads: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -137,6 +139,7 @@ class VideoOutput:
         table: one row per track (`VIDEO_TABLE_HEADERS`).
         message: Markdown status ("Error: ..." on failure); error: True on failure.
         frames: number of frames processed.
+        downloads: files for other tools (`other_formats`: a CSV table, OpenPose JSON zipped).
     """
 
     video_path: str | None = None
@@ -146,6 +149,34 @@ class VideoOutput:
     message: str = ""
     error: bool = False
     frames: int = 0
+    downloads: list[str] = field(default_factory=list)
+
+
+def other_formats(results: list[PoseResult], out_dir: Path, stem: str,
+                  fps: float | None = None) -> list[str]:
+    """The downloads for other tools (`vitpose.outputs`, as ``vitpose predict --table
+    STEM_poses.csv --openpose DIR``): a CSV table (one row per person x keypoint) and the
+    OpenPose JSON (one file for an image; a zip of one per frame for a video). A format that
+    does not fit (no pandas installed, a keypoint set OpenPose has no layout for) is left out."""
+    from ..outputs import write
+    video = fps is not None
+    paths: list[str] = []
+    try:
+        paths += [str(p) for p in write("table", results, out_dir / f"{stem}_poses.csv",
+                                        fps=fps, video=video, overwrite=True).paths]
+    except VitPoseError as e:
+        log.info("no CSV table: %s", e)
+    try:
+        folder = out_dir / f"{stem}_openpose"
+        written = write("openpose", results, folder, video=video, stem=stem,
+                        overwrite=True, show_progress=False).paths
+        if video:
+            paths.append(shutil.make_archive(str(folder), "zip", folder))
+        else:
+            paths += [str(p) for p in written]
+    except VitPoseError as e:
+        log.info("no OpenPose JSON: %s", e)
+    return paths
 
 
 #: Command-line advice in library messages -> what to do in the page.
@@ -467,7 +498,9 @@ class PoseDemo:
         if fell_back:
             parts.append("the detector found no person, so the whole image was used as one box")
         parts += [page_text(w) for w in result.warnings]
-        return ImageOutput(drawn, table, str(json_path), " · ".join(parts), False, entries)
+        downloads = other_formats([result], out_dir, _safe_stem(path))
+        return ImageOutput(drawn, table, str(json_path), " · ".join(parts), False, entries,
+                           downloads)
 
     # -- video tab ----------------------------------------------------------------------------
     def predict_video(self, video: Any, model: str | int | None = None,
@@ -530,6 +563,7 @@ class PoseDemo:
         preview: VideoWriter | None = None
         preview_failed = False
         frames: list[dict[str, Any]] = []
+        poses: list[PoseResult] = []
         tracks: dict[int, list[float]] = {}  # id -> [frames, first, last, score sum]
         nobody_before = loop.boxes.found_nobody
         try:
@@ -541,6 +575,7 @@ class PoseDemo:
                     t[2] = index
                     t[3] += inst.score
                 frames.append({"frame": index, "instances": result.to_coco()})
+                poses.append(result)
                 drawn = estimator.draw(frame, result, kpt_thr)
                 writer.write(drawn)
                 if writer.codec != "avc1" and not preview_failed:
@@ -584,8 +619,9 @@ class PoseDemo:
             else:
                 parts.append("this OpenCV build writes MPEG-4 Part 2, which browsers may not "
                              "play: download the mp4")
+        downloads = other_formats(list(enumerate(poses)), out_dir, stem, reader.fps or 25.0)
         return VideoOutput(str(shown), str(mp4_path), str(json_path), table, " · ".join(parts),
-                           False, n)
+                           False, n, downloads)
 
     # -- webcam tab ---------------------------------------------------------------------------
     def predict_frame(self, frame: Any, model: str | int | None = None,
@@ -727,7 +763,7 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
     def image_handler(upload, model, box, flip, thr):
         out = demo.predict_image(upload, model, box, flip, thr)
         return (out.image, pd.DataFrame(out.table, columns=IMAGE_TABLE_HEADERS), out.json_path,
-                out.message)
+                out.downloads or None, out.message)
 
     def video_handler(upload, model, box, flip, thr, interval, progress=gr.Progress()):  # noqa: B008
         def report(done: int, total: int | None) -> None:
@@ -741,7 +777,7 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
         out = demo.predict_video(upload, model, box, flip, thr, progress=report,
                                  det_interval=interval)
         return (out.video_path, pd.DataFrame(out.table, columns=VIDEO_TABLE_HEADERS),
-                out.mp4_path, out.json_path, out.message)
+                out.mp4_path, out.json_path, out.downloads or None, out.message)
 
     def webcam_handler(frame, model, box, flip, thr):
         return demo.predict_frame(frame, model, box, flip, thr)
@@ -792,6 +828,9 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
                                                    elem_id="image-table")
                         image_json = gr.File(label="Results (JSON)", interactive=False,
                                              elem_id="image-json")
+                        image_more = gr.File(label="For other tools (CSV table, OpenPose JSON)",
+                                             file_count="multiple", interactive=False,
+                                             elem_id="image-downloads")
             with gr.Tab("Video", id="video-tab"):
                 with gr.Row():
                     with gr.Column(scale=1):
@@ -821,6 +860,9 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
                                                 elem_id="video-mp4")
                             video_json = gr.File(label="Results (JSON)", interactive=False,
                                                  elem_id="video-json")
+                        video_more = gr.File(label="For other tools (CSV table, OpenPose JSON "
+                                                   "zip)", file_count="multiple",
+                                             interactive=False, elem_id="video-downloads")
             with gr.Tab("Webcam", id="webcam-tab"):
                 with gr.Row():
                     with gr.Column(scale=1):
@@ -846,10 +888,11 @@ def build_app(demo: PoseDemo | None = None, **kwargs: Any):
                    time_limit=demo.webcam_time_limit, concurrency_limit=1,
                    show_progress="hidden")
         image_run.click(image_handler, [image_in, *settings],
-                        [image_out, image_table, image_json, image_status],
+                        [image_out, image_table, image_json, image_more, image_status],
                         api_name="predict_image", concurrency_limit=1)
         video_run.click(video_handler, [video_in, *settings, video_interval],
-                        [video_out, video_table, video_mp4, video_json, video_status],
+                        [video_out, video_table, video_mp4, video_json, video_more,
+                         video_status],
                         api_name="predict_video", concurrency_limit=1)
     app.vitpose_demo = demo  # for launch_app (allowed paths) and tests
     return app

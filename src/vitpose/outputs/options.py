@@ -49,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group.add_argument("--openpose-render", action="store_true",
                        help="--openpose: also an OpenPose-style drawing per image or frame")
     group.add_argument("--background", choices=("black", "image"), default="black",
-                       help="--openpose-render: draw on a black canvas or on the image "
-                            "(images only) (default: black)")
+                       help="--openpose-render and --draw-style openpose: draw on a black "
+                            "canvas or on the image (images only) (default: black)")
     group.add_argument("--select-uncertain", type=int, default=None, metavar="N",
                        help="--coco-keypoints / --label-studio: only the N images the model is "
                             "least sure about")

@@ -32,7 +32,9 @@ from .outputs import (
     check_not_inputs,
     check_outputs,
     check_writable,
+    draw_result,
     drawn_paths,
+    export_notes,
     input_keys,
     nonfinite_message,
     output_sinks,
@@ -126,7 +128,8 @@ def run_images(opts: PredictOptions, spec: InputSpec, max_pixels: int, *,
         notify(f"resuming: {earlier} of {total} image(s) already done "
                f"(journal {results.partial}); doing the other {len(todo)}")
     summary = Summary()
-    sinks = [*output_sinks(opts, "images", out_dir, results_path), *sinks]
+    sinks = [*output_sinks(opts, "images", out_dir, results_path, done=results.done,
+                           spec=spec), *sinks]
     failed: list[str] = []
     n_instances = n_done = n_nonfinite = 0
     nonfinite_images: set[str] = set()
@@ -155,7 +158,7 @@ def run_images(opts: PredictOptions, spec: InputSpec, max_pixels: int, *,
                     n_nonfinite += dropped
                     nonfinite_images.add(keys[path])
                 if not opts.no_draw:  # drawn first: a journalled image always has its drawing
-                    write_image(drawn[path], estimator.draw(image, result, opts.kpt_thr))
+                    write_image(drawn[path], draw_result(estimator, opts, image, result))
                 results.add(keys[path], result.to_coco())
                 for sink in sinks:
                     sink.add(keys[path], result, image)
@@ -191,6 +194,7 @@ def run_images(opts: PredictOptions, spec: InputSpec, max_pixels: int, *,
                          + ("" if opts.no_draw else f", drawn images in {out_dir}"))
     summary.counts.update(images=n_done, earlier=earlier, instances=n_instances,
                           failed=len(failed))
+    export_notes(sinks, summary)
     if boxes is not None:
         note = boxes.nobody_note("image(s)")
         if note:

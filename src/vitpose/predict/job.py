@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputError
 from ..inference.io import iter_inputs
 from .images import run_images
 from .options import PredictOptions
@@ -22,9 +23,34 @@ def run(opts: PredictOptions, *, notify: Notify = log_notice) -> Summary:
     if opts.input is None:
         raise ValueError("PredictOptions.input is required")
     max_pixels = opts.validate()
+    if opts.exports:
+        if wanted(opts):
+            raise InputError(
+                "the output formats (" + ", ".join(sorted({n for n, _, _ in opts.exports}))
+                + ") are not written by a sharded run (torchrun, --out *.jsonl, video lists): "
+                "run without them, then write them from the merged results in Python "
+                "(vitpose.outputs.write)")
+        from ..outputs.options import check_targets
+        check_targets(opts.exports, overwrite=opts.overwrite)
     if wanted(opts):  # torchrun, --out *.jsonl, video lists: docs/SCALE_OUT.md
         return run_sharded(opts, max_pixels, notify=notify)
     spec = iter_inputs(opts.input)
+    if opts.exports:
+        _check_exports_fit(opts, spec.is_video)
     if spec.is_video:
         return run_video(opts, spec, Path(opts.out_dir), max_pixels, notify=notify)
     return run_images(opts, spec, max_pixels, notify=notify)
+
+
+def _check_exports_fit(opts: PredictOptions, video: bool) -> None:
+    """Output formats that cannot be written for this input, refused before any work."""
+    from ..outputs import FORMATS
+    for name, _, options in opts.exports:
+        if FORMATS[name].video_only and not video:
+            raise InputError(f"{FORMATS[name].option} is for videos (the results of images "
+                             "have no tracks): use --table for images")
+        if name == "openpose" and video and options.get("render") \
+                and options.get("background") == "image":
+            raise InputError("--openpose-render --background image draws on image files; for "
+                             "a video use --background black (or --draw-style openpose "
+                             "--background image for the annotated video)")

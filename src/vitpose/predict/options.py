@@ -69,6 +69,10 @@ class PredictOptions:
     kpt_thr: float = 0.3
     overwrite: bool = False
     max_pixels: int | None = None
+    draw_style: str = "skeleton"
+    background: str = "black"
+    #: extra output formats: ``(format, path, options)`` (`vitpose.outputs.options.requested`)
+    exports: list[tuple[str, Path, dict[str, Any]]] = field(default_factory=list)
     # video
     no_track: bool = False
     smooth: bool = False
@@ -105,6 +109,10 @@ class PredictOptions:
             raise InputError(f"--kpt-thr is a keypoint score between 0 and 1, got {self.kpt_thr}")
         if self.threads is not None and self.threads < 1:
             raise InputError(f"--threads must be at least 1, got {self.threads}")
+        if self.draw_style not in ("skeleton", "openpose"):
+            raise InputError(f"--draw-style is skeleton or openpose, got {self.draw_style!r}")
+        if self.background not in ("black", "image"):
+            raise InputError(f"--background is black or image, got {self.background!r}")
         if self.read_workers < 0:
             raise InputError(f"--read-workers must be 0 or more, got {self.read_workers}")
         if self.max_pixels is not None:

@@ -6,7 +6,11 @@ over), and the writers of drawn images.
 Where more output formats plug in: the job hands every finished `PoseResult` to
 `ResultSink.add` in input order (`vitpose.predict.images`, `vitpose.predict.video`), beside the
 journal and the drawings, and calls `ResultSink.close` at the end; a writer of another format
-subclasses `ResultSink` and is returned by `output_sinks` for the options that ask for it."""
+subclasses `ResultSink` and is returned by `output_sinks` for the options that ask for it.
+`ExportSink` writes the formats of `vitpose.outputs` (``--table``, ``--tracks``, ``--openpose``,
+``--coco-keypoints``, ``--label-studio``) when the run is complete, from every result of the
+run: those of an interrupted run it continues are read back from the journal, and all are kept
+as journalled, so a resumed run writes the same files as an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -22,8 +26,9 @@ from ..inference.io import InputSpec
 from ..inference.io import write_image as io_write_image
 from ..inference.pipeline import PoseResult
 
-__all__ = ["ResultSink", "output_sinks", "check_not_inputs", "check_outputs", "check_writable", "drawn_paths",
-           "input_keys", "input_root", "nonfinite_message", "write_image"]
+__all__ = ["ExportSink", "ResultSink", "check_not_inputs", "check_outputs", "check_writable",
+           "draw_result", "drawn_paths", "export_notes", "input_keys", "input_root",
+           "nonfinite_message", "output_sinks", "write_image"]
 
 #: Longest file name most file systems take (bytes); drawing names are kept under it.
 NAME_MAX = 255
@@ -44,11 +49,156 @@ class ResultSink:
         """The job ended (``complete``: every input was done)."""
 
 
-def output_sinks(opts: Any, kind: str, out_dir: Path, results_path: Path) -> list[ResultSink]:
+def output_sinks(opts: Any, kind: str, out_dir: Path, results_path: Path, *,
+                 done: Any = None, fps: float | None = None, stem: str | None = None,
+                 spec: InputSpec | None = None) -> list[ResultSink]:
     """The writers of the extra output formats the options ask for (``kind``: ``"images"`` or
-    ``"video"``; ``results_path``: the run's results JSON). None yet: the COCO results JSON
-    (journal) and the drawings are written by the jobs themselves."""
-    return []
+    ``"video"``; ``results_path``: the run's results JSON; ``done``: the journalled results of
+    an interrupted run being resumed, key -> stored value; ``fps`` / ``stem``: a video's frame
+    rate and name; ``spec``: the images' input). The COCO results JSON (journal) and the
+    drawings are written by the jobs themselves; ``opts.exports`` (``(format, path,
+    options)``, see `vitpose.outputs.options.requested`) are written at the end by one
+    `ExportSink`."""
+    exports = list(getattr(opts, "exports", None) or [])
+    if not exports:
+        return []
+    meta = None
+    if getattr(opts, "dataset_meta", None):  # a custom keypoint set (docs/FINETUNE.md)
+        from ..dataset_meta import load_dataset_meta
+        meta = load_dataset_meta(opts.dataset_meta)
+    return [ExportSink(exports, kind, dict(done or {}), overwrite=bool(opts.overwrite),
+                       fps=fps, stem=stem, spec=spec, meta=meta)]
+
+
+class ExportSink(ResultSink):
+    """Collects every result of the run and writes the requested output formats
+    (`vitpose.outputs.write`) when the run completes. A resumed run sends only its new results:
+    the ones of the interrupted run are rebuilt from the journal (``done``), so the files are
+    the same as those of an uninterrupted run. Notes of the writers (what a keypoint set could
+    not fill, what the smoother did) are kept in `notes`; the paths written in `paths`."""
+
+    def __init__(self, exports: list[tuple[str, Path, dict[str, Any]]], kind: str,
+                 done: dict[Any, Any], *, overwrite: bool, fps: float | None = None,
+                 stem: str | None = None, spec: InputSpec | None = None,
+                 meta: Any = None) -> None:
+        self.exports = exports
+        self.meta = meta
+        self.kind = kind
+        self.done = done
+        self.overwrite = overwrite
+        self.fps = fps
+        self.stem = stem
+        self.spec = spec
+        self.results: dict[Any, PoseResult] = {}
+        self.notes: list[str] = []
+        self.paths: list[Path] = []
+        self._hw: tuple[int, int] | None = None
+        self._dataset: str | None = None
+
+    def add(self, key: Any, result: PoseResult, image: np.ndarray | None) -> None:
+        # kept as journalled (rounded as in the results JSON), so that a resumed run, whose
+        # earlier results come from the journal, writes the same files as an uninterrupted one
+        self._hw = tuple(result.image_hw)  # type: ignore[assignment]
+        self._dataset = self._dataset or result.dataset
+        entries = result.to_coco()
+        if self.kind == "video":
+            self.results[key] = self._frame(key, {"instances": entries})
+        else:
+            self.results[key] = _from_entries(entries, result.source, result.image_id,
+                                              result.image_hw, result.dataset)
+
+    def _frame(self, index: Any, row: dict[str, Any]) -> PoseResult:
+        """A frame as `vitpose.predict.video.stored_result` reads it from the journal."""
+        return _from_entries(row["instances"], f"frame {index}", int(index),
+                             self._hw or (0, 0), self._dataset)
+
+    def _earlier_video(self) -> None:
+        for index, row in self.done.items():
+            if index not in self.results:
+                self.results[index] = self._frame(index, row)
+
+    def _earlier_images(self) -> None:
+        from ..inference.io import read_image
+        if self.spec is None:
+            return
+        for path, key in input_keys(self.spec).items():
+            if key in self.results or key not in self.done:
+                continue
+            entries = self.done[key]
+            image_id = entries[0]["image_id"] if entries else key
+            self.results[key] = _from_entries(entries, str(path), image_id,
+                                              read_image(path).shape[:2], self._dataset)
+
+    def close(self, complete: bool) -> None:
+        if not complete:  # written when the run is complete (a rerun continues it)
+            return
+        from .. import outputs
+        if self.kind == "video":
+            self._earlier_video()
+            ordered: list[Any] = [(k, self.results[k]) for k in sorted(self.results)]
+        else:
+            self._earlier_images()
+            order = list(input_keys(self.spec).values()) if self.spec is not None \
+                else list(self.results)
+            ordered = [self.results[k] for k in order if k in self.results]
+        video = self.kind == "video"
+        root = input_root(self.spec) if self.spec is not None and not video else None
+        for name, path, options in self.exports:
+            extra = dict(options)
+            if name == "openpose" and video:
+                extra["stem"] = self.stem
+            if name in ("coco-keypoints", "label-studio") and root is not None:
+                extra["image_root"] = root
+            report = outputs.write(name, ordered, path, fps=self.fps if video else None,
+                                   video=video, meta=self.meta, overwrite=self.overwrite,
+                                   **extra)
+            self.paths.extend(report.paths)
+            self.notes.extend(report.notes)
+
+
+def _from_entries(entries: list[dict[str, Any]], source: str, image_id: Any,
+                  image_hw: Any, dataset: str | None) -> PoseResult:
+    """An image's result from its COCO results entries (as journalled)."""
+    from ..inference.pipeline import PoseInstance
+    instances = []
+    for e in entries:
+        kp = np.asarray(e["keypoints"], np.float32).reshape(-1, 3)
+        box = np.asarray(e["bbox"], np.float32)
+        instances.append(PoseInstance(box, float(e["score"]), kp, float(e["score"]),
+                                      box[:2] + box[2:] / 2, box[2:] / 200.0,
+                                      dataset=e.get("dataset"), category=e.get("category"),
+                                      track_id=e.get("track_id")))
+    if dataset is None:  # no new result of the run names it: by the number of keypoints
+        k = instances[0].keypoints.shape[0] if instances else 17
+        dataset = {17: "coco", 133: "wholebody"}.get(k, "coco")
+    return PoseResult(source, image_id, (int(image_hw[0]), int(image_hw[1])), dataset,
+                      instances)
+
+
+def export_notes(sinks: Any, summary: Any) -> None:
+    """The files the export sinks wrote and their notes, into the job's summary."""
+    for sink in sinks:
+        if isinstance(sink, ExportSink):
+            if sink.paths:
+                shown = ", ".join(str(p) for p in sink.paths[:3]) + \
+                    (f" (+{len(sink.paths) - 3} more)" if len(sink.paths) > 3 else "")
+                summary.lines.append(f"exported {len(sink.paths)} file(s): {shown}")
+            for text in sink.notes:
+                summary.note(text)
+
+
+def draw_result(estimator: Any, opts: Any, image: np.ndarray, result: PoseResult,
+                kpt_thr: float | None = None) -> np.ndarray:
+    """The drawing of one result: the model's skeleton, or with ``draw_style="openpose"`` an
+    OpenPose-style render (`vitpose.outputs.draw_openpose`) on a black canvas or on the image
+    (``background``)."""
+    thr = opts.kpt_thr if kpt_thr is None else kpt_thr
+    if getattr(opts, "draw_style", "skeleton") != "openpose":
+        return estimator.draw(image, result, thr)
+    from ..outputs import draw_openpose, to_openpose
+    pose = to_openpose(result, min_score=thr)
+    background = image if getattr(opts, "background", "black") == "image" else None
+    return draw_openpose(pose, background)
 
 
 def input_root(spec: InputSpec) -> Path:

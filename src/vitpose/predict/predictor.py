@@ -6,6 +6,8 @@
     result.xy, result.scores, result.boxes           # (N, K, 2), (N, K), (N, 5)
     for frame in predictor.stream("clip.mp4"):       # frame by frame, with track ids
         print(frame.image_id, frame.track_ids)
+    predictor.save(predictor("clip.mp4"), "tracks", "tracks.parquet", smooth=True)
+    result.to_pandas(), result.to_supervision()      # a data frame, sv.KeyPoints
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class Predictor:
         self.max_pixels = self.options.validate()
         self._estimator: Estimator | None = None
         self._boxes: BoxSource | None = None
+        #: the frame rate of the last video read (`save` writes it into tracks and tables)
+        self.fps: float | None = None
 
     def __repr__(self) -> str:
         o = self.options
@@ -135,9 +139,24 @@ class Predictor:
                              f"than the budget of {self.max_pixels:,} (max_pixels=...)")
         return estimate_image(self.estimator, self.box_source, image, None, image_id)
 
+    def save(self, results: Any, format: str, path: str | os.PathLike[str], *,
+             fps: float | None = None, overwrite: bool = False, **options: Any) -> Any:
+        """Writes results in one of the output formats of ``vitpose predict`` (the option names
+        without ``--``: ``table``, ``tracks``, ``openpose``, ``coco-keypoints``,
+        ``label-studio``), e.g. ``predictor.save(frames, "tracks", "tracks.parquet",
+        smooth=True)``. Results with track ids are the frames of a video (``fps``: default
+        the frame rate of the last video this predictor read). ``options``: those of
+        `vitpose.outputs.write`. Returns its report (``paths``, ``notes``)."""
+        from ..outputs import write
+        results = [results] if isinstance(results, PoseResult) else list(results)
+        video = any(i.track_id is not None for r in results for i in r.instances)
+        return write(format, results, path, fps=(fps or self.fps) if video else None,
+                     video=video, overwrite=overwrite, **options)
+
     def _video(self, source: str | int | None) -> Iterator[PoseResult]:
         reader = VideoReader(source, max_pixels=self.max_pixels)
         try:
+            self.fps = reader.fps
             loop = FrameLoop(self.options, self.estimator, self.box_source, reader.fps)
             for _, _, result in loop.run(reader):
                 yield result

@@ -37,6 +37,8 @@ from .outputs import (
     check_not_inputs,
     check_outputs,
     check_writable,
+    draw_result,
+    export_notes,
     nonfinite_message,
     output_sinks,
 )
@@ -208,7 +210,8 @@ def run_video(opts: PredictOptions, spec: InputSpec, out_dir: Path, max_pixels: 
     estimator = estimator if estimator is not None else build_estimator(
         opts, crops=expected_crops(opts, frames) if frames else None)
     loop = FrameLoop(opts, estimator, boxes, reader.fps)
-    sinks = [*output_sinks(opts, "video", out_dir, json_path), *sinks]
+    sinks = [*output_sinks(opts, "video", out_dir, json_path, done=results.done,
+                           fps=reader.fps, stem=video_path.name[:-len("_pose.mp4")]), *sinks]
     results.start()
     if results.resumed:
         notify(f"resuming: {len(results.done)} frame(s) already done (journal "
@@ -232,7 +235,7 @@ def run_video(opts: PredictOptions, spec: InputSpec, out_dir: Path, max_pixels: 
     kpt_thr = opts.kpt_thr
 
     def draw_and_write(frame: np.ndarray, result: PoseResult) -> None:
-        video.write(estimator.draw(frame, result, kpt_thr))
+        video.write(draw_result(estimator, opts, frame, result, kpt_thr))
 
     try:
         with tqdm(total=total, unit="frame", file=sys.stderr, disable=not progress) as bar, \
@@ -277,6 +280,7 @@ def run_video(opts: PredictOptions, spec: InputSpec, out_dir: Path, max_pixels: 
         f"{n} frame(s){extra} -> {json_path}" + ("" if video is None else f", {video_path}")
         + (f" ({n - n_new} from the interrupted run)" if results.resumed else ""))
     summary.counts.update(frames=n, new_frames=n_new, detections=loop.interval.detections)
+    export_notes(sinks, summary)
     note = boxes.nobody_note("frame(s)")
     if note:
         summary.note(note)
