@@ -154,7 +154,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="run the detector every N frames; in between, each tracked person's "
                           "box comes from their previous keypoints (a lost track triggers a "
                           "new detection) (default: %(default)s)")
-    from ..outputs.options import add_arguments as add_output_arguments
+    from ..formats.options import add_arguments as add_output_arguments
     add_output_arguments(p)
     p.set_defaults(exports=[])  # filled from those options by `options` (PredictOptions.exports)
     g = p.add_argument_group("scale-out (torchrun; see docs/SCALE_OUT.md)")
@@ -166,7 +166,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def options(args: argparse.Namespace) -> PredictOptions:
     """The job's options from the parsed command line."""
-    from ..outputs.options import requested
+    from ..formats.options import requested
     return PredictOptions.from_namespace(args).replace(exports=requested(args))
 
 

@@ -154,11 +154,11 @@ class VideoOutput:
 
 def other_formats(results: list[PoseResult], out_dir: Path, stem: str,
                   fps: float | None = None) -> list[str]:
-    """The downloads for other tools (`vitpose.outputs`, as ``vitpose predict --table
+    """The downloads for other tools (`vitpose.formats`, as ``vitpose predict --table
     STEM_poses.csv --openpose DIR``): a CSV table (one row per person x keypoint) and the
     OpenPose JSON (one file for an image; a zip of one per frame for a video). A format that
     does not fit (no pandas installed, a keypoint set OpenPose has no layout for) is left out."""
-    from ..outputs import write
+    from ..formats import write
     video = fps is not None
     paths: list[str] = []
     try:

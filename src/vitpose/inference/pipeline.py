@@ -218,14 +218,16 @@ class PoseResult:
         return [i.to_coco(self.image_id, category_id) for i in self.instances]
 
     def to_supervision(self, **options: Any) -> Any:
-        """This result as ``supervision.KeyPoints`` (`vitpose.outputs.to_supervision`; needs
-        ``pip install 'vitpose[outputs]'``)."""
-        return _outputs().to_supervision(self, **options)
+        """This result as ``supervision.KeyPoints`` (`vitpose.formats.to_supervision`; needs
+        ``pip install 'vitpose[formats]'``)."""
+        from .. import formats  # imported on use: it may load pandas / supervision
+        return formats.to_supervision(self, **options)
 
     def to_pandas(self, **options: Any) -> Any:
         """One row per instance x keypoint as a ``pandas.DataFrame``
-        (`vitpose.outputs.to_pandas`, which also takes a list of results)."""
-        return _outputs().to_pandas(self, **options)
+        (`vitpose.formats.to_pandas`, which also takes a list of results)."""
+        from .. import formats
+        return formats.to_pandas(self, **options)
 
     def drop_nonfinite(self) -> int:
         """Removes the instances holding NaN/inf (broken or diverged weights), so that every
@@ -238,13 +240,6 @@ class PoseResult:
                                  "keypoints or scores and were left out (broken or diverged "
                                  "weights?)")
         return dropped
-
-
-def _outputs() -> Any:
-    """`vitpose.outputs`, a layer above this one (docs/ARCHITECTURE.md): looked up by name at
-    call time only, for the convenience methods of `PoseResult`."""
-    import importlib
-    return importlib.import_module("vitpose.outputs")
 
 
 @runtime_checkable

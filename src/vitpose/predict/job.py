@@ -29,8 +29,8 @@ def run(opts: PredictOptions, *, notify: Notify = log_notice) -> Summary:
                 "the output formats (" + ", ".join(sorted({n for n, _, _ in opts.exports}))
                 + ") are not written by a sharded run (torchrun, --out *.jsonl, video lists): "
                 "run without them, then write them from the merged results in Python "
-                "(vitpose.outputs.write)")
-        from ..outputs.options import check_targets
+                "(vitpose.formats.write)")
+        from ..formats.options import check_targets
         check_targets(opts.exports, overwrite=opts.overwrite)
     if wanted(opts):  # torchrun, --out *.jsonl, video lists: docs/SCALE_OUT.md
         return run_sharded(opts, max_pixels, notify=notify)
@@ -44,7 +44,7 @@ def run(opts: PredictOptions, *, notify: Notify = log_notice) -> Summary:
 
 def _check_exports_fit(opts: PredictOptions, video: bool) -> None:
     """Output formats that cannot be written for this input, refused before any work."""
-    from ..outputs import FORMATS
+    from ..formats import FORMATS
     for name, _, options in opts.exports:
         if FORMATS[name].video_only and not video:
             raise InputError(f"{FORMATS[name].option} is for videos (the results of images "

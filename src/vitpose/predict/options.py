@@ -71,7 +71,7 @@ class PredictOptions:
     max_pixels: int | None = None
     draw_style: str = "skeleton"
     background: str = "black"
-    #: extra output formats: ``(format, path, options)`` (`vitpose.outputs.options.requested`)
+    #: extra output formats: ``(format, path, options)`` (`vitpose.formats.options.requested`)
     exports: list[tuple[str, Path, dict[str, Any]]] = field(default_factory=list)
     # video
     no_track: bool = False

@@ -7,7 +7,7 @@ Where more output formats plug in: the job hands every finished `PoseResult` to
 `ResultSink.add` in input order (`vitpose.predict.images`, `vitpose.predict.video`), beside the
 journal and the drawings, and calls `ResultSink.close` at the end; a writer of another format
 subclasses `ResultSink` and is returned by `output_sinks` for the options that ask for it.
-`ExportSink` writes the formats of `vitpose.outputs` (``--table``, ``--tracks``, ``--openpose``,
+`ExportSink` writes the formats of `vitpose.formats` (``--table``, ``--tracks``, ``--openpose``,
 ``--coco-keypoints``, ``--label-studio``) when the run is complete, from every result of the
 run: those of an interrupted run it continues are read back from the journal, and all are kept
 as journalled, so a resumed run writes the same files as an uninterrupted one."""
@@ -57,7 +57,7 @@ def output_sinks(opts: Any, kind: str, out_dir: Path, results_path: Path, *,
     an interrupted run being resumed, key -> stored value; ``fps`` / ``stem``: a video's frame
     rate and name; ``spec``: the images' input). The COCO results JSON (journal) and the
     drawings are written by the jobs themselves; ``opts.exports`` (``(format, path,
-    options)``, see `vitpose.outputs.options.requested`) are written at the end by one
+    options)``, see `vitpose.formats.options.requested`) are written at the end by one
     `ExportSink`."""
     exports = list(getattr(opts, "exports", None) or [])
     if not exports:
@@ -72,7 +72,7 @@ def output_sinks(opts: Any, kind: str, out_dir: Path, results_path: Path, *,
 
 class ExportSink(ResultSink):
     """Collects every result of the run and writes the requested output formats
-    (`vitpose.outputs.write`) when the run completes. A resumed run sends only its new results:
+    (`vitpose.formats.write`) when the run completes. A resumed run sends only its new results:
     the ones of the interrupted run are rebuilt from the journal (``done``), so the files are
     the same as those of an uninterrupted run. Notes of the writers (what a keypoint set could
     not fill, what the smoother did) are kept in `notes`; the paths written in `paths`."""
@@ -132,7 +132,7 @@ class ExportSink(ResultSink):
     def close(self, complete: bool) -> None:
         if not complete:  # written when the run is complete (a rerun continues it)
             return
-        from .. import outputs
+        from .. import formats
         if self.kind == "video":
             self._earlier_video()
             ordered: list[Any] = [(k, self.results[k]) for k in sorted(self.results)]
@@ -149,7 +149,7 @@ class ExportSink(ResultSink):
                 extra["stem"] = self.stem
             if name in ("coco-keypoints", "label-studio") and root is not None:
                 extra["image_root"] = root
-            report = outputs.write(name, ordered, path, fps=self.fps if video else None,
+            report = formats.write(name, ordered, path, fps=self.fps if video else None,
                                    video=video, meta=self.meta, overwrite=self.overwrite,
                                    **extra)
             self.paths.extend(report.paths)
@@ -190,12 +190,12 @@ def export_notes(sinks: Any, summary: Any) -> None:
 def draw_result(estimator: Any, opts: Any, image: np.ndarray, result: PoseResult,
                 kpt_thr: float | None = None) -> np.ndarray:
     """The drawing of one result: the model's skeleton, or with ``draw_style="openpose"`` an
-    OpenPose-style render (`vitpose.outputs.draw_openpose`) on a black canvas or on the image
+    OpenPose-style render (`vitpose.formats.draw_openpose`) on a black canvas or on the image
     (``background``)."""
     thr = opts.kpt_thr if kpt_thr is None else kpt_thr
     if getattr(opts, "draw_style", "skeleton") != "openpose":
         return estimator.draw(image, result, thr)
-    from ..outputs import draw_openpose, to_openpose
+    from ..formats import draw_openpose, to_openpose
     pose = to_openpose(result, min_score=thr)
     background = image if getattr(opts, "background", "black") == "image" else None
     return draw_openpose(pose, background)

@@ -146,8 +146,8 @@ class Predictor:
         ``label-studio``), e.g. ``predictor.save(frames, "tracks", "tracks.parquet",
         smooth=True)``. Results with track ids are the frames of a video (``fps``: default
         the frame rate of the last video this predictor read). ``options``: those of
-        `vitpose.outputs.write`. Returns its report (``paths``, ``notes``)."""
-        from ..outputs import write
+        `vitpose.formats.write`. Returns its report (``paths``, ``notes``)."""
+        from ..formats import write
         results = [results] if isinstance(results, PoseResult) else list(results)
         video = any(i.track_id is not None for r in results for i in r.instances)
         return write(format, results, path, fps=(fps or self.fps) if video else None,

@@ -217,7 +217,7 @@ def test_predictor_save_and_result_methods(ckpt, images, demo, tmp_path):
     assert report.paths == [tmp_path / "poses.csv"]
     assert len(pd.read_csv(tmp_path / "poses.csv")) == 4 * 17
     assert len(results[0].to_pandas()) == 17
-    assert vitpose.outputs.to_pandas(results).shape[0] == 4 * 17
+    assert vitpose.formats.to_pandas(results).shape[0] == 4 * 17
     key_points = results[0].to_supervision()
     assert key_points.xy.shape == (1, 17, 2)
 

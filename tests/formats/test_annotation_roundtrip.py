@@ -10,15 +10,15 @@ import pytest
 from label_studio_converter import Converter
 from pycocotools.coco import COCO
 
-import vitpose.outputs as outputs
+import vitpose.formats as formats
 from vitpose.datasets.coco import read_coco_keypoints
 from vitpose.errors import InputError, OutputError
-from vitpose.outputs import label_studio_to_coco, select_uncertain, to_label_studio
+from vitpose.formats import label_studio_to_coco, select_uncertain, to_label_studio
 
 
 def test_coco_keypoints_export_loads_in_pycocotools_and_the_training_reader(
         tmp_path, data_dir, coco_results) -> None:
-    path = outputs.write("coco-keypoints", coco_results, tmp_path / "pre.json",
+    path = formats.write("coco-keypoints", coco_results, tmp_path / "pre.json",
                          image_root=data_dir / "coco").paths[0]
     coco = COCO(str(path))
     assert sorted(coco.getImgIds()) == sorted(r.image_id for r in coco_results)
@@ -32,7 +32,7 @@ def test_coco_keypoints_export_loads_in_pycocotools_and_the_training_reader(
     records = read_coco_keypoints(path, "coco", image_root=data_dir / "coco")
     assert len(records) == sum(len(r.instances) for r in coco_results)
     with pytest.raises(OutputError, match="exists"):
-        outputs.write("coco-keypoints", coco_results, path)
+        formats.write("coco-keypoints", coco_results, path)
 
 
 def test_select_uncertain_keeps_the_least_sure_images(coco_results) -> None:
@@ -44,7 +44,7 @@ def test_select_uncertain_keeps_the_least_sure_images(coco_results) -> None:
 
 
 def test_label_studio_tasks_are_read_by_label_studios_converter(tmp_path, coco_results) -> None:
-    paths = outputs.write("label-studio", coco_results, tmp_path / "tasks.json", select=3).paths
+    paths = formats.write("label-studio", coco_results, tmp_path / "tasks.json", select=3).paths
     tasks = json.loads(paths[0].read_text())
     config = paths[1].read_text()
     assert len(tasks) == 3 and paths[1].name == "tasks.label_config.xml"

@@ -8,15 +8,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import vitpose.outputs as outputs
+import vitpose.formats as formats
 from vitpose.errors import InputError, OutputError
-from vitpose.outputs import smooth_tracks, track_arrays
+from vitpose.formats import smooth_tracks, track_arrays
 
 
 def test_track_table_files_read_back_with_pandas_and_pyarrow(tmp_path, make_track) -> None:
     _, frames = make_track(frames=20, missing=(5,))
-    csv = outputs.write("tracks", frames, tmp_path / "tracks.csv", fps=25.0).paths[0]
-    parquet = outputs.write("tracks", frames, tmp_path / "tracks.parquet", fps=25.0).paths[0]
+    csv = formats.write("tracks", frames, tmp_path / "tracks.csv", fps=25.0).paths[0]
+    parquet = formats.write("tracks", frames, tmp_path / "tracks.parquet", fps=25.0).paths[0]
     table = pd.read_csv(csv)
     assert len(table) == 19 * 17  # frame 5 has nobody
     assert list(table.columns[:5]) == ["track_id", "frame", "time_s", "keypoint", "name"]
@@ -31,7 +31,7 @@ def test_track_table_files_read_back_with_pandas_and_pyarrow(tmp_path, make_trac
 
 def test_track_arrays_npz(tmp_path, make_track) -> None:
     _, frames = make_track(frames=12, missing=(3, 4))
-    path = outputs.write("tracks", frames, tmp_path / "tracks.npz", fps=10.0).paths[0]
+    path = formats.write("tracks", frames, tmp_path / "tracks.npz", fps=10.0).paths[0]
     data = np.load(path)
     assert data["track_ids"].tolist() == [7]
     assert data["track_7"].shape == (10, 17, 3)
@@ -44,22 +44,22 @@ def test_tracks_refuse_images_untracked_videos_empty_videos_and_existing_files(
         tmp_path, make_track, coco_results) -> None:
     _, frames = make_track(frames=5)
     with pytest.raises(InputError, match="for videos"):
-        outputs.write("tracks", coco_results, tmp_path / "t.csv")
+        formats.write("tracks", coco_results, tmp_path / "t.csv")
     for r in frames:
         for i in r.instances:
             i.track_id = None
     with pytest.raises(InputError, match="no track ids"):
-        outputs.write("tracks", frames, tmp_path / "t.csv", fps=25)
+        formats.write("tracks", frames, tmp_path / "t.csv", fps=25)
     for r in frames:
         r.instances = []
     with pytest.raises(InputError, match="no tracks"):
-        outputs.write("tracks", frames, tmp_path / "t.csv", fps=25)
+        formats.write("tracks", frames, tmp_path / "t.csv", fps=25)
     (tmp_path / "exists.csv").write_text("mine")
     _, frames = make_track(frames=5)
     with pytest.raises(OutputError, match="exists"):
-        outputs.write("tracks", frames, tmp_path / "exists.csv", fps=25)
+        formats.write("tracks", frames, tmp_path / "exists.csv", fps=25)
     assert (tmp_path / "exists.csv").read_text() == "mine"
-    outputs.write("tracks", frames, tmp_path / "exists.csv", fps=25, overwrite=True)
+    formats.write("tracks", frames, tmp_path / "exists.csv", fps=25, overwrite=True)
     assert "track_id" in (tmp_path / "exists.csv").read_text()
 
 
@@ -109,7 +109,7 @@ def test_smoother_never_fills_beyond_the_gap_limit_and_ignores_unsure_keypoints(
 
 def test_tracks_writer_smooths_and_reports(tmp_path, make_track) -> None:
     _, frames = make_track(frames=30, missing=(12,))
-    report = outputs.write("tracks", frames, tmp_path / "t.npz", fps=30, smooth=True)
+    report = formats.write("tracks", frames, tmp_path / "t.npz", fps=30, smooth=True)
     assert "1 missing frame(s)" in report.notes[0] and "jitter" in report.notes[0]
     assert 12 in np.load(report.paths[0])["track_7_frames"].tolist()
     assert len(track_arrays(frames)[7].frames) == 29

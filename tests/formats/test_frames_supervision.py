@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import supervision as sv
 
-import vitpose.outputs as outputs
+import vitpose.formats as formats
 from vitpose.dataset_meta import get_dataset_meta
 from vitpose.errors import InputError
-from vitpose.outputs import supervision_edges, to_pandas, to_supervision
+from vitpose.formats import supervision_edges, to_pandas, to_supervision
 
 
 def test_supervision_keypoints_and_annotators_draw_our_result(coco_results) -> None:
@@ -59,9 +59,9 @@ def test_pandas_rows_for_images_and_videos(tmp_path, coco_results, make_track) -
     assert video["frame"].tolist()[::17] == [0, 1, 2, 3]
     assert video["time_s"].tolist()[::17] == [0.0, 0.5, 1.0, 1.5]
     assert video["track_id"].unique().tolist() == [7]
-    path = outputs.write("table", coco_results, tmp_path / "poses.parquet").paths[0]
+    path = formats.write("table", coco_results, tmp_path / "poses.parquet").paths[0]
     pd.testing.assert_frame_equal(pd.read_parquet(path), table, check_dtype=False)
-    csv = outputs.write("table", coco_results, tmp_path / "poses.csv").paths[0]
+    csv = formats.write("table", coco_results, tmp_path / "poses.csv").paths[0]
     assert len(pd.read_csv(csv)) == len(table)
 
 
@@ -78,7 +78,7 @@ def test_mixed_keypoint_sets_are_refused(coco_results, wholebody_results) -> Non
     with pytest.raises(InputError, match="ap10k, coco"):
         to_pandas(coco_results)
     with pytest.raises(InputError, match="unknown output format"):
-        outputs.write("bvh", coco_results, "x.bvh")
+        formats.write("bvh", coco_results, "x.bvh")
 
 
 def test_a_full_disk_gives_one_output_error(tmp_path, coco_results, monkeypatch) -> None:
@@ -92,7 +92,7 @@ def test_a_full_disk_gives_one_output_error(tmp_path, coco_results, monkeypatch)
 
     monkeypatch.setattr(vitpose.fileio, "atomic_open", full)
     with pytest.raises(OutputError, match="cannot write .*poses.csv: No space left on device"):
-        outputs.write("table", coco_results, tmp_path / "poses.csv")
+        formats.write("table", coco_results, tmp_path / "poses.csv")
     assert not (tmp_path / "poses.csv").exists()
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from vitpose.dataset_meta import DatasetMeta
 from vitpose.errors import InputError
-from vitpose.outputs.common import as_frames, keypoint_set, require
+from vitpose.formats.common import as_frames, keypoint_set, require
 
 __all__ = ["TABLE_COLUMNS", "supervision_edges", "to_pandas", "to_supervision"]
 

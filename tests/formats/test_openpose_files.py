@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-import vitpose.outputs as outputs
+import vitpose.formats as formats
 from vitpose.errors import InputError, OutputError
-from vitpose.outputs import draw_openpose, to_openpose
-from vitpose.outputs.openpose import BODY_COLORS
+from vitpose.formats import draw_openpose, to_openpose
+from vitpose.formats.openpose import BODY_COLORS
 
 PERSON_KEYS = {"person_id", "pose_keypoints_2d", "face_keypoints_2d", "hand_left_keypoints_2d",
                "hand_right_keypoints_2d", "pose_keypoints_3d", "face_keypoints_3d",
@@ -19,7 +19,7 @@ PERSON_KEYS = {"person_id", "pose_keypoints_2d", "face_keypoints_2d", "hand_left
 
 
 def test_openpose_json_of_a_coco17_model_follows_the_format(tmp_path, coco_results) -> None:
-    report = outputs.write("openpose", coco_results, tmp_path / "op", render=True)
+    report = formats.write("openpose", coco_results, tmp_path / "op", render=True)
     files = sorted((tmp_path / "op").glob("*_keypoints.json"))
     assert len(files) == 4 and len(list((tmp_path / "op").glob("*_rendered.png"))) == 4
     assert any("no hand keypoints" in n for n in report.notes)
@@ -69,7 +69,7 @@ def test_openpose_refuses_keypoint_sets_without_the_coco_body(tmp_path, coco_res
         for i in r.instances:
             i.keypoints = i.keypoints[:17]
     with pytest.raises(InputError, match="COCO body"):
-        outputs.write("openpose", coco_results, tmp_path / "op")
+        formats.write("openpose", coco_results, tmp_path / "op")
     with pytest.raises(InputError, match="body layout"):
         to_openpose(coco_results[0], meta="coco", body="body_135")
 
@@ -84,17 +84,17 @@ def test_openpose_drawing_is_black_with_openpose_colours(tmp_path, coco_results)
     assert tuple(int(v) for v in image[y, x]) == BODY_COLORS[0] == (255, 0, 0)
     assert BODY_COLORS[6] == (0, 255, 0) and BODY_COLORS[12] == (0, 0, 255)
     # on the image itself, and the written drawing equals the in-memory one
-    outputs.write("openpose", coco_results[:1], tmp_path / "bg", render=True, background="image")
+    formats.write("openpose", coco_results[:1], tmp_path / "bg", render=True, background="image")
     png = cv2.imread(str(tmp_path / "bg" / "000000000785_rendered.png"))[..., ::-1]
     photo = cv2.imread(coco_results[0].source)[..., ::-1]
     np.testing.assert_array_equal(png, draw_openpose(pose, photo))
     with pytest.raises(OutputError, match="already holds files"):
-        outputs.write("openpose", coco_results[:1], tmp_path / "bg")
+        formats.write("openpose", coco_results[:1], tmp_path / "bg")
 
 
 def test_openpose_frames_of_a_video_carry_track_ids(tmp_path, make_track) -> None:
     _, frames = make_track(frames=3)
-    outputs.write("openpose", frames, tmp_path / "op", fps=30)
+    formats.write("openpose", frames, tmp_path / "op", fps=30)
     names = sorted(p.name for p in (tmp_path / "op").iterdir())
     assert names == [f"walk_{i:012d}_keypoints.json" for i in range(3)]
     pose = json.loads((tmp_path / "op" / names[1]).read_text())
@@ -105,16 +105,16 @@ def test_openpose_names_frames_of_in_memory_videos_safely(tmp_path, make_track) 
     _, frames = make_track(frames=2)
     for r in frames:
         r.source = "<array>"
-    outputs.write("openpose", frames, tmp_path / "a", fps=30)
+    formats.write("openpose", frames, tmp_path / "a", fps=30)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
         "frame_000000000000_keypoints.json", "frame_000000000001_keypoints.json"]
-    outputs.write("openpose", frames, tmp_path / "b", fps=30, stem="clip")
+    formats.write("openpose", frames, tmp_path / "b", fps=30, stem="clip")
     assert (tmp_path / "b" / "clip_000000000001_keypoints.json").is_file()
 
 
 def test_long_exports_show_progress(tmp_path, make_track, capsys) -> None:
     _, frames = make_track(frames=6)
-    outputs.write("openpose", frames, tmp_path / "quiet", fps=30)
+    formats.write("openpose", frames, tmp_path / "quiet", fps=30)
     assert "OpenPose files" not in capsys.readouterr().err
-    outputs.write("openpose", frames, tmp_path / "bar", fps=30, show_progress=True)
+    formats.write("openpose", frames, tmp_path / "bar", fps=30, show_progress=True)
     assert "OpenPose files" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 ``add_arguments(parser)`` adds them (one option per format plus the format settings);
 ``requested(args)`` turns parsed arguments into ``(format, path, options)`` requests;
 ``check_targets(requests, overwrite=...)`` refuses existing outputs before any work is done;
-each request is then written with ``vitpose.outputs.write(name, results, path, fps=...,
+each request is then written with ``vitpose.formats.write(name, results, path, fps=...,
 overwrite=..., **options)`` once the results are in.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vitpose.errors import OutputError
-from vitpose.outputs.openpose import BODY_LAYOUTS
+from vitpose.formats.openpose import BODY_LAYOUTS
 
 __all__ = ["add_arguments", "check_targets", "requested"]
 
@@ -25,11 +25,11 @@ _DEST = {"table": "table", "tracks": "tracks", "openpose": "openpose",
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """Adds the output-format options to ``parser`` (in their own help group)."""
-    from vitpose.outputs import FORMATS
+    from vitpose.formats import FORMATS
 
     group = parser.add_argument_group(
         "results for other tools", "extra files in the formats other tools read (the tables "
-        "and supervision need pip install 'vitpose[outputs]')")
+        "and supervision need pip install 'vitpose[formats]')")
     for name, fmt in FORMATS.items():
         group.add_argument(fmt.option, dest=_DEST[name], metavar=fmt.metavar, default=None,
                            help=fmt.help)
@@ -84,7 +84,7 @@ def check_targets(requests: list[tuple[str, Path, dict[str, Any]]], *,
                   overwrite: bool = False) -> None:
     """Refuses, before any work, outputs that exist (unless ``overwrite``) or that two options
     would both write."""
-    from vitpose.outputs.common import prepare_target
+    from vitpose.formats.common import prepare_target
 
     seen: dict[Path, str] = {}
     for name, path, _ in requests:

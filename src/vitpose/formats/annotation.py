@@ -36,7 +36,7 @@ import numpy as np
 from vitpose.dataset_meta import DatasetMeta
 from vitpose.errors import InputError
 from vitpose.fileio import atomic_write_json, atomic_write_text, read_json
-from vitpose.outputs.common import as_frames, keypoint_set, prepare_target, progress
+from vitpose.formats.common import as_frames, keypoint_set, prepare_target, progress
 
 __all__ = ["image_uncertainty", "label_studio_config", "label_studio_to_coco",
            "select_uncertain", "to_coco_keypoints", "to_label_studio", "write_coco_keypoints",

@@ -30,8 +30,8 @@ import numpy as np
 from vitpose.dataset_meta import DatasetMeta
 from vitpose.errors import InputError, OutputError
 from vitpose.fileio import atomic_open
-from vitpose.outputs.common import as_frames, keypoint_set, prepare_target, require
-from vitpose.outputs.tables import to_pandas
+from vitpose.formats.common import as_frames, keypoint_set, prepare_target, require
+from vitpose.formats.tables import to_pandas
 
 __all__ = ["SmoothReport", "Track", "TrackSmoothing", "jitter", "smooth_tracks", "track_arrays",
            "track_table", "write_track_table", "write_track_arrays"]

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-import vitpose.outputs as outputs
+import vitpose.formats as formats
 from vitpose.errors import OutputError
-from vitpose.outputs.options import add_arguments, check_targets, requested
+from vitpose.formats.options import add_arguments, check_targets, requested
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_help_documents_every_format_option() -> None:
     text = _parser().format_help()
-    for fmt in outputs.FORMATS.values():
+    for fmt in formats.FORMATS.values():
         assert fmt.option in text
     for option in ("--smooth-tracks", "--max-gap", "--openpose-body", "--openpose-render",
                    "--background", "--select-uncertain", "--export-min-score"):
@@ -36,8 +36,8 @@ def test_requests_write_what_the_options_say(tmp_path, coco_results, make_track)
     assert [r[0] for r in reqs] == ["openpose", "coco-keypoints"]
     check_targets(reqs)
     for name, path, options in reqs:
-        outputs.write(name, coco_results, path, **options)
-    assert len(outputs.FORMATS) == 5
+        formats.write(name, coco_results, path, **options)
+    assert len(formats.FORMATS) == 5
     assert len(json.loads((tmp_path / "pre.json").read_text())["images"]) == 2
     pose = json.loads((tmp_path / "op" / "000000000785_keypoints.json").read_text())
     assert len(pose["people"][0]["pose_keypoints_2d"]) == 75
@@ -52,7 +52,7 @@ def test_requests_write_what_the_options_say(tmp_path, coco_results, make_track)
     args = _parser().parse_args(["v.mp4", "--tracks", str(tmp_path / "t.csv"),
                                  "--smooth-tracks", "--max-gap", "2"])
     (name, path, options), = requested(args)
-    report = outputs.write(name, frames, path, fps=30, **options)
+    report = formats.write(name, frames, path, fps=30, **options)
     assert "1 missing frame(s)" in report.notes[0]
     both = _parser().parse_args(["x", "--table", str(tmp_path / "a.csv"), "--tracks",
                                  str(tmp_path / "a.csv")])

@@ -16,12 +16,12 @@ format             option              writes
                    PATH``
 =================  ==================  =================================================
 
-`vitpose.outputs.options` adds these options to an argparse parser and turns the parsed
+`vitpose.formats.options` adds these options to an argparse parser and turns the parsed
 arguments into `write` calls. Python helpers: `to_pandas`, `to_supervision` /
 `supervision_edges`, `track_arrays`, `track_table`, `smooth_tracks`, `to_openpose` /
 `draw_openpose`, `to_coco_keypoints`, `to_label_studio` / `label_studio_config` /
 `label_studio_to_coco`, `select_uncertain`.
-The libraries behind them are optional extras (``pip install 'vitpose[outputs]'``).
+The libraries behind them are optional extras (``pip install 'vitpose[formats]'``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from vitpose.errors import InputError, OutputError
-from vitpose.outputs.annotation import (
+from vitpose.formats.annotation import (
     label_studio_config,
     label_studio_to_coco,
     select_uncertain,
@@ -42,10 +42,10 @@ from vitpose.outputs.annotation import (
     write_coco_keypoints,
     write_label_studio,
 )
-from vitpose.outputs.common import prepare_target
-from vitpose.outputs.openpose import draw_openpose, to_openpose, write_openpose
-from vitpose.outputs.tables import supervision_edges, to_pandas, to_supervision
-from vitpose.outputs.tracks import (
+from vitpose.formats.common import prepare_target
+from vitpose.formats.openpose import draw_openpose, to_openpose, write_openpose
+from vitpose.formats.tables import supervision_edges, to_pandas, to_supervision
+from vitpose.formats.tracks import (
     SmoothReport,
     smooth_tracks,
     track_arrays,
@@ -84,7 +84,7 @@ class OutputFormat:
 def _table(results: Any, out: Path, *, fps: float | None, video: bool, meta: Any,
            overwrite: bool, **_: Any) -> WriteReport:
     from vitpose.fileio import atomic_open
-    from vitpose.outputs.common import require
+    from vitpose.formats.common import require
 
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise OutputError(f"{out}: a table is written as .csv or .parquet")

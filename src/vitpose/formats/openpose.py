@@ -49,7 +49,7 @@ import numpy as np
 from vitpose.dataset_meta import DatasetMeta
 from vitpose.errors import InputError, OutputError
 from vitpose.fileio import atomic_write_bytes, atomic_write_json
-from vitpose.outputs.common import as_frames, keypoint_set, prepare_target, progress
+from vitpose.formats.common import as_frames, keypoint_set, prepare_target, progress
 
 __all__ = ["BODY_LAYOUTS", "OPENPOSE_VERSION", "OpenPoseLayout", "draw_openpose",
            "openpose_layout", "to_openpose", "write_openpose"]
