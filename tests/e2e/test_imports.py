@@ -253,3 +253,13 @@ def test_predict_sits_between_inference_and_the_front_ends() -> None:
     # every front-end runs the job from `vitpose.predict`, none holds its own
     assert any(_top(t) == "predict" for t in graph["vitpose.cli.predict"])
     assert any(_top(t) == "predict" for t in graph["vitpose.demo.app"])
+
+
+def test_outer_ring_files_stay_small() -> None:
+    """The outer ring is cut along its seams: no file of inference/, predict/, demo/ or cli/
+    is longer than 900 lines, and cli/ only parses, calls and reports."""
+    long = [f"{p.relative_to(PACKAGE)}: {n} lines"
+            for folder in ("inference", "predict", "demo", "cli")
+            for p in sorted((PACKAGE / folder).rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > 900]
+    assert long == []

@@ -30,7 +30,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,7 @@ from ..inference.video import VideoReader, VideoWriter
 from ..predict import FrameLoop, PredictOptions, build_estimator, estimate_image
 from .choices import ModelChoice, default_model_choices
 from .media import fit_image, make_example_video
+from .results import ImageOutput, VideoOutput, other_formats
 
 __all__ = [
     "BOX_SOURCES",
@@ -97,86 +97,6 @@ _KEEP_REQUESTS = 32  # result folders kept in the work folder
 def gradio_missing_message() -> str:
     return ('the web demo needs Gradio, an optional extra: pip install "vitpose[demo]" '
             "(or pip install gradio)")
-
-
-# --------------------------------------------------------------------------------------------
-# Handler results
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ImageOutput:
-    """What the image tab shows.
-
-    Attributes:
-        image: the drawn RGB image (None on error).
-        table: one row per instance (`IMAGE_TABLE_HEADERS`).
-        json_path: COCO-results JSON of the instances (as `vitpose predict` writes it).
-        message: a one-line Markdown status; starts with "Error:" when nothing could be done.
-        error: True when the upload or the settings could not be used.
-        results: the COCO entries written to ``json_path``.
-        downloads: files for other tools (`other_formats`: a CSV table, OpenPose JSON).
-    """
-
-    image: np.ndarray | None = None
-    table: list[list[Any]] = field(default_factory=list)
-    json_path: str | None = None
-    message: str = ""
-    error: bool = False
-    results: list[dict[str, Any]] = field(default_factory=list)
-    downloads: list[str] = field(default_factory=list)
-
-
-@dataclass
-class VideoOutput:
-    """What the video tab shows.
-
-    Attributes:
-        video_path: the video to play in the page (the mp4 when browsers can play its codec,
-            else a WebM preview of it).
-        mp4_path: the annotated mp4 (as `vitpose predict` writes it).
-        json_path: per-frame results ``[{"frame": i, "instances": [...]}, ...]``.
-        table: one row per track (`VIDEO_TABLE_HEADERS`).
-        message: Markdown status ("Error: ..." on failure); error: True on failure.
-        frames: number of frames processed.
-        downloads: files for other tools (`other_formats`: a CSV table, OpenPose JSON zipped).
-    """
-
-    video_path: str | None = None
-    mp4_path: str | None = None
-    json_path: str | None = None
-    table: list[list[Any]] = field(default_factory=list)
-    message: str = ""
-    error: bool = False
-    frames: int = 0
-    downloads: list[str] = field(default_factory=list)
-
-
-def other_formats(results: list[PoseResult], out_dir: Path, stem: str,
-                  fps: float | None = None) -> list[str]:
-    """The downloads for other tools (`vitpose.formats`, as ``vitpose predict --table
-    STEM_poses.csv --openpose DIR``): a CSV table (one row per person x keypoint) and the
-    OpenPose JSON (one file for an image; a zip of one per frame for a video). A format that
-    does not fit (no pandas installed, a keypoint set OpenPose has no layout for) is left out."""
-    from ..formats import write
-    video = fps is not None
-    paths: list[str] = []
-    try:
-        paths += [str(p) for p in write("table", results, out_dir / f"{stem}_poses.csv",
-                                        fps=fps, video=video, overwrite=True).paths]
-    except VitPoseError as e:
-        log.info("no CSV table: %s", e)
-    try:
-        folder = out_dir / f"{stem}_openpose"
-        written = write("openpose", results, folder, video=video, stem=stem,
-                        overwrite=True, show_progress=False).paths
-        if video:
-            paths.append(shutil.make_archive(str(folder), "zip", folder))
-        else:
-            paths += [str(p) for p in written]
-    except VitPoseError as e:
-        log.info("no OpenPose JSON: %s", e)
-    return paths
 
 
 #: Command-line advice in library messages -> what to do in the page.
