@@ -309,7 +309,7 @@ def test_auto_remembers_its_choice_per_machine_model_and_policy(monkeypatch):
                           calibrate=True)
     assert not c1.cached and c1.cache_file and len(measured) == 1
     saved = json.loads(Path(c1.cache_file).read_text())
-    assert saved["engine"] == "torch/float32" and saved["machine"]["cpu"]
+    assert saved["engine"] == "torch/float32" and saved["fingerprint"]["machine"]["cpu"]
     _, c2 = select_engine(model, dtype="float32", backends=["torch"], inputs=_inputs(),
                           calibrate=True)
     assert c2.cached and c2.engine == c1.engine and len(measured) == 1  # no new calibration
@@ -386,7 +386,7 @@ def test_calibration_timing_is_interleaved_and_keeps_the_least_disturbed_round(m
             clock[0] += self.cost * len(x) + (5.0 if self.calls in self.spikes else 0.0)
             return x
 
-    monkeypatch.setattr(E.auto, "time", FakeTime)
+    monkeypatch.setattr(E.choice, "time", FakeTime)  # the shared timing loop
     a, b = Fake("a", 1.0, spikes={2, 3}), Fake("b", 1.1)  # a: disturbed in two rounds
     got = E.auto._time_engines({"a": a, "b": b}, torch.zeros(2, 1, 1, 1), 4)
     assert got == {"a": pytest.approx(1.0), "b": pytest.approx(1.1)}

@@ -47,6 +47,7 @@ from __future__ import annotations
 import copy
 import ctypes
 import dataclasses
+import functools
 import gc
 import hashlib
 import json
@@ -62,7 +63,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...fileio import atomic_write_json
 from ...models.vitpose import ViTPose
 from .base import (
     DTYPE_NAMES,
@@ -73,6 +73,7 @@ from .base import (
     installed_version,
     rel_l2,
 )
+from .choice import RememberedChoice, fastest, time_calls
 from .graph import model_key, onnx_file_for, onnx_parts_for, plain_config
 from .onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_available
 from .openvino_engine import OpenVinoEngine, openvino_available
@@ -479,17 +480,8 @@ def _time_engines(engines: Mapping[str, Engine], x: torch.Tensor, rounds: int
                   ) -> dict[str, float]:
     """Seconds per crop of each engine on `x`: the fastest of interleaved rounds (on a shared
     machine the fastest call is the one least disturbed by other processes)."""
-    names = list(engines)
-    for n in names:
-        engines[n](x)  # warm-up (allocations, lazy compilation)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        k = r % len(names)
-        for n in names[k:] + names[:k]:
-            t0 = time.perf_counter()
-            engines[n](x)
-            times[n].append(time.perf_counter() - t0)
-    return {n: min(v) / len(x) for n, v in times.items()}
+    seconds = time_calls({n: functools.partial(e, x) for n, e in engines.items()}, rounds)
+    return {n: s / len(x) for n, s in seconds.items()}
 
 
 def select_engine(model: ViTPose, dataset: int | str | None = None,
@@ -543,9 +535,11 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
     rows = tuple(sorted(set(rows))) if rows else calibration_rows()
     key = _choice_key(fingerprint, mkey, f"{policy}->{DTYPE_NAMES[target]}", device, backends)
     path = cache_dir() / "engines" / f"auto-{key}.json"
-    if use_cache and timings is None and path.is_file():
+    remembered = RememberedChoice(path, {"machine": fingerprint, "model_key": mkey})
+    record = remembered.read() if use_cache and timings is None else None
+    if record is not None:
         try:
-            choice = AutoChoice.from_dict(json.loads(path.read_text()))
+            choice = AutoChoice.from_dict(record)
             backend, dname = choice.engine.split("/")
             engine = build_engine(backend, model, dataset, DTYPES[dname], device, key=mkey,
                                   threads=threads)
@@ -586,13 +580,8 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
                                 rounds, timings, inputs, threads, t0)
     if use_cache and timings is None and choice.measurements and \
             choice.measurements[0].note != "non-finite output":
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(path, {**choice.as_dict(), "machine": fingerprint,
-                                     "model_key": mkey, "rows": list(rows)}, indent=2)
+        if remembered.write({**choice.as_dict(), "rows": list(rows)}):
             choice.cache_file = str(path)
-        except (OSError, ValueError) as e:
-            log.warning("could not remember the engine choice in %s: %s", path, e)
     release_memory()  # what the calibration loaded (the other engines, weight copies)
     return engine, choice
 
@@ -670,7 +659,7 @@ def _calibrate(model: ViTPose, dataset: int | str | None, device: torch.device,
     if not pool:
         raise EngineError("no engine passed the accuracy gate (not even the float32 ones): "
                           + "; ".join(f"{m.engine}: {m.note}" for m in measures.values()))
-    best = min(pool, key=lambda k: speed[k])
+    best = fastest({k: speed[k] for k in pool})
     reason = _reason(best, speed, measures, target, bool(lowp))
     choice = AutoChoice(best, policy, reason, list(measures.values()),
                         calibration_seconds=round(time.perf_counter() - t0, 2))

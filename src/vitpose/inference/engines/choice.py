@@ -1,6 +1,6 @@
-"""What every ``auto`` runtime choice shares (the learned detectors' ``--det-engine auto``
-today; built for the pose engines' ``--backend auto`` too): timing the candidates, the rule
-that keeps the fastest, and the remembered choice.
+"""What every ``auto`` runtime choice shares (the pose engines' ``--backend auto`` and the
+learned detectors' ``--det-engine auto``): timing the candidates, the rule that keeps the
+fastest, and the remembered choice.
 
 * `time_calls`: seconds of the fastest of interleaved rounds of each candidate call, after one
   warm-up call each. Each round starts with the next candidate, so none always runs right after
