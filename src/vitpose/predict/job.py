@@ -8,7 +8,7 @@ from ..errors import InputError
 from ..inference.io import iter_inputs
 from .images import run_images
 from .options import PredictOptions
-from .report import Notify, Summary, log_notice
+from .report import Notify, Summary, log_notice, repeated_warnings
 from .scale import run_sharded, wanted
 from .video import run_video
 
@@ -37,9 +37,12 @@ def run(opts: PredictOptions, *, notify: Notify = log_notice) -> Summary:
     spec = iter_inputs(opts.input)
     if opts.exports:
         _check_exports_fit(opts, spec.is_video)
-    if spec.is_video:
-        return run_video(opts, spec, Path(opts.out_dir), max_pixels, notify=notify)
-    return run_images(opts, spec, max_pixels, notify=notify)
+    notes: list[str] = []
+    with repeated_warnings(notes):
+        summary = run_video(opts, spec, Path(opts.out_dir), max_pixels, notify=notify) \
+            if spec.is_video else run_images(opts, spec, max_pixels, notify=notify)
+    summary.notes.extend(notes)
+    return summary
 
 
 def _check_exports_fit(opts: PredictOptions, video: bool) -> None:
