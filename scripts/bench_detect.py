@@ -346,7 +346,7 @@ def _auto_detector_engine() -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats, D-FINE-N and ViTPose-S")
     p.add_argument("--json", default=None)
     p.add_argument("--parts", default="ABCD", help="which measurements (default: %(default)s)")
