@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -35,10 +36,23 @@ PathLike = str | os.PathLike
 MAX_JSON_BYTES = 2 << 30
 
 
+#: Bytes of the destination's name kept in a temporary's name, so that the temporary of a
+#: name at the file system's 255-byte limit still fits (the rest is replaced by a digest).
+_TEMPORARY_NAME_BYTES = 200
+
+
 def temporary_path(path: PathLike) -> Path:
-    """A unique temporary name beside ``path`` (same folder, so the rename is atomic)."""
+    """A unique temporary name beside ``path`` (same folder, so the rename is atomic), short
+    enough for the file system whatever the length of ``path``'s own name."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    name = path.name
+    raw = os.fsencode(name)
+    if len(raw) > _TEMPORARY_NAME_BYTES:
+        digest = hashlib.sha1(raw).hexdigest()[:8]
+        # cut on a character boundary (bytes that are not UTF-8 are dropped: the digest
+        # keeps the name unique)
+        name = raw[:_TEMPORARY_NAME_BYTES - 9].decode("utf-8", "ignore") + "~" + digest
+    return path.with_name(f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
