@@ -124,29 +124,37 @@ def test_int8_refuses_other_backends(ckpt, tmp_path, capsys):
 
 
 def test_engine_for_calibrates_only_when_the_crops_repay_it(monkeypatch, caplog):
-    """The rule with injected timings: a short job runs the safe engine untimed, a long one
-    calibrates (and never picks int8), calibrate=False never calibrates."""
-    timed: list[list[str]] = []
+    """The rule with injected speeds: a short job runs the safe engine untimed, a long one
+    calibrates during the job (and never picks int8), calibrate=False never calibrates."""
+    gated: list[list[str]] = []
+    real_gate = E.auto._gate
 
-    def fake_time(engines, x, rounds):
-        timed.append(sorted(engines))
-        return {k: 1.0 if k == "torch/float32" else 0.5 for k in engines}
+    def gate(model, dataset, device, cands, *a, **k):
+        gated.append([c.label for c in cands])
+        return real_gate(model, dataset, device, cands, *a, **k)
 
-    monkeypatch.setattr(E.auto, "_time_engines", fake_time)
+    monkeypatch.setattr(E.auto, "_gate", gate)
+    monkeypatch.setattr(E.auto, "_scores", lambda samples: {
+        k: 1.0 if k == "torch/float32" else 0.5 for k in samples})
     monkeypatch.setattr(E.auto, "MIN_ARGMAX_SAME", 0.0)
     monkeypatch.setattr(E.auto, "available_backends", lambda: ["torch"])
     model = tiny_simple_model().eval()
     engine, choice = builder.engine_for(model, 0, "auto", "bfloat16", "cpu", crops=2,
                                         calibrate=None)
-    assert not timed and isinstance(engine, TorchEngine)
+    assert isinstance(engine, TorchEngine)
     assert choice.engine == "torch/float32" and "short job" in choice.reason
     engine, choice = builder.engine_for(tiny_simple_model(seed=1).eval(), 0, "auto", "bfloat16",
                                         "cpu", crops=10 ** 9, calibrate=False)
-    assert not timed and choice.engine == "torch/float32" and "turned off" in choice.reason
-    engine, choice = builder.engine_for(tiny_simple_model(seed=2).eval(), 0, "auto", "bfloat16",
-                                        "cpu", crops=10 ** 9, calibrate=None)
-    assert timed and choice.engine == engine.label == "torch/bfloat16"
-    assert "int8" not in choice.engine and all("int8" not in t for ts in timed for t in ts)
+    assert choice.engine == "torch/float32" and "turned off" in choice.reason
+    model = tiny_simple_model(seed=2).eval()
+    engine, choice = builder.engine_for(model, 0, "auto", "bfloat16", "cpu", crops=10 ** 9,
+                                        calibrate=None)
+    assert not gated  # nothing before the job's first call
+    x = torch.randn(2, 3, *model.input_size)
+    for _ in range(12):
+        engine(x)
+    assert gated and choice.engine == engine.label == "torch/bfloat16"
+    assert "int8" not in choice.engine and all("int8" not in t for ts in gated for t in ts)
 
 
 @pytest.mark.parametrize("content", ["[" * 100000,
@@ -197,3 +205,35 @@ def test_int8_calibrates_on_the_jobs_own_images_and_boxes(ckpt, tmp_path, monkey
                    "--calib", calib, "--out-dir", tmp_path / "o2", "--no-draw") == 0
     kw = asked[-1]
     assert kw["images"] is None and kw["boxes"] is None and kw["calib"] == str(calib)
+
+
+def test_a_folder_job_calibrates_during_the_job_and_the_next_job_starts_on_its_choice(
+        ckpt, tmp_path, monkeypatch, caplog):
+    """`vitpose predict FOLDER` with --backend auto: the first image on the safe engine, the
+    engines built and gated before the second, the chosen one (injected speeds) running the
+    rest; every image has its poses; a second run builds the remembered engine at once."""
+    import cv2
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = cv2.imread(str(IMAGE))[::4, ::4]
+    for i in range(60):  # 60 one-box images, flip test: 120 crops, enough for 2 torch engines
+        cv2.imwrite(str(folder / f"{i:02d}.jpg"), image)
+    monkeypatch.setattr(E.auto, "available_backends", lambda: ["torch"])
+    monkeypatch.setattr(E.auto, "MIN_ARGMAX_SAME", 0.0)
+    monkeypatch.setattr(E.auto, "_scores", lambda samples: {
+        k: 1.0 if k == "torch/float32" else 0.5 for k in samples})
+    with caplog.at_level(logging.INFO):
+        assert predict(folder, "--model", ckpt, "--box", "5,5,100,90", "--dtype", "bfloat16",
+                       "--out-dir", tmp_path / "o1", "--no-draw") == 0
+    said = [r.getMessage() for r in caplog.records]
+    first = [m for m in said if m.startswith("engine torch/float32 first: a long job (120 crops")]
+    chosen = [m for m in said if m.startswith("engine torch/bfloat16: ")]
+    assert len(first) == 1 and len(chosen) == 1 and "timed on" in chosen[0], said
+    assert len(json.loads((tmp_path / "o1" / "results.json").read_text())) == 60
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert predict(folder, "--model", ckpt, "--box", "5,5,100,90", "--dtype", "bfloat16",
+                       "--out-dir", tmp_path / "o2", "--no-draw") == 0
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("engine ")]
+    assert len(said) == 1 and said[0].startswith("engine torch/bfloat16 (remembered in ")
+    assert len(json.loads((tmp_path / "o2" / "results.json").read_text())) == 60

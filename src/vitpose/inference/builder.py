@@ -22,7 +22,15 @@ from .detectors import (
     load_coco_detections,
     load_image_ids,
 )
-from .engines import AutoChoice, Engine, TorchEngine, build_engine, calibration_rows, select_engine
+from .engines import (
+    AutoChoice,
+    CalibratingEngine,
+    Engine,
+    TorchEngine,
+    build_engine,
+    calibration_rows,
+    select_engine,
+)
 from .engines.precision import INT8, optimize_for_inference, resolve_dtype
 from .pipeline import PoseEstimator, RoutedPoseEstimator, TestSettings
 
@@ -142,6 +150,8 @@ def build_estimator(model: str | None = None, *, weights: str | None = None,
                                 int8_variant=int8_variant)
     if getattr(engine, "model", None) is not net:
         net.to("meta")  # the engine holds its own weights: free ours (the facts stay)
+    elif isinstance(engine, CalibratingEngine):  # freed if the calibration picks another
+        engine.free_safe = lambda: net.to("meta")
     name = net.datasets[net.dataset_index_of(dataset)]
     settings = TestSettings.for_dataset(name, **overrides)
     meta = None

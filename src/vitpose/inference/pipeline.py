@@ -356,7 +356,6 @@ class PoseEstimator:
                              "right dataset or metadata")
         self.settings = settings or TestSettings.for_dataset(self.dataset)
         self.batch_size = int(batch_size)
-        self.dtype = self.engine.dtype
         h, w = model.input_size
         self.input_size_wh = (w, h)
         # the model's own input normalisation (`ViTPose.pixel_mean` / `pixel_std`)
@@ -395,6 +394,12 @@ class PoseEstimator:
         return draw_poses(image, kp[..., :2], kp[..., 2], self.meta.skeleton,
                           self.meta.keypoint_colors, self.meta.link_colors, kpt_thr=kpt_thr,
                           boxes_xyxy=result.boxes_xyxy, box_labels=labels)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype of the engine's last call (``--backend auto`` may switch engines
+        during a job: `engines.online`)."""
+        return self.engine.dtype
 
     # -- the one test-time path ---------------------------------------------------------------
     def to_tensor(self, crops: np.ndarray) -> torch.Tensor:

@@ -39,7 +39,7 @@ from .build import resolve_dataset_meta
 from .config import DataConfig, DatasetConfig, ExperimentConfig
 from .logging import progress as progress_bar
 
-__all__ = ["evaluate_model", "evaluate_dataset", "evaluation_engine", "load_eval_records",
+__all__ = ["engine_facts", "evaluate_model", "evaluate_dataset", "evaluation_engine", "load_eval_records",
            "format_metrics"]
 
 log = logging.getLogger(__name__)
@@ -234,8 +234,6 @@ def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.Pat
             crops = len(records) * (2 if cfg.test.flip_test else 1)  # what ``auto`` weighs
             engine, facts = evaluation_engine(model, cfg, ds.dataset_index,
                                               backend or cfg.test.backend, prepare, crops=crops)
-            if engines is not None:
-                engines[meta.name] = facts
             estimator = PoseEstimator(model, dataset=ds.dataset_index, settings=settings,
                                       meta=meta, batch_size=cfg.data.val_batch_size,
                                       engine=engine)
@@ -244,6 +242,8 @@ def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.Pat
                 oks_thr=cfg.test.oks_thr if cfg.test.oks_nms else None,
                 workers=cfg.data.workers, batch_size=cfg.data.val_batch_size,
                 show_progress=progress)
+            if engines is not None:  # what ran the split (``auto`` may choose during it)
+                engines[meta.name] = engine_facts(engine, facts.get("choice"))
             out[meta.name] = metrics
             if work_dir is not None and dist.is_main_process():
                 wd = Path(work_dir)
@@ -258,7 +258,8 @@ def evaluate_model(model: ViTPose, cfg: ExperimentConfig, work_dir: str | os.Pat
 def evaluation_engine(model: ViTPose, cfg: ExperimentConfig, dataset: int, backend: str,
                       prepare: bool = False, crops: int | None = None
                       ) -> tuple[Engine, dict[str, Any]]:
-    """The engine of one split and its facts (`Engine.describe()`, and the reason of ``auto``).
+    """The engine of one split and its facts (`engine_facts`; under ``"choice"`` the `AutoChoice`
+    of ``auto``, which a calibration during the split updates).
     `crops`: the split's crops, flip mirrors included (whether ``auto`` calibrates).
 
     Built as `predict` builds it (`vitpose.inference.builder.engine_for`) in ``cfg.test.dtype``
@@ -273,11 +274,17 @@ def evaluation_engine(model: ViTPose, cfg: ExperimentConfig, dataset: int, backe
         lambda: engine_for(model, dataset, backend, cfg.test.dtype, device, prepare=prepare,
                            threads=threads, rows=rows, crops=crops),
         catch=VitPoseError)
+    facts = engine_facts(engine, choice)
+    log.info("evaluating with %s", facts["engine"])
+    return engine, {**facts, "choice": choice}
+
+
+def engine_facts(engine: Engine, choice: Any = None) -> dict[str, Any]:
+    """`Engine.describe()` and, for ``auto``, the reason of its choice (an `AutoChoice`)."""
     facts = engine.describe()
     if choice is not None:
         facts["auto"] = choice.reason
-    log.info("evaluating with %s", facts["engine"])
-    return engine, facts
+    return facts
 
 
 def format_metrics(metrics: dict[str, dict[str, float]]) -> str:

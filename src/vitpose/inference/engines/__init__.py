@@ -8,9 +8,9 @@
 | `OpenVinoEngine` | `openvino_engine` | float32, bfloat16; compiled-model cache on disk | openvino |
 | `Int8Engine` | `int8` | int8 (opt-in, never chosen by ``auto``; with its certificate) | openvino, nncf |
 
-`build_engine` builds one by name; `select_engine` is ``--backend auto`` (a rule first,
-`plan_engine`: a remembered choice, or the safe torch float32 engine, or a calibration with the
-accuracy gate when the job repays it; the choice remembered in the cache folder). `int8` builds
+`build_engine` builds one by name; `select_engine` is ``--backend auto`` (a remembered choice,
+else the rule of `plan`: the safe torch float32 engine, or for a long job a calibration with the
+accuracy gate during the job, `online`; the choice remembered in the cache folder). `int8` builds
 the opt-in quantized engine and its certificate; `threads.default_threads` is the default thread
 count (what the machine has free). `PoseEstimator` runs any engine; the flip test,
 decoding and rescoring are the same for all. `precision` prepares PyTorch models (the compute
@@ -22,24 +22,18 @@ runtimes load; `runtime` creates ONNX Runtime sessions and OpenVINO compiled mod
 from .auto import (
     BACKENDS,
     EXACT_REL_L2,
-    EXPECTED_GAIN,
     MAX_CALIBRATION_ROWS,
     MIN_ARGMAX_SAME,
     NEAR_TIE,
     AutoChoice,
-    Candidate,
     Measurement,
-    Plan,
     available_backends,
     build_engine,
     calibration_inputs,
     calibration_rows,
     candidates_for,
-    estimate_seconds_per_crop,
-    gflop_per_crop_of,
     graph_cached,
     machine_fingerprint,
-    plan_engine,
     release_memory,
     select_engine,
 )
@@ -55,8 +49,20 @@ from .graph import (
     write_onnx_parts,
 )
 from .int8 import INT8_VARIANTS, Int8Certificate, Int8Engine, int8_engine, load_int8
+from .online import CalibratingEngine
 from .onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_available
 from .openvino_engine import OpenVinoEngine, openvino_available, openvino_config
+from .plan import (
+    GATE_ROWS,
+    LONG_JOB_FACTOR,
+    TIMING_ROWS,
+    Candidate,
+    Plan,
+    calibration_cost_crops,
+    estimate_seconds_per_crop,
+    gflop_per_crop_of,
+    plan_engine,
+)
 from .precision import (
     DTYPE_CHOICES,
     DTYPES,
@@ -71,7 +77,8 @@ from .threads import cgroup_cpu_quota, default_threads, usable_cpus
 from .torch_engine import TorchEngine
 
 __all__ = [
-    "BACKENDS", "DTYPES", "DTYPE_CHOICES", "DTYPE_NAMES", "EXACT_REL_L2", "EXPECTED_GAIN", "INT8",
+    "BACKENDS", "DTYPES", "DTYPE_CHOICES", "DTYPE_NAMES", "EXACT_REL_L2", "GATE_ROWS", "INT8",
+    "LONG_JOB_FACTOR", "TIMING_ROWS", "CalibratingEngine", "calibration_cost_crops",
     "Plan", "cgroup_cpu_quota", "cpu_features", "default_threads", "estimate_seconds_per_crop",
     "INT8_VARIANTS", "Int8Certificate", "Int8Engine", "int8_engine", "load_int8",
     "gflop_per_crop_of", "graph_cached", "plan_engine", "release_memory", "usable_cpus",

@@ -7,13 +7,19 @@ The first result never waits for a calibration. ``auto`` first applies a rule (`
   calibration, whatever its batch size and thread count) is built at once;
 * otherwise the job runs the safe engine, our eager torch float32 (the exact path: no export, no
   compilation, no accuracy gate needed, no extra memory), unless the job is long enough for a
-  calibration to repay itself: the caller passes the number of crops the job will run
-  (`crops`), and the rule compares the time a calibration would take (from the model's size,
-  the CPU's instruction sets, the engines installed and whether the exported graph is cached)
-  with what the fastest engine could save over the job (``calibrate=True`` forces it,
-  ``False`` forbids it). A job of unknown length is not calibrated.
+  calibration: the caller passes the number of crops the job will run (`crops`), and a job of
+  at least `LONG_JOB_FACTOR` times what the calibration costs in crops of the safe engine
+  (`calibration_cost_crops`: the export when the graph is not cached, the OpenVINO
+  compilations, the gate) is calibrated *during* the job (`online.CalibratingEngine`): its
+  first call runs on the safe engine at once, the candidates are built and gated before its
+  second, then timed on its own calls, and the fastest runs the rest. A job of unknown length
+  is not calibrated. ``calibrate=True`` (``vitpose bench``) calibrates before the job, with
+  timed rounds on the gate crops, and so does a long job under ``torchrun`` (the other ranks
+  find the choice); ``calibrate=False`` never calibrates.
 
-One log line says what was decided and why; a calibration is announced by a line before it.
+A log line says what was decided and why (for a calibration during the job, a second one says
+what it chose).
+
 When it runs, it decides once per machine, software, model and dtype policy:
 
 1. The candidates are the installed engines for the policy's dtype (on a bf16 CPU: torch bf16 and
@@ -22,8 +28,11 @@ When it runs, it decides once per machine, software, model and dtype policy:
    sample image and their mirrors: float32 engines must be within `EXACT_REL_L2` (1e-5)
    relative L2; lower-precision engines must keep the heatmap arg-max of at least
    `MIN_ARGMAX_SAME` (99%) of the keypoints. Engines that fail are never chosen.
-3. Speed, at the estimator's typical call sizes (`calibration_rows`): a crop and its mirror
-   (the call of a one-person `predict` with the flip test), in 5 interleaved rounds, then a
+3. Speed. During a job: on the job's own calls, in turn, after a warm-up call of each; the
+   fastest call of each engine counts, and engines 1.5x (`NEAR_TIE`) slower than the fastest
+   after one timed call leave early. Before a job: at the estimator's typical call sizes
+   (`calibration_rows`): a crop and its mirror (the call of a one-person `predict` with the
+   flip test), in 5 interleaved rounds, then a
    full call of the estimator's batch (capped at `MAX_CALIBRATION_ROWS` rows) in 3
    interleaved rounds, for the engines within `NEAR_TIE` of the fastest at 2 rows only (the
    others are clearly slower and are not timed again). At each size the fastest round counts
@@ -37,9 +46,9 @@ The choice, with every measurement and the reason, is written to
 versions of torch / onnxruntime / openvino, the model's config and weights, the dataset, the
 dtype policy and the device (not the batch size or thread count: those change the timings
 little, and a new calibration for each cost a minute). The next start reads it and builds only
-the chosen engine. What the calibration loaded is released before the job runs. Calibration of
-ViTPose-B takes about 20-80 s on a 2-core CPU (the first ONNX export and OpenVINO compilation
-are cached too). int8 is never a candidate (`engines.int8` is an opt-in).
+the chosen engine. What the calibration loaded is released once it has chosen. Building and
+gating the candidates of ViTPose-B takes about 10-30 s on a 2-core CPU (the first ONNX export
+and OpenVINO compilation are cached too). int8 is never a candidate (`engines.int8` is an opt-in).
 """
 
 from __future__ import annotations
@@ -63,6 +72,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...distributed import get_world_size
 from ...models.vitpose import ViTPose
 from .base import (
     DTYPE_NAMES,
@@ -75,16 +85,23 @@ from .base import (
 )
 from .choice import RememberedChoice, fastest, time_calls
 from .graph import model_key, onnx_file_for, onnx_parts_for, plain_config
+from .online import CalibratingEngine
 from .onnxruntime_engine import OnnxRuntimeEngine, onnxruntime_available
 from .openvino_engine import OpenVinoEngine, openvino_available
+from .plan import (
+    TIMING_ROWS,
+    Candidate,
+    Plan,
+    gflop_per_crop_of,
+    plan_engine,
+)
 from .precision import DTYPES, cpu_features, optimize_for_inference, resolve_dtype
 from .torch_engine import TorchEngine
 
-__all__ = ["BACKENDS", "EXACT_REL_L2", "EXPECTED_GAIN", "MAX_CALIBRATION_ROWS",
-           "MIN_ARGMAX_SAME", "NEAR_TIE", "AutoChoice", "Candidate", "Measurement", "Plan",
-           "available_backends", "build_engine", "calibration_inputs", "calibration_rows",
-           "candidates_for", "estimate_seconds_per_crop", "machine_fingerprint", "plan_engine",
-           "release_memory", "select_engine"]
+__all__ = ["BACKENDS", "EXACT_REL_L2", "MAX_CALIBRATION_ROWS", "MIN_ARGMAX_SAME", "NEAR_TIE",
+           "AutoChoice", "Measurement", "available_backends", "build_engine", "calibration_inputs",
+           "calibration_rows", "candidates_for", "machine_fingerprint", "release_memory",
+           "select_engine"]
 
 log = logging.getLogger(__name__)
 
@@ -100,101 +117,6 @@ MAX_CALIBRATION_ROWS = 8
 #: Engines slower than this factor times the fastest at the smallest call size are not timed
 #: at the larger ones (they cannot win; timing them would only lengthen the calibration).
 NEAR_TIE = 1.5
-#: What the calibrated engine is expected to save over the safe engine (torch float32), as a
-#: share of its time: where a lower-precision engine may run (bf16 on a CPU with native bf16, a
-#: GPU), and where only other float32 runtimes compete (measured on 2-core CPUs: 0-15%).
-EXPECTED_GAIN = {"lower": 0.4, "float32": 0.1}
-#: Sustained float32 multiply-add throughput of one thread (FLOP/s) by instruction set, for the
-#: rule's estimates only (orders of magnitude: a 2-core AVX2 EPYC runs ViTPose-B at ~0.5 s per
-#: crop); bf16 where native.
-_F32_RATE = (("avx512f", 60e9), ("avx2", 30e9))
-_BF16_RATE = (("amx_bf16", 400e9), ("avx512_bf16", 120e9))
-_SCALAR_RATE = 8e9
-_GPU_RATE = 20e12
-#: rows an engine runs in a calibration (gate crops, warm-up, interleaved rounds), and the
-#: export / OpenVINO compilation, in crops of the safe engine (2-core AVX2 measures: ViTPose-B
-#: exports in ~10 s, compiles in ~2-4 s)
-_EXPORT_CROPS = 20
-_COMPILE_CROPS = 8
-
-
-def estimate_seconds_per_crop(gflop_per_crop: float, dtype: torch.dtype, threads: int,
-                              features: frozenset[str] | set[str],
-                              device: str | torch.device = "cpu") -> float:
-    """A rough model-call time per crop from the model's size and the CPU's instruction sets
-    (the rule's estimate, never a measurement; a GPU counts as one fast thread)."""
-    if torch.device(device).type != "cpu":
-        return gflop_per_crop * 1e9 / _GPU_RATE
-    rate = next((r for f, r in _F32_RATE if f in features), _SCALAR_RATE)
-    if dtype != torch.float32:
-        rate = next((r for f, r in _BF16_RATE if f in features), rate / 2)  # emulated: slower
-    return gflop_per_crop * 1e9 / (rate * max(1, int(threads)))
-
-
-def gflop_per_crop_of(model: ViTPose) -> float:
-    """Multiply-adds x 2 of one crop, from the parameters of the matrix products and the token
-    count (attention's own products are small at these sizes)."""
-    h, w = model.input_size
-    tokens = (h // model.cfg.patch_size) * (w // model.cfg.patch_size)
-    params = sum(p.numel() for p in model.backbone.parameters())
-    return 2.0 * params * tokens / 1e9
-
-
-@dataclass
-class Plan:
-    """What `plan_engine` decided: calibrate, or run `engine` without timing anything."""
-
-    calibrate: bool
-    engine: str
-    reason: str
-    seconds_per_crop: float = 0.0
-    calibration_seconds: float = 0.0
-    saving_seconds: float = 0.0
-
-
-def plan_engine(*, crops: int | None, gflop_per_crop: float, target: torch.dtype,
-                candidates: Sequence[Candidate], threads: int,
-                features: frozenset[str] | set[str], graph_cached: bool,
-                device: str | torch.device = "cpu", rows: Sequence[int] = (2, 8)) -> Plan:
-    """The rule of ``--backend auto`` when nothing is remembered: calibrate only when the job's
-    `crops` (model rows, flip-test mirrors included; None: unknown) would repay it, else run
-    the safe engine (torch float32).
-
-    The calibration's cost: for each candidate, the gate crops, the warm-up and timed rows at
-    `rows`, at the estimated speed of its dtype on this CPU (`estimate_seconds_per_crop`), plus
-    the ONNX export when the graph is not cached and an OpenVINO compilation per OpenVINO
-    candidate. The saving: ``crops x safe seconds per crop x EXPECTED_GAIN`` (``lower`` when a
-    lower-precision candidate exists, else ``float32``). Pure: tests inject every fact."""
-    safe = "torch/float32"
-    rows = sorted(set(rows)) or [2]
-    s_f32 = estimate_seconds_per_crop(gflop_per_crop, torch.float32, threads, features, device)
-    labels = [c.label for c in candidates]
-    if len(candidates) <= 1:
-        return Plan(False, safe, f"{safe} is the only engine to consider here (installed: "
-                    f"{', '.join(labels) or 'torch'}): nothing to calibrate", s_f32)
-    per_engine = 8 + sum(rows) + 5 * rows[0] + 3 * rows[-1]
-    cost = 0.0
-    for c in candidates:
-        cost += per_engine * estimate_seconds_per_crop(gflop_per_crop, c.dtype, threads,
-                                                       features, device)
-        if c.backend == "openvino":
-            cost += _COMPILE_CROPS * s_f32
-    if not graph_cached and any(c.backend != "torch" for c in candidates):
-        cost += _EXPORT_CROPS * s_f32
-    lower = any(c.dtype != torch.float32 for c in candidates)
-    gain = EXPECTED_GAIN["lower" if lower else "float32"]
-    if crops is None:
-        return Plan(False, safe, f"the job's length is unknown, so the first result does not wait "
-                    f"for a calibration of {len(candidates)} engines (about {cost:.0f} s): the "
-                    f"exact {safe} path runs", s_f32, cost)
-    saving = crops * s_f32 * gain
-    numbers = (f"{crops} crops x ~{s_f32:.2f} s x {gain:.0%} possible saving = ~{saving:.0f} s "
-               f"against ~{cost:.0f} s to calibrate {len(candidates)} engines"
-               + ("" if graph_cached else " (with the ONNX export)"))
-    if saving >= cost:
-        return Plan(True, "", f"a long job ({numbers}): calibrating", s_f32, cost, saving)
-    return Plan(False, safe, f"a short job ({numbers}): the exact {safe} path runs without "
-                "calibration", s_f32, cost, saving)
 
 
 def release_memory() -> None:
@@ -215,18 +137,6 @@ def available_backends() -> list[str]:
     if openvino_available():
         out.append("openvino")
     return out
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """An engine to build: backend and compute dtype."""
-
-    backend: str
-    dtype: torch.dtype
-
-    @property
-    def label(self) -> str:
-        return f"{self.backend}/{DTYPE_NAMES[self.dtype]}"
 
 
 def build_engine(backend: str, model: ViTPose, dataset: int | str | None = None,
@@ -561,7 +471,7 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
         plan = plan_engine(crops=crops, gflop_per_crop=gflop_per_crop_of(model), target=target,
                            candidates=cands, threads=n_threads,
                            features=cpu_features() if features is None else features,
-                           graph_cached=graph_cached(mkey), device=device, rows=rows)
+                           graph_cached=graph_cached(mkey), device=device)
         if calibrate is False and plan.calibrate:
             plan = Plan(False, "torch/float32", "calibration turned off: the exact torch/float32 "
                         "path runs", plan.seconds_per_crop, plan.calibration_seconds)
@@ -570,9 +480,14 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
             engine = TorchEngine(model, dataset, torch.float32, threads=threads)
             return engine, AutoChoice(plan.engine, policy, plan.reason,
                                       calibration_seconds=0.0)
-        log.info("choosing the engine for this machine: calibrating %d engines, about %.0f s "
-                 "(once: the choice is remembered in %s)", len(cands), plan.calibration_seconds,
-                 path.parent)
+        if get_world_size() == 1:
+            return _calibrating_engine(model, dataset, device, target, policy, cands, mkey,
+                                       threads, inputs, remembered if use_cache else None, path,
+                                       plan)
+        # several processes (torchrun): one calibration before the job, whose choice the
+        # other ranks find (they are started after rank 0 built its engine)
+        log.info("choosing the engine for this machine: calibrating %d engines before the job "
+                 "(once: the choice is remembered in %s)", len(cands), path.parent)
     elif timings is None:
         log.info("choosing the engine for this machine: calibrating %d engines "
                  "(the choice is remembered in %s)", len(cands), path.parent)
@@ -586,28 +501,94 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
     return engine, choice
 
 
-def _calibrate(model: ViTPose, dataset: int | str | None, device: torch.device,
-               target: torch.dtype, policy: str, cands: Sequence[Candidate], mkey: str,
-               rows: Sequence[int], rounds: int,
-               timings: Mapping[str, float | Mapping[int, float]] | None,
-               inputs: torch.Tensor | None, threads: int | None, t0: float
-               ) -> tuple[Engine, AutoChoice]:
-    """The gate and the timing of `cands`; the fastest that passes."""
-    x = (inputs if inputs is not None else calibration_inputs(model)).to(device)
+def _calibrating_engine(model: ViTPose, dataset: int | str | None, device: torch.device,
+                        target: torch.dtype, policy: str, cands: Sequence[Candidate], mkey: str,
+                        threads: int | None, inputs: torch.Tensor | None,
+                        remembered: RememberedChoice | None, path: Path, plan: Plan
+                        ) -> tuple[Engine, AutoChoice]:
+    """The calibration during the job (`online.CalibratingEngine`): the safe engine at once; the
+    candidates built and gated before the job's second call; the fastest on the job's calls
+    kept, remembered and reported in the returned `AutoChoice` (updated in place)."""
+    safe_label = "torch/float32"
     reference = TorchEngine(model, dataset, torch.float32, threads=threads)
+    choice = AutoChoice(safe_label, policy, plan.reason + " (calibration under way)")
+    measures: dict[str, Measurement] = {}
+
+    def prepare() -> dict[str, Engine]:
+        log.info("choosing the engine for this machine during the job: building and checking "
+                 "%d engines (about %.0f s; once: the choice is remembered in %s)", len(cands),
+                 plan.calibration_seconds, path.parent)
+        x = (inputs if inputs is not None else calibration_inputs(model)).to(device)
+        engines, found, finite = _gate(model, dataset, device, cands, mkey, threads, x,
+                                       reference)
+        measures.update(found)
+        if not finite:
+            choice.reason = _NON_FINITE
+            measures.clear()
+            measures[safe_label] = Measurement(safe_label, "float32", note="non-finite output")
+            log.warning("engine %s: %s", safe_label, _NON_FINITE)
+            return {safe_label: reference}
+        return engines
+
+    def decide(samples: dict[str, dict[int, float]], overhead: float, calls: int) -> str:
+        speed = _scores(samples)
+        for k, v in samples.items():
+            if k in measures:
+                measures[k].seconds_per_crop_by_rows = {str(r): s for r, s in sorted(v.items())}
+                measures[k].seconds_per_crop = speed.get(k)
+        choice.measurements = list(measures.values())
+        choice.calibration_seconds = round(overhead, 2)
+        if not speed or any(m.note == "non-finite output" for m in measures.values()):
+            choice.engine = safe_label
+            return safe_label
+        best = fastest(speed)
+        lowp = any(m.accepted and m.dtype != "float32" for m in measures.values())
+        choice.engine = best
+        choice.reason = (_reason(best, speed, measures, target, lowp)
+                         + f" (timed on {calls} calls of the job; building and checking the "
+                         f"engines took {overhead:.1f} s)")
+        log.info("engine %s: %s", best, choice.reason)
+        if remembered is not None and remembered.write(
+                {**choice.as_dict(), "rows": sorted({int(r) for v in samples.values()
+                                                     for r in v})}):
+            choice.cache_file = str(path)
+        return best
+
+    log.info("engine %s first: %s", safe_label, plan.reason)
+    engine = CalibratingEngine(reference, safe_label, prepare, decide, near_tie=NEAR_TIE,
+                               chunk=TIMING_ROWS, release=release_memory)
+    return engine, choice
+
+
+def _scores(samples: Mapping[str, Mapping[int, float]]) -> dict[str, float]:
+    """Each engine's score from its seconds per crop by call size: the geometric mean over the
+    sizes every engine was timed at (the same calls for all), else its fastest size."""
+    timed = {k: v for k, v in samples.items() if v}
+    if not timed:
+        return {}
+    common = set.intersection(*(set(v) for v in timed.values()))
+    out = {}
+    for k, v in timed.items():
+        sizes = common or set(v)
+        vals = [v[r] for r in sizes] if common else [min(v.values())]
+        out[k] = float(np.exp(np.mean(np.log(vals))))
+    return out
+
+
+_NON_FINITE = ("the model's own float32 output is not finite on the calibration crops, so no "
+               "engine can be compared with it: the exact torch/float32 path runs")
+
+
+def _gate(model: ViTPose, dataset: int | str | None, device: torch.device,
+          cands: Sequence[Candidate], mkey: str, threads: int | None, x: torch.Tensor,
+          reference: TorchEngine) -> tuple[dict[str, Engine], dict[str, Measurement], bool]:
+    """Build each candidate and run the accuracy gate on `x` against `reference` (our eager
+    float32): float32 engines within `EXACT_REL_L2`, lower-precision ones keeping
+    `MIN_ARGMAX_SAME` of the arg-max. Returns the engines that passed, a measurement of each
+    candidate and whether the reference output was finite (if not, nothing is built)."""
     ref = reference(x).float().cpu()
     if not bool(torch.isfinite(ref).all()):
-        # The gate compares every engine with this output; NaN or infinity in it makes every
-        # comparison fail (or, for an arg-max, pass by accident, depending on the CPU's dtype).
-        # Such a model is judged by nobody: the exact path runs, and the caller's non-finite
-        # checks report the keypoints it cannot trust, as with --backend torch.
-        reason = ("the model's own float32 output is not finite on the calibration crops, so "
-                  "no engine can be compared with it: the exact torch/float32 path runs")
-        log.warning("engine torch/float32: %s", reason)
-        choice = AutoChoice("torch/float32", policy, reason,
-                            [Measurement("torch/float32", "float32", note="non-finite output")],
-                            calibration_seconds=round(time.perf_counter() - t0, 2))
-        return reference, choice
+        return {}, {}, False
     engines: dict[str, Engine] = {}
     measures: dict[str, Measurement] = {}
     prepared: dict[torch.dtype, ViTPose] = {}
@@ -624,7 +605,7 @@ def _calibrate(model: ViTPose, dataset: int | str | None, device: torch.device,
             else:
                 engine = build_engine(c.backend, model, dataset, c.dtype, device, key=mkey,
                                       threads=threads)
-            out = engine(x).float().cpu()
+            out = ref if engine is reference else engine(x).float().cpu()
         except EngineError as e:
             m.note = f"unavailable: {e}"
             continue
@@ -642,6 +623,29 @@ def _calibrate(model: ViTPose, dataset: int | str | None, device: torch.device,
         if m.accepted:
             engines[c.label] = engine
     prepared.clear()
+    return engines, measures, True
+
+
+def _calibrate(model: ViTPose, dataset: int | str | None, device: torch.device,
+               target: torch.dtype, policy: str, cands: Sequence[Candidate], mkey: str,
+               rows: Sequence[int], rounds: int,
+               timings: Mapping[str, float | Mapping[int, float]] | None,
+               inputs: torch.Tensor | None, threads: int | None, t0: float
+               ) -> tuple[Engine, AutoChoice]:
+    """The gate and the timing of `cands`; the fastest that passes."""
+    x = (inputs if inputs is not None else calibration_inputs(model)).to(device)
+    reference = TorchEngine(model, dataset, torch.float32, threads=threads)
+    engines, measures, finite = _gate(model, dataset, device, cands, mkey, threads, x, reference)
+    if not finite:
+        # The gate compares every engine with this output; NaN or infinity in it makes every
+        # comparison fail (or, for an arg-max, pass by accident, depending on the CPU's dtype).
+        # Such a model is judged by nobody: the exact path runs, and the caller's non-finite
+        # checks report the keypoints it cannot trust, as with --backend torch.
+        log.warning("engine torch/float32: %s", _NON_FINITE)
+        choice = AutoChoice("torch/float32", policy, _NON_FINITE,
+                            [Measurement("torch/float32", "float32", note="non-finite output")],
+                            calibration_seconds=round(time.perf_counter() - t0, 2))
+        return reference, choice
     timer = None
     if timings is not None:
         def timer(active: Mapping[str, Any], xr: torch.Tensor, _rounds: int) -> dict[str, float]:
