@@ -185,3 +185,27 @@ def test_a_result_sink_gets_every_result_in_order_then_the_end(ckpt, tmp_path):
     assert summary.exit_code == 0 and summary.counts["images"] == 3
     assert sink.seen == [(n, 1, (40, 30, 3)) for n in ("a.png", "b.png", "c.png")]
     assert sink.closed == (True, True)  # after the results file was written
+
+
+def test_predictor_tells_the_engine_choice_the_jobs_length_as_the_cli_does(ckpt, data_dir,
+                                                                          monkeypatch):
+    """`Predictor` builds its estimator on first use for the job it was given: a folder's
+    images (x 2 with the flip test) reach ``backend auto``'s rule, as in `vitpose predict`."""
+    from vitpose.predict import predictor as P
+    asked = []
+    real = P.build_estimator
+
+    def spy(opts, **kw):
+        asked.append(kw.get("crops"))
+        return real(opts, **kw)
+
+    monkeypatch.setattr(P, "build_estimator", spy)
+    folder = data_dir / "coco"
+    images = len(list(folder.glob("*.jpg")))
+    predictor = Predictor(str(ckpt), box=["10,10,100,100"])
+    results = predictor(str(folder))
+    assert len(results) == images and asked == [2 * images]
+    predictor(str(folder))  # built once
+    assert asked == [2 * images]
+    Predictor(str(ckpt), box="10,10,100,100").predict_array(np.zeros((64, 48, 3), np.uint8))
+    assert asked == [2 * images, None]  # one array: a job of unknown length

@@ -94,6 +94,8 @@ class PredictOptions:
     def validate(self) -> int:
         """Rejects impossible values with one message each (`InputError`); returns the pixel
         budget (``max_pixels``, else ``$VITPOSE_MAX_PIXELS``, else the default)."""
+        if isinstance(self.box, str):  # Predictor(box="x,y,w,h"): one box
+            self.box = [self.box]
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.max_frames is not None and self.max_frames < 1:

@@ -27,7 +27,7 @@ from ..inference.io import iter_inputs
 from ..inference.pipeline import Estimator, PoseResult
 from ..inference.video import VideoReader
 from .images import estimate_image, estimate_images
-from .options import PredictOptions, build_box_source, build_estimator
+from .options import PredictOptions, build_box_source, build_estimator, expected_crops
 from .outputs import input_keys
 from .video import FrameLoop
 
@@ -79,8 +79,15 @@ class Predictor:
     @property
     def estimator(self) -> Estimator:
         """The pose estimator (`PoseEstimator` or, for ``dataset="auto"``, routed)."""
+        return self._estimator_for(None)
+
+    def _estimator_for(self, inputs: int | None) -> Estimator:
+        """The estimator, built on first use for a job of `inputs` images or frames (None:
+        unknown), as ``vitpose predict`` builds it: ``backend="auto"`` calibrates during a job
+        long enough to repay it and remembers its choice for the next ones."""
         if self._estimator is None:
-            self._estimator = build_estimator(self.options)
+            crops = expected_crops(self.options, inputs, self.box_source) if inputs else None
+            self._estimator = build_estimator(self.options, crops=crops)
         return self._estimator
 
     @property
@@ -122,7 +129,7 @@ class Predictor:
         def skip(path: Path, e: VitPoseError) -> None:
             log.error("skipping %s: %s", path, e)
 
-        boxes, estimator = self.box_source, self.estimator
+        boxes, estimator = self.box_source, self._estimator_for(len(spec.image_paths))
         for _, _, result in estimate_images(estimator, boxes, spec.image_paths, keys,
                                             self.max_pixels, skip=None if single else skip):
             result.drop_nonfinite()
@@ -157,7 +164,9 @@ class Predictor:
         reader = VideoReader(source, max_pixels=self.max_pixels)
         try:
             self.fps = reader.fps
-            loop = FrameLoop(self.options, self.estimator, self.box_source, reader.fps)
+            frames = None if source is None or isinstance(source, int) else reader.frame_count
+            loop = FrameLoop(self.options, self._estimator_for(frames), self.box_source,
+                             reader.fps)
             for _, _, result in loop.run(reader):
                 yield result
         finally:

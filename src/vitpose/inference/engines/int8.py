@@ -158,10 +158,12 @@ class Int8Engine(OpenVinoEngine):
         return d
 
 
-def _normalise(crops: np.ndarray) -> torch.Tensor:
+def _normalise(crops: np.ndarray, model: ViTPose) -> torch.Tensor:
+    """uint8 RGB crops ``[N, H, W, 3]`` -> the model's normalised input (its own
+    ``pixel_mean`` / ``pixel_std``, as `PoseEstimator.to_tensor`)."""
     x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
-    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1) * 255
-    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1) * 255
+    mean = torch.tensor(model.pixel_mean).view(1, 3, 1, 1) * 255
+    std = torch.tensor(model.pixel_std).view(1, 3, 1, 1) * 255
     return ((x - mean) / std).contiguous()
 
 
@@ -187,7 +189,7 @@ def crops_from_images(model: ViTPose, images: Sequence[str | os.PathLike | np.nd
         b = np.asarray(b, np.float32)[:, :4]
         center, scale = box_xywh_to_center_scale(b, (w, h), 1.25)
         crops, _ = crop_boxes(image, center, scale, (w, h), True)
-        out.append(with_mirrors(_normalise(crops)))
+        out.append(with_mirrors(_normalise(crops, model)))
         n += len(out[-1])
         if n >= max_crops:
             break
