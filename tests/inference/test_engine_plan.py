@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import types
 import weakref
 
 import pytest
@@ -272,3 +273,28 @@ def test_predict_one_image_with_defaults_exports_and_calibrates_nothing(tmp_path
     assert not any("calibrating" in r.getMessage() for r in caplog.records)
     cache = tmp_path / "cache"
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
+
+
+def test_busy_cpus_are_measured_now_not_from_the_lagging_load_average(monkeypatch):
+    """`default_threads` counts what the rest of the machine keeps busy during a short
+    interval (injected /proc/stat readings), less this process's own CPU time; the 1-minute
+    load average, which still counts a job that just ended, is only the fallback."""
+    from vitpose.inference.engines import threads as T
+    readings = iter([(100.0, 400.0), (100.1, 400.2)])  # one of two CPUs busy for 0.1 s
+    own = iter([5.0, 5.0])
+    clock = iter([0.0, 0.1])
+    monkeypatch.setattr(T, "_cpu_times", lambda: next(readings))
+    monkeypatch.setattr(T, "_own_cpu_seconds", lambda: next(own))
+    monkeypatch.setattr(T, "time", types.SimpleNamespace(sleep=lambda s: None,
+                                                         monotonic=lambda: next(clock)))
+    monkeypatch.setattr(T.os, "getloadavg", lambda: (2.0, 2.0, 2.0))  # stale: ignored
+    assert T.default_threads(cpus=2, quota=None, total=2) == 1
+    readings = iter([(100.0, 400.0), (100.1, 400.2)])  # the busy CPU time was our own
+    own = iter([5.0, 5.1])
+    clock = iter([0.0, 0.1])
+    assert T.default_threads(cpus=2, quota=None, total=2) == 2
+    readings = iter([(100.0, 400.0), (100.0, 400.2)])  # an idle machine, stale load average
+    own, clock = iter([5.0, 5.0]), iter([0.0, 0.1])
+    assert T.default_threads(cpus=2, quota=None, total=2) == 2
+    monkeypatch.setattr(T, "_cpu_times", lambda: None)  # no /proc/stat: the load average
+    assert T.default_threads(cpus=2, quota=None, own=0, total=2) == 1

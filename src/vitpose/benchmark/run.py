@@ -261,8 +261,8 @@ def run_benchmark(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict
                               "matmul_peak_gflops": {}, "models": []}
     free, usable = report["system"]["default_threads"], report["system"]["usable_cpus"]
     if free < usable and not cfg.threads:
-        echo(f"warning: only {free} of {usable} CPUs look free (load average "
-             f"{report['system'].get('load_average_start', ['?'])[0]}): figures at "
+        echo(f"warning: only {free} of {usable} CPUs look free (other processes keep CPUs "
+             f"busy now): figures at "
              f"{torch.get_num_threads()} threads are oversubscribed; --threads {free} measures "
              "what a user gets on this machine now")
     dtypes: list[torch.dtype] = []
