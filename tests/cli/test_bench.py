@@ -277,3 +277,15 @@ def test_bench_auto_told_a_short_job_does_not_calibrate(tmp_path, tiny_ckpt, mon
     (choice,) = entry["auto_choices"]
     assert choice["engine"] == "torch/float32" and not choice["measurements"]
     assert "short job" in choice["reason"] or "nothing to calibrate" in choice["reason"]
+
+
+def test_each_int8_variant_is_its_own_row():
+    """Rows are timed and reported by label: int8 variants must not share one (they did: the
+    last variant's timing was reported for all)."""
+    from vitpose.benchmark.report import row_label
+    rows = [{"impl": "vitpose", "backend": "openvino", "dtype": "int8", "compile": False,
+             "policy": f"int8-{v}", "engine": "openvino/int8"} for v in ("all", "mixed")]
+    rows.append({"impl": "vitpose", "backend": "openvino", "dtype": "bfloat16", "compile": False})
+    labels = [row_label(r) for r in rows]
+    assert labels == ["vitpose/openvino/int8-all", "vitpose/openvino/int8-mixed",
+                      "vitpose/openvino/bfloat16"]

@@ -10,9 +10,12 @@ __all__ = ["format_report", "row_label", "summary"]
 
 
 def row_label(row: Mapping[str, Any]) -> str:
-    """``impl/backend/dtype[+compile]``; for ``auto`` ``vitpose/auto:<policy>=<engine>``."""
+    """``impl/backend/dtype[+compile]``; for ``auto`` ``vitpose/auto:<policy>=<engine>``; for
+    an int8 variant ``vitpose/openvino/int8-<variant>`` (each variant its own row)."""
     if row.get("backend") == "auto":
         return f"{row['impl']}/auto:{row.get('policy')}={row.get('engine')}"
+    if row.get("dtype") == "int8" and str(row.get("policy") or "").startswith("int8-"):
+        return f"{row['impl']}/{row['backend']}/{row['policy']}"
     return f"{row['impl']}/{row['backend']}/{row['dtype']}" + ("+compile" if row["compile"]
                                                               else "")
 
