@@ -200,6 +200,74 @@ def test_openvino_bf16_keeps_the_ends_float32():
         OpenVinoEngine(bf16.path, "bfloat16", parts=[bf16.path, bf16.path, "missing.onnx"])
 
 
+def _offset_model() -> vitpose.ViTPose:
+    """A tiny model whose residual stream has a large mean (as trained ViTs have): a LayerNorm
+    computed in bf16 loses most of its input's significant bits to the mean."""
+    model = _tiny()
+    with torch.no_grad():
+        model.backbone.pos_embed.add_(300.0)
+    return model
+
+
+@needs_ov
+def test_openvino_bf16_keeps_the_layer_norms_float32(tmp_path, monkeypatch):
+    from vitpose.inference.engines import openvino_engine as ovmod
+    from vitpose.inference.engines.ovcore import shared_core
+    from vitpose.inference.engines.precision import cpu_supports_bf16
+
+    model = _offset_model()
+    stem, trunk, final = E.onnx_parts_for(model, folder=tmp_path)
+    marked = ovmod.keep_float32(trunk, ("MVN",))
+    assert marked.parent == tmp_path and marked.with_suffix(".bin").is_file()
+    assert ovmod.keep_float32(trunk, ("MVN",)) == marked  # written once, then reused
+    assert ovmod.keep_float32(trunk, ()) == trunk
+    ops = shared_core().read_model(str(marked)).get_ops()
+    kept = {op.get_type_name() for op in ops
+            if any("precis" in k.lower() or "fp16" in k.lower() for k in op.get_rt_info().keys())}
+    assert kept == {"MVN"}  # the IR reader turned the marks into OpenVINO's attribute
+
+    # the engine uses them; where the CPU computes bf16 natively, the LayerNorms run float32
+    # and the marked trunk is as accurate as autocast, the unmarked one far less
+    x = _x(2)
+    ref = _ref(model, x)
+    ours = OpenVinoEngine(E.onnx_file_for(model, folder=tmp_path), "bfloat16",
+                          parts=(stem, trunk, final))
+    assert ours.describe()["float32_ops"] == ["MVN"]
+    err = rel_l2(ours(x), ref)
+    monkeypatch.setattr(ovmod, "FLOAT32_OPS", ())
+    unmarked = OpenVinoEngine(ours.path, "bfloat16", parts=(stem, trunk, final))
+    err_unmarked = rel_l2(unmarked(x), ref)
+    if cpu_supports_bf16():
+        runtime = ours._chains_for(1)[0][1].get_compiled_model().get_runtime_model()
+        precisions = {(op.get_rt_info()["layerType"].astype(str),
+                       op.get_rt_info()["runtimePrecision"].astype(str))
+                      for op in runtime.get_ops()}
+        assert ("MVN", "f32") in precisions and ("MVN", "bf16") not in precisions
+        assert ("FullyConnected", "bf16") in precisions
+        assert err < 1e-2 and err_unmarked > 5 * err
+    else:  # OpenVINO computes float32 where bf16 is not native
+        assert err < 1e-4 and err_unmarked < 1e-4
+
+
+@needs_ov
+def test_marked_graphs_go_to_the_cache_folder_where_the_graph_folder_is_read_only(
+        tmp_path, monkeypatch):
+    from vitpose.inference.engines import openvino_engine as ovmod
+    monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
+    trunk = E.onnx_parts_for(_tiny(), folder=tmp_path / "parts")[1]
+    write = ovmod._write_marked
+
+    def read_only(graph, out, op_types):
+        if out.parent == graph.parent:
+            raise PermissionError("read-only")
+        return write(graph, out, op_types)
+
+    monkeypatch.setattr(ovmod, "_write_marked", read_only)
+    marked = ovmod.keep_float32(trunk, ("MVN",))
+    assert marked.parent == tmp_path / "cache" / "graphs" and marked.is_file()
+    assert not any(p.name.endswith(".xml") for p in (tmp_path / "parts").iterdir())
+
+
 @needs_ov
 def test_openvino_reads_facts_from_the_file():
     model = _tiny("vitpose-plus-b")

@@ -130,6 +130,16 @@ def test_int8_engine_certificate_written_beside_and_logged_once(repo_root, caplo
     assert out.shape == ref.shape and torch.isfinite(out).all()
     loaded = load_int8(folder)
     assert loaded.certificate.as_dict() == saved and torch.allclose(loaded(held), out)
+    # it runs what was certified: the LayerNorms kept float32 are recorded, and a folder
+    # written before they were (no entry) runs without them
+    from vitpose.inference.engines.openvino_engine import FLOAT32_OPS
+    manifest = json.loads((folder / "int8.json").read_text())
+    expected = list(FLOAT32_OPS) if engine.hint == torch.bfloat16 else []
+    assert manifest["float32_ops"] == saved["runtime"]["float32_ops"] == expected
+    assert loaded.float32_ops == expected
+    del manifest["float32_ops"]
+    (folder / "int8.json").write_text(json.dumps(manifest))
+    assert load_int8(folder).float32_ops == []
 
 
 @needs_int8

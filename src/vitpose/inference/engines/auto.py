@@ -196,7 +196,7 @@ def build_engine(backend: str, model: ViTPose, dataset: int | str | None = None,
             log.info("compiling the model for OpenVINO (a few seconds; cached in %s)", ov_cache)
         path = onnx_path or onnx_file_for(model, dataset, key=key)
         index = model.dataset_index_of(dataset if dataset is not None else 0)
-        # bf16 keeps the two ends float32, as `models.precision` does under autocast
+        # bf16 keeps the two ends and the LayerNorms float32, as autocast computes them
         parts = onnx_parts_for(model, dataset, key=key) if dt != torch.float32 else None
         return OpenVinoEngine(path, dt, threads=threads, cfg=plain_config(model.cfg, index),
                               parts=parts)
@@ -298,8 +298,8 @@ def machine_fingerprint() -> dict[str, Any]:
 
 #: bumped when an engine computes differently (a remembered choice then no longer applies):
 #: 2 = OpenVINO bf16 with float32 ends, calls split across streams; 3 = key without threads
-#: and call sizes
-ENGINES_REVISION = 3
+#: and call sizes; 4 = OpenVINO bf16 (and int8) keep the LayerNorms float32
+ENGINES_REVISION = 4
 
 
 def _choice_key(fingerprint: Mapping[str, Any], mkey: str, policy: str, device: torch.device,

@@ -1,9 +1,10 @@
 """int8: an opt-in engine that states its cost.
 
 Static post-training quantization (NNCF, ``pip install 'vitpose[int8]'``) of the trunk of our
-OpenVINO engine (the transformer blocks: the patch embedding and the heatmap layer stay float32,
-as in the bf16 engine), calibrated on crops of the user's own images (activation ranges are
-static: crops of other images calibrate worse, docs/PERFORMANCE.md "int8"). ``auto`` never
+OpenVINO engine (the transformer blocks; as in the bf16 engine, the patch embedding, the
+heatmap layer and the LayerNorms stay float32), calibrated on crops of the user's own images
+(activation ranges are static: crops of other images calibrate worse, docs/PERFORMANCE.md
+"int8"). ``auto`` never
 chooses it: int8 runs only when asked (``--dtype int8``, ``vitpose export --int8``,
 `int8_engine`).
 
@@ -140,15 +141,19 @@ class Int8Engine(OpenVinoEngine):
     Args:
         stem, trunk, final: the three graphs (`onnx_parts_for`; ``trunk`` the quantized IR).
         cfg: the plain model's config.
+        float32_ops: operation types of the trunk kept float32 (default the bf16 engine's
+            `FLOAT32_OPS`; a saved engine runs with those it was certified with).
         certificate: its `Int8Certificate` (None until `certify`).
         threads: OpenVINO threads.
     """
 
     def __init__(self, stem: str | os.PathLike, trunk: str | os.PathLike,
                  final: str | os.PathLike, cfg: ViTPoseConfig, *,
-                 certificate: Int8Certificate | None = None, threads: int | None = None) -> None:
+                 certificate: Int8Certificate | None = None, threads: int | None = None,
+                 float32_ops: Sequence[str] | None = None) -> None:
         hint = torch.bfloat16 if cpu_supports_bf16() else torch.float32
-        super().__init__(stem, hint, threads=threads, cfg=cfg, parts=(stem, trunk, final))
+        super().__init__(stem, hint, threads=threads, cfg=cfg, parts=(stem, trunk, final),
+                         float32_ops=float32_ops)
         self.hint = hint
         self.dtype = torch.int8
         self.certificate = certificate
@@ -380,7 +385,8 @@ def quantize_int8(model: ViTPose, dataset: int | str | None, calibration: torch.
     atomic_write_json(folder / "certificate.json", cert.as_dict(), indent=2)
     atomic_write_json(folder / "int8.json", {"vitpose_config": cfg.to_dict(),
                                              "variant": variant, "model_key": key,
-                                             "files": [f.name for f in files]}, indent=2)
+                                             "files": [f.name for f in files],
+                                             "float32_ops": engine.float32_ops}, indent=2)
     del reference, ref_held
     from .auto import release_memory
     release_memory()  # NNCF's statistics and the float32 reference
@@ -393,6 +399,7 @@ def _runtime(engine: OpenVinoEngine) -> dict[str, Any]:
     d = engine.describe()
     return {"openvino": openvino.__version__, "openvino_device": d.get("openvino_device"),
             "streams": d.get("streams"), "other_products": d.get("other_products"),
+            "float32_ops": d.get("float32_ops", []),
             "properties": d.get("properties", {})}
 
 
@@ -414,9 +421,12 @@ def load_int8(folder: str | os.PathLike, threads: int | None = None) -> Int8Engi
         cert = Int8Certificate.from_dict(read_json(folder / "certificate.json"))
         cfg = ViTPoseConfig.from_dict(manifest["vitpose_config"])
         files = [folder / name for name in manifest["files"]]
+        # what the certificate measured: folders written before the LayerNorms were kept
+        # float32 have no such entry and run as they were certified
+        float32_ops = [str(t) for t in manifest.get("float32_ops", [])]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise EngineError(f"{folder} is not an int8 engine written by vitpose ({e})") from None
-    engine = Int8Engine(*files, cfg, certificate=cert, threads=threads)
+    engine = Int8Engine(*files, cfg, certificate=cert, threads=threads, float32_ops=float32_ops)
     _announce(engine, folder)
     return engine
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,22 @@ import numpy as np
 import torch
 
 from ...models.vitpose import ViTPoseConfig
-from .base import Engine, EngineError, installed
+from .base import Engine, EngineError, cache_dir, installed
 from .ovcore import shared_core
 from .precision import resolve_dtype
 from .runtime import OV_MISSING, compile_openvino, openvino_config
 
-__all__ = ["OpenVinoEngine", "openvino_available", "openvino_config"]
+__all__ = ["FLOAT32_OPS", "OpenVinoEngine", "keep_float32", "openvino_available",
+           "openvino_config"]
+
+#: Operation types of the trunk that the bf16 engine keeps in float32 (OpenVINO's per-operation
+#: "precise" mark, which its CPU plugin honours under a bf16 precision hint): the LayerNorms
+#: (``MVN``), as autocast does. OpenVINO's bf16 otherwise normalises the bf16-rounded residual
+#: stream, whose large mean leaves few significant bits after the subtraction: on trained
+#: weights this moves arg-maxes (docs/PERFORMANCE.md, "Accuracy of each engine"). The residual
+#: additions already run in float32; the cost is nil (the conversion to bf16 moves from the
+#: LayerNorm's input to its output).
+FLOAT32_OPS = ("MVN",)
 
 
 def openvino_available() -> bool:
@@ -51,8 +63,11 @@ class OpenVinoEngine(Engine):
         parts: the same graph as three files (`onnx_parts_for`: stem, trunk, final). In bf16
             the stem and the final layer then run in float32, as `models.precision` does under
             autocast: OpenVINO's bf16 otherwise rounds the pixels before the patch embedding and
-            the heatmaps' last layer, which moves arg-maxes (docs/PERFORMANCE.md). The trunk
-            may be a quantized OpenVINO IR (`engines.int8`).
+            the heatmaps' last layer, which moves arg-maxes (docs/PERFORMANCE.md). Inside the
+            trunk the operations of `FLOAT32_OPS` (the LayerNorms) stay float32 too
+            (`keep_float32`). The trunk may be a quantized OpenVINO IR (`engines.int8`).
+        float32_ops: the operation types of the trunk kept float32 below float32 precision
+            (default `FLOAT32_OPS`; an int8 engine passes what it was certified with).
     """
 
     backend = "openvino"
@@ -61,7 +76,8 @@ class OpenVinoEngine(Engine):
                  device: str = "CPU", threads: int | None = None,
                  cfg: ViTPoseConfig | None = None, tuned: bool = True,
                  cache: str | os.PathLike | None = None, streams: int | None = None,
-                 parts: Sequence[str | os.PathLike] | None = None) -> None:
+                 parts: Sequence[str | os.PathLike] | None = None,
+                 float32_ops: Sequence[str] | None = None) -> None:
         try:
             import openvino  # noqa: F401 - the missing runtime is an EngineError here
         except ImportError:
@@ -85,8 +101,12 @@ class OpenVinoEngine(Engine):
         # (with parts in float32 the chain computes as the one file; the int8 engine's trunk is
         # a quantized graph run under this precision hint)
         self.float32_ends = bool(parts)
+        self.float32_ops: list[str] = []
         if self.float32_ends:
             stem, trunk, final = (Path(q) for q in parts)  # type: ignore[union-attr]
+            ops = FLOAT32_OPS if float32_ops is None else tuple(float32_ops)
+            self.float32_ops = list(ops) if self.dtype != torch.float32 else []
+            trunk = keep_float32(trunk, self.float32_ops)
             self._graphs = [(stem, torch.float32), (trunk, self.dtype), (final, torch.float32)]
         else:
             self._graphs = [(self.path, self.dtype)]
@@ -143,8 +163,60 @@ class OpenVinoEngine(Engine):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "openvino_device": self.ov_device,
                 "streams": self.streams, "float32_ends": self.float32_ends,
+                "float32_ops": self.float32_ops,
                 "properties": {k: str(v) for k, v in self.properties.items()},
                 "file": str(self.path)}
+
+
+def keep_float32(graph: str | os.PathLike, op_types: Sequence[str] = FLOAT32_OPS) -> Path:
+    """`graph` (``.onnx`` or IR ``.xml``) as OpenVINO IR whose operations of `op_types` carry
+    OpenVINO's "precise" mark: they keep float32 under a lower precision hint while the rest
+    (the matrix products) follow the hint.
+
+    The marked IR is written once beside `graph` (``<name>.f32-<types>.xml`` and ``.bin``,
+    atomically: the ``.xml`` appears last) and reused; where that folder is not writable, in
+    the vitpose cache folder. The mark can only be set through the IR: OpenVINO's Python API
+    takes string values for runtime info, and the plugin looks for its own attribute type,
+    which the IR reader creates from ``<attribute name="precise" version="0"/>``.
+    """
+    graph = Path(graph)
+    if not op_types:
+        return graph
+    name = f"{graph.stem}.f32-{'-'.join(t.lower() for t in op_types)}.xml"
+    out = graph.with_name(name)
+    if out.is_file() and out.with_suffix(".bin").is_file():
+        return out
+    try:
+        return _write_marked(graph, out, op_types)
+    except OSError:
+        out = cache_dir() / "graphs" / f"{graph.parent.name}-{name}"
+        if out.is_file() and out.with_suffix(".bin").is_file():
+            return out
+        return _write_marked(graph, out, op_types)
+
+
+def _write_marked(graph: Path, out: Path, op_types: Sequence[str]) -> Path:
+    import openvino as ov
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        model = shared_core().read_model(str(graph))
+    except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError with its message
+        raise EngineError(f"OpenVINO cannot read {graph}: {e}") from None
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".marking-") as tmp:
+        xml = Path(tmp) / "graph.xml"
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+        tree = ET.parse(xml)
+        for layer in tree.getroot().iter("layer"):
+            if layer.get("type") in op_types:
+                info = layer.find("rt_info")
+                if info is None:
+                    info = ET.SubElement(layer, "rt_info")
+                ET.SubElement(info, "attribute", {"name": "precise", "version": "0"})
+        tree.write(xml, encoding="utf-8", xml_declaration=True)
+        os.replace(xml.with_suffix(".bin"), out.with_suffix(".bin"))
+        os.replace(xml, out)
+    return out
 
 
 def _run_chain(chain: Sequence[Any], x: np.ndarray) -> np.ndarray:
