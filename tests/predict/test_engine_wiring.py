@@ -207,6 +207,46 @@ def test_int8_calibrates_on_the_jobs_own_images_and_boxes(ckpt, tmp_path, monkey
     assert kw["images"] is None and kw["boxes"] is None and kw["calib"] == str(calib)
 
 
+def test_int8_on_a_video_calibrates_on_its_frames(ckpt, tmp_path, monkeypatch):
+    """A video file with --dtype int8: the frames it calibrates on are the video's own, one
+    per second (spied; no quantization); with --calib, the folder."""
+    import cv2
+    asked: list[dict] = []
+
+    def spy(net, dataset, **kw):
+        asked.append(kw)
+        return TorchEngine(net, dataset, torch.float32)
+
+    monkeypatch.setattr(E, "int8_engine", spy)
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (96, 64))
+    for i in range(23):  # 4.6 s at 5 fps: frames 0, 5, 10, 15, 20 are one second apart
+        writer.write(np.full((64, 96, 3), 10 * i, np.uint8))
+    writer.release()
+    assert predict(video, "--model", ckpt, "--detector", "whole-image", "--dtype", "int8",
+                   "--out-dir", tmp_path / "o", "--no-draw") == 0
+    frames = asked[-1]["images"]
+    assert len(frames) == 5 and all(f.shape == (64, 96, 3) for f in frames)
+    assert [round(float(f.mean()) / 10) for f in frames] == [0, 5, 10, 15, 20]
+    assert asked[-1]["calib"] is None
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    assert predict(video, "--model", ckpt, "--detector", "whole-image", "--dtype", "int8",
+                   "--calib", calib, "--out-dir", tmp_path / "o2", "--no-draw") == 0
+    assert asked[-1]["images"] is None and asked[-1]["calib"] == str(calib)
+    # the Python front door calibrates on the same frames, and on a folder's images
+    frames = list(vitpose.Predictor(ckpt, dtype="int8", detector="whole-image",
+                                    device="cpu")(video))
+    assert len(frames) == 23
+    assert [round(float(f.mean()) / 10) for f in asked[-1]["images"]] == [0, 5, 10, 15, 20]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(IMAGE.read_bytes())
+    list(vitpose.Predictor(ckpt, dtype="int8", box="10,20,100,200", device="cpu")(folder))
+    assert [Path(p).name for p in asked[-1]["images"]] == ["a.jpg"]
+    assert np.array_equal(asked[-1]["boxes"][0], [[10, 20, 100, 200]])
+
+
 def test_a_folder_job_calibrates_during_the_job_and_the_next_job_starts_on_its_choice(
         ckpt, tmp_path, monkeypatch, caplog):
     """`vitpose predict FOLDER` with --backend auto: the first image on the safe engine, the

@@ -153,6 +153,23 @@ def test_center_jitter_per_iteration_option(data_dir: Path) -> None:
     assert not np.allclose(centers[0], records[0].center)
 
 
+def test_the_dataset_decodes_like_predict_by_default(data_dir, tmp_path):
+    """Without an `image_reader` the dataset uses `vitpose.imageio.read_image`: an image whose
+    header declares more pixels than the budget is refused before it is decoded (a few bytes
+    must not cost gigabytes), with the sample's path in the message."""
+    import dataclasses
+    import struct
+    records = read_annotations(get_dataset_meta("coco"), data_dir / "coco" / "test_coco.json",
+                               image_root=data_dir / "coco", input_size_hw=(64, 48))
+    bomb = tmp_path / "bomb.ras"  # a Sun raster header declaring 20000 x 20000 pixels
+    bomb.write_bytes(struct.pack(">I7i", 0x59A66A95, 20000, 20000, 24, 0, 1, 0, 0))
+    ds = TopDownDataset([records[0], dataclasses.replace(records[0], image_path=bomb)],
+                        get_dataset_meta("coco"), (64, 48))
+    assert ds[0]["image"].shape[-2:] == (64, 48)
+    with pytest.raises(InputError, match="bomb.ras.*pixel"):
+        ds[1]
+
+
 def test_animal_configs_read_their_own_data_roots() -> None:
     """The original base-size AP-10K / APT-36K configs have their data roots swapped."""
     checked = 0

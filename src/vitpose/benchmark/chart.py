@@ -12,6 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..imageio import write_image
+
 __all__ = ["chart_points", "draw_chart"]
 
 
@@ -115,8 +117,4 @@ def draw_chart(report: Mapping[str, Any], path: str | os.PathLike,
     if not points:
         cv2.putText(img, "no measured model has a COCO AP in the README tables", (x0 + 20,
                     (y0 + y1) // 2), font, 0.5, (0, 0, 200), 1, cv2.LINE_AA)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), img):
-        raise OSError(f"could not write {path}")
-    return path
+    return write_image(path, img[..., ::-1])  # drawn in OpenCV's BGR

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -31,6 +30,7 @@ from torch.utils.data import Dataset
 from ..codecs import MSRAHeatmap, UDPHeatmap
 from ..dataset_meta import DatasetMeta
 from ..errors import InputError
+from ..imageio import read_image
 from ..models.vitpose import ViTPose
 from ..transforms import (
     random_center_jitter,
@@ -137,9 +137,9 @@ class TopDownDataset(Dataset):
         on_bad_sample: ``'error'`` raises on an unreadable image; ``'skip'`` drops the sample
             from its batch and counts it.
         image_reader: ``path -> RGB uint8 [H, W, 3]`` raising ``InputError`` for a file it
-            cannot decode. Training passes ``vitpose.inference.io.read_image``, so training
-            decodes images exactly like ``predict`` (a corrupt or truncated file is an error, not
-            silently used); None uses OpenCV's ``imread`` (standalone use).
+            cannot decode. None: ``vitpose.imageio.read_image``, the decoder of ``predict``
+            (the pixel budget checked from the header, EXIF orientation; a corrupt or truncated
+            file is an error, not silently used).
     """
 
     def __init__(self, records: Sequence[PoseRecord], meta: DatasetMeta,
@@ -187,15 +187,11 @@ class TopDownDataset(Dataset):
         return np.random.default_rng([self.seed, self.epoch, self.dataset_index, index])
 
     def _image(self, path: Path) -> np.ndarray:
-        if self.image_reader is not None:
-            try:
-                return self.image_reader(path)
-            except InputError as exc:
-                raise InputError(f"cannot read training image {path} ({exc})") from None
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"cannot read training image {path} (missing or corrupt)")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        reader = self.image_reader if self.image_reader is not None else read_image
+        try:
+            return reader(path)
+        except InputError as exc:
+            raise InputError(f"cannot read training image {path} ({exc})") from None
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         rec = self.records[index]

@@ -47,9 +47,10 @@ import cv2
 import numpy as np
 
 from vitpose.dataset_meta import DatasetMeta
-from vitpose.errors import InputError, OutputError
-from vitpose.fileio import atomic_write_bytes, atomic_write_json
+from vitpose.errors import InputError
+from vitpose.fileio import atomic_write_json
 from vitpose.formats.common import as_frames, keypoint_set, prepare_target, progress
+from vitpose.imageio import read_image, write_image
 
 __all__ = ["BODY_LAYOUTS", "OPENPOSE_VERSION", "OpenPoseLayout", "draw_openpose",
            "openpose_layout", "to_openpose", "write_openpose"]
@@ -291,13 +292,11 @@ def write_openpose(results: Any, out_dir: str | os.PathLike[str], *,
         if render:
             image = None
             if background == "image":
-                image = cv2.imread(str(result.source), cv2.IMREAD_COLOR)
-                if image is None:
-                    raise InputError(f"cannot read the image {result.source} to draw on")
-                image = image[..., ::-1]
+                try:
+                    image = read_image(result.source)
+                except InputError as e:
+                    raise InputError(f"cannot read the image {result.source} to draw on "
+                                     f"({e})") from None
             drawn = draw_openpose(pose, image)
-            ok, data = cv2.imencode(".png", np.ascontiguousarray(drawn[..., ::-1]))
-            if not ok:
-                raise OutputError(f"cannot encode the drawing of {result.source}")
-            paths.append(atomic_write_bytes(out / f"{name}_rendered.png", data.tobytes()))
+            paths.append(write_image(out / f"{name}_rendered.png", drawn))
     return paths, list(layout.notes)

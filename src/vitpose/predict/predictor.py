@@ -29,7 +29,7 @@ from ..inference.video import VideoReader
 from .images import estimate_image, estimate_images
 from .options import PredictOptions, build_box_source, build_estimator, expected_crops
 from .outputs import input_keys
-from .video import FrameLoop
+from .video import FrameLoop, calibration_frames
 
 __all__ = ["Predictor"]
 
@@ -81,13 +81,15 @@ class Predictor:
         """The pose estimator (`PoseEstimator` or, for ``dataset="auto"``, routed)."""
         return self._estimator_for(None)
 
-    def _estimator_for(self, inputs: int | None) -> Estimator:
+    def _estimator_for(self, inputs: int | None, images: Any = None) -> Estimator:
         """The estimator, built on first use for a job of `inputs` images or frames (None:
         unknown), as ``vitpose predict`` builds it: ``backend="auto"`` calibrates during a job
-        long enough to repay it and remembers its choice for the next ones."""
+        long enough to repay it and remembers its choice for the next ones; ``dtype="int8"``
+        calibrates on `images` (the job's image paths, or frames of its video)."""
         if self._estimator is None:
             crops = expected_crops(self.options, inputs, self.box_source) if inputs else None
-            self._estimator = build_estimator(self.options, crops=crops)
+            self._estimator = build_estimator(self.options, crops=crops, images=images,
+                                              boxes=self.box_source)
         return self._estimator
 
     @property
@@ -129,7 +131,8 @@ class Predictor:
         def skip(path: Path, e: VitPoseError) -> None:
             log.error("skipping %s: %s", path, e)
 
-        boxes, estimator = self.box_source, self._estimator_for(len(spec.image_paths))
+        boxes = self.box_source
+        estimator = self._estimator_for(len(spec.image_paths), spec.image_paths)
         for _, _, result in estimate_images(estimator, boxes, spec.image_paths, keys,
                                             self.max_pixels, skip=None if single else skip):
             result.drop_nonfinite()
@@ -164,9 +167,14 @@ class Predictor:
         reader = VideoReader(source, max_pixels=self.max_pixels)
         try:
             self.fps = reader.fps
-            frames = None if source is None or isinstance(source, int) else reader.frame_count
-            loop = FrameLoop(self.options, self._estimator_for(frames), self.box_source,
+            live = source is None or isinstance(source, int) or reader.frame_count is None
+            frames = None if live else reader.frame_count
+            calib = calibration_frames(reader) if (
+                self._estimator is None and self.options.dtype == "int8" and not live
+                and not self.options.calib) else None
+            loop = FrameLoop(self.options, self._estimator_for(frames, calib), self.box_source,
                              reader.fps)
+            del calib
             for _, _, result in loop.run(reader):
                 yield result
         finally:

@@ -44,10 +44,28 @@ from .outputs import (
 )
 from .report import Interrupted, Notify, Summary, log_notice
 
-__all__ = ["FrameLoop", "exact_row", "run_video", "stored_result", "video_outputs",
-           "video_rows"]
+__all__ = ["CALIBRATION_FRAMES", "FrameLoop", "calibration_frames", "exact_row", "run_video",
+           "stored_result", "video_outputs", "video_rows"]
 
 log = logging.getLogger("vitpose.predict")
+
+#: how many frames of a video file ``--dtype int8`` calibrates on
+CALIBRATION_FRAMES = 8
+
+
+def calibration_frames(reader: VideoReader, count: int = CALIBRATION_FRAMES) -> list[np.ndarray]:
+    """Up to `count` frames of a video file for the int8 calibration: one per second from its
+    start (at most `count` seconds are decoded), so that they differ more than consecutive
+    frames do."""
+    stride = max(1, round(reader.fps))
+    frames: list[np.ndarray] = []
+    for i, frame in enumerate(reader):
+        if i % stride == 0:
+            frames.append(frame)
+            if len(frames) == count:
+                break
+    return frames
+
 
 _EXACT = ("raw", "raw_boxes", "detected")
 #: The note of `VideoWriter` output that browsers may not play.
@@ -207,8 +225,14 @@ def run_video(opts: PredictOptions, spec: InputSpec, out_dir: Path, max_pixels: 
     boxes = boxes if boxes is not None else build_box_source(opts)
     frames = reader.frame_count if opts.max_frames is None else \
         min(opts.max_frames, reader.frame_count or opts.max_frames)
+    # --dtype int8 calibrates on frames of the video itself (not for a live source, whose
+    # frames would be consumed: the bundled image then, with a warning, unless --calib)
+    calib_frames = calibration_frames(reader) if (
+        opts.dtype == "int8" and not opts.calib and spec.kind == "video"
+        and estimator is None) else None
     estimator = estimator if estimator is not None else build_estimator(
-        opts, crops=expected_crops(opts, frames) if frames else None)
+        opts, crops=expected_crops(opts, frames) if frames else None, images=calib_frames)
+    del calib_frames
     loop = FrameLoop(opts, estimator, boxes, reader.fps)
     sinks = [*output_sinks(opts, "video", out_dir, json_path, done=results.done,
                            fps=reader.fps, stem=video_path.name[:-len("_pose.mp4")]), *sinks]

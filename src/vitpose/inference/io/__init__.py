@@ -1,8 +1,8 @@
-"""Image and input handling for inference, in three modules:
+"""Image and input handling for inference:
 
-* `decode`: `read_image` (any file OpenCV decodes -> upright RGB uint8, within a pixel budget,
-  read by bytes) and `write_image` (encoded in memory, written atomically);
-* `headers`: what a file's header says without decoding it (size for the budget, EXIF
+* `vitpose.imageio` (re-exported here): `read_image` (any file OpenCV decodes -> upright RGB
+  uint8, within a pixel budget, read by bytes), `write_image` (encoded in memory, written
+  atomically), and what a file's header says without decoding it (size for the budget, EXIF
   orientation);
 * `discovery`: what an ``INPUT`` argument names (`iter_inputs`), and file names that are not
   valid UTF-8 (`printable_name` / `json_safe` for JSON, `opencv_path` for OpenCV's video I/O).
@@ -10,13 +10,17 @@
 Every public name is importable from here (``from vitpose.inference.io import read_image``).
 """
 
-from .decode import (
+from ...imageio import (
     DEFAULT_MAX_PIXELS,
     HARD_MAX_PIXELS,
     MAX_PIXELS_ENV,
+    apply_exif_orientation,
     check_max_pixels,
     check_pixel_budget,
+    exif_orientation,
+    header_size,
     max_pixels_from_env,
+    read_header_size,
     read_image,
     write_image,
 )
@@ -31,7 +35,6 @@ from .discovery import (
     opencv_path,
     printable_name,
 )
-from .headers import apply_exif_orientation, exif_orientation, header_size, read_header_size
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

@@ -14,7 +14,7 @@
 * images above a **pixel budget** (`DEFAULT_MAX_PIXELS`, 100 MP; ``VITPOSE_MAX_PIXELS`` or the
   ``max_pixels`` argument change it) are refused with an `InputError` *before the file is read
   whole or decoded*, from the size in its header (every accepted format has its header parsed,
-  `vitpose.inference.io.headers`), so a small "decompression bomb" (an 873 KB PNG or a 3.9 KB
+  `vitpose.imageio.headers`), so a small "decompression bomb" (an 873 KB PNG or a 3.9 KB
   JPEG 2000 of 20000x20000) never turns into gigabytes of pixels. A file whose header gives no
   size is not decoded. No budget goes above `HARD_MAX_PIXELS`, the largest RGB image whose
   buffer OpenCV can index (a 30000x30000 RGB ``warpAffine`` segfaults in 5.0); `vitpose` sets
