@@ -225,6 +225,8 @@ def test_openvino_bf16_keeps_the_layer_norms_float32(tmp_path, monkeypatch):
     kept = {op.get_type_name() for op in ops
             if any("precis" in k.lower() or "fp16" in k.lower() for k in op.get_rt_info().keys())}
     assert kept == {"MVN"}  # the IR reader turned the marks into OpenVINO's attribute
+    assert ovmod.keep_float32(marked, ("MVN",)) == marked  # marked already: as it is
+    assert ovmod.mark_float32(marked, ("MVN",)) == 0  # nothing left to mark
 
     # the engine uses them; where the CPU computes bf16 natively, the LayerNorms run float32
     # and the marked trunk is as accurate as autocast, the unmarked one far less

@@ -140,6 +140,8 @@ def test_int8_engine_certificate_written_beside_and_logged_once(repo_root, caplo
     del manifest["float32_ops"]
     (folder / "int8.json").write_text(json.dumps(manifest))
     assert load_int8(folder).float32_ops == []
+    # the quantized trunk is marked in its own file: no marked copy beside it
+    assert not [p.name for p in folder.iterdir() if ".f32-" in p.name]
 
 
 @needs_int8

@@ -44,7 +44,7 @@ from ...fileio import atomic_write_json, read_json
 from ...models.vitpose import ViTPose, ViTPoseConfig
 from .base import EngineError, argmax_agreement, cache_dir, rel_l2
 from .graph import model_key, onnx_parts_for, plain_config
-from .openvino_engine import OpenVinoEngine
+from .openvino_engine import FLOAT32_OPS, OpenVinoEngine, mark_float32
 from .precision import cpu_features, cpu_supports_bf16
 from .torch_engine import TorchEngine
 
@@ -328,6 +328,9 @@ def _quantize_trunk(stem: Path, trunk: Path, final: Path, calibration: torch.Ten
         q = nncf.quantize(model, nncf.Dataset(tokens), **kw)
     out.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(q, str(out), compress_to_fp16=False)
+    # the LayerNorms float32 (as the bf16 engine): marked in the file, so the engine that runs
+    # it needs no marked copy beside it
+    mark_float32(out, FLOAT32_OPS)
     return out
 
 

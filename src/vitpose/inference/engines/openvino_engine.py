@@ -25,8 +25,8 @@ from .ovcore import shared_core
 from .precision import resolve_dtype
 from .runtime import OV_MISSING, compile_openvino, openvino_config
 
-__all__ = ["FLOAT32_OPS", "OpenVinoEngine", "keep_float32", "openvino_available",
-           "openvino_config"]
+__all__ = ["FLOAT32_OPS", "OpenVinoEngine", "keep_float32", "mark_float32",
+           "openvino_available", "openvino_config"]
 
 #: Operation types of the trunk that the bf16 engine keeps in float32 (OpenVINO's per-operation
 #: "precise" mark, which its CPU plugin honours under a bf16 precision hint): the LayerNorms
@@ -173,14 +173,16 @@ def keep_float32(graph: str | os.PathLike, op_types: Sequence[str] = FLOAT32_OPS
     OpenVINO's "precise" mark: they keep float32 under a lower precision hint while the rest
     (the matrix products) follow the hint.
 
-    The marked IR is written once beside `graph` (``<name>.f32-<types>.xml`` and ``.bin``,
-    atomically: the ``.xml`` appears last) and reused; where that folder is not writable, in
-    the vitpose cache folder. The mark can only be set through the IR: OpenVINO's Python API
-    takes string values for runtime info, and the plugin looks for its own attribute type,
-    which the IR reader creates from ``<attribute name="precise" version="0"/>``.
+    An IR whose operations of `op_types` are all marked already (the int8 trunk, marked when
+    it is written) is returned as it is. Otherwise the marked IR is written once beside `graph`
+    (``<name>.f32-<types>.xml`` and ``.bin``, atomically: the ``.xml`` appears last) and
+    reused; where that folder is not writable, in the vitpose cache folder. The mark can only
+    be set through the IR: OpenVINO's Python API takes string values for runtime info, and the
+    plugin looks for its own attribute type, which the IR reader creates from
+    ``<attribute name="precise" version="0"/>``.
     """
     graph = Path(graph)
-    if not op_types:
+    if not op_types or (graph.suffix == ".xml" and _all_marked(graph, op_types)):
         return graph
     name = f"{graph.stem}.f32-{'-'.join(t.lower() for t in op_types)}.xml"
     out = graph.with_name(name)
@@ -195,6 +197,38 @@ def keep_float32(graph: str | os.PathLike, op_types: Sequence[str] = FLOAT32_OPS
         return _write_marked(graph, out, op_types)
 
 
+def mark_float32(xml: str | os.PathLike, op_types: Sequence[str] = FLOAT32_OPS) -> int:
+    """Mark the operations of `op_types` in the OpenVINO IR file `xml` in place (its ``.bin``
+    is unchanged; the ``.xml`` is replaced atomically). Returns how many were marked."""
+    xml = Path(xml)
+    tree = ET.parse(xml)
+    marked = 0
+    for layer in tree.getroot().iter("layer"):
+        if layer.get("type") in op_types and not _is_marked(layer):
+            info = layer.find("rt_info")
+            if info is None:
+                info = ET.SubElement(layer, "rt_info")
+            ET.SubElement(info, "attribute", {"name": "precise", "version": "0"})
+            marked += 1
+    tmp = xml.with_name(f".{xml.name}.marking")
+    tree.write(tmp, encoding="utf-8", xml_declaration=True)
+    os.replace(tmp, xml)
+    return marked
+
+
+def _is_marked(layer: ET.Element) -> bool:
+    info = layer.find("rt_info")
+    return info is not None and any(a.get("name") == "precise" for a in info.iter("attribute"))
+
+
+def _all_marked(xml: Path, op_types: Sequence[str]) -> bool:
+    try:
+        layers = [la for la in ET.parse(xml).getroot().iter("layer") if la.get("type") in op_types]
+    except (OSError, ET.ParseError):
+        return False
+    return bool(layers) and all(_is_marked(la) for la in layers)
+
+
 def _write_marked(graph: Path, out: Path, op_types: Sequence[str]) -> Path:
     import openvino as ov
 
@@ -206,14 +240,7 @@ def _write_marked(graph: Path, out: Path, op_types: Sequence[str]) -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".marking-") as tmp:
         xml = Path(tmp) / "graph.xml"
         ov.save_model(model, str(xml), compress_to_fp16=False)
-        tree = ET.parse(xml)
-        for layer in tree.getroot().iter("layer"):
-            if layer.get("type") in op_types:
-                info = layer.find("rt_info")
-                if info is None:
-                    info = ET.SubElement(layer, "rt_info")
-                ET.SubElement(info, "attribute", {"name": "precise", "version": "0"})
-        tree.write(xml, encoding="utf-8", xml_declaration=True)
+        mark_float32(xml, op_types)
         os.replace(xml.with_suffix(".bin"), out.with_suffix(".bin"))
         os.replace(xml, out)
     return out
