@@ -298,3 +298,42 @@ def test_busy_cpus_are_measured_now_not_from_the_lagging_load_average(monkeypatc
     assert T.default_threads(cpus=2, quota=None, total=2) == 2
     monkeypatch.setattr(T, "_cpu_times", lambda: None)  # no /proc/stat: the load average
     assert T.default_threads(cpus=2, quota=None, own=0, total=2) == 1
+
+
+def test_a_low_precision_engine_passes_on_its_arg_max_or_as_close_as_the_torch_path():
+    """The gate's rule (no engine built): 99% of the arg-max, or, where the torch path of the
+    same dtype passed, a relative error within `AS_CLOSE_AS_TORCH` times the torch path's (a
+    near-tie flip is 0.7% of the gate's 136 keypoints); never on the relative error alone."""
+    from vitpose.inference.engines.auto import (
+        AS_CLOSE_AS_TORCH,
+        MIN_ARGMAX_SAME,
+        Measurement,
+        low_precision_verdict,
+    )
+
+    def m(rel: float, same: float, engine: str = "openvino/bfloat16") -> Measurement:
+        return Measurement(engine, "bfloat16", rel_l2=rel, argmax_same=same)
+
+    torch_path = m(2.4e-3, 1.0, "torch/bfloat16")
+    low_precision_verdict(torch_path, None)
+    assert torch_path.accepted and not torch_path.note
+    ok = m(3.0e-3, 133 / 136)  # 3 flips, as close to float32 as autocast
+    low_precision_verdict(ok, torch_path)
+    assert ok.accepted and "as close to float32 as torch/bfloat16" in ok.note
+    far = m(1.3e-2, 133 / 136)  # OpenVINO's own bf16: 5x farther
+    low_precision_verdict(far, torch_path)
+    assert not far.accepted and "5.0e-03" not in far.note and f"{AS_CLOSE_AS_TORCH}x" in far.note
+    edge = m(AS_CLOSE_AS_TORCH * 2.4e-3 * 1.01, 0.5)
+    low_precision_verdict(edge, torch_path)
+    assert not edge.accepted
+    alone = m(1e-4, 0.9)  # no torch path to compare with: the arg-max decides
+    low_precision_verdict(alone, None)
+    assert not alone.accepted and alone.note.endswith("on these weights")
+    failed_torch = m(2.4e-3, MIN_ARGMAX_SAME - 0.01, "torch/bfloat16")
+    low_precision_verdict(failed_torch, None)
+    other = m(2.0e-3, 0.97)
+    low_precision_verdict(other, failed_torch)
+    assert not failed_torch.accepted and not other.accepted
+    high = m(5e-2, MIN_ARGMAX_SAME)  # 99% of the arg-max passes whatever the error
+    low_precision_verdict(high, torch_path)
+    assert high.accepted
