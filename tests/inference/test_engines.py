@@ -129,6 +129,9 @@ def test_openvino_split_calls_equal_one_request(dtype):
     one = OpenVinoEngine(path, dtype, streams=1)
     two = OpenVinoEngine(path, dtype, streams=2)
     assert one.streams == 1 and two.streams == 2 and two.describe()["streams"] == 2
+    # only the model of a job's calls is compiled up front (crop and mirror: split); the
+    # latency model of one-row calls on the first such call
+    assert list(one._chains) == [1] and list(two._chains) == [2]
     assert OpenVinoEngine(path, dtype, tuned=False, streams=2).streams == 1  # the peer: defaults
     for n in (1, 2, 3, 5):
         x = _x(n, seed=n)
@@ -137,7 +140,8 @@ def test_openvino_split_calls_equal_one_request(dtype):
         assert rel_l2(b, a) <= tol, n
         if dtype == "float32":
             assert rel_l2(b, _ref(model, x)) <= E.EXACT_REL_L2
-    split = two.properties["split"]  # compiled on the first call of several rows
+    assert sorted(two._chains) == [1, 2]
+    split = two.properties["split"]
     assert split["PERFORMANCE_HINT"] == "THROUGHPUT" and split["NUM_STREAMS"] == 2
     assert two.properties["PERFORMANCE_HINT"] == "LATENCY"  # one-row calls
     x = _x(4, seed=9)

@@ -113,8 +113,17 @@ class OpenVinoEngine(Engine):
         self._settings = {"device": device, "threads": threads, "cache": cache, "tuned": tuned,
                           "core": core}
         self._chains: dict[int, list[list[Any]]] = {}  # streams -> a chain of requests per slot
-        self.properties: dict[str, Any] = {}
-        self._chains_for(1)  # compiled now: a bad file fails here, not on the first call
+        # the properties of the latency-hint model of one-row calls (compiled on the first such
+        # call); those of the split calls' model under "split"
+        cached = (Path(cache) if cache is not None else cache_dir() / "openvino") \
+            if tuned else None
+        self.properties: dict[str, Any] = openvino_config(self._graphs[len(self._graphs) // 2][1],
+                                                          threads, cached, tuned)
+        # compiled now, so that a bad file fails here, not on the first call: the model of the
+        # calls a job makes (with the flip test, a crop and its mirror: split where there are
+        # streams); the other one on first use (a ViTPose-B model left uncompiled is ~0.2-0.4 GB
+        # and ~2 s less, in each engine a calibration builds)
+        self._chains_for(self.streams)
 
     def _chains_for(self, streams: int) -> list[list[Any]]:
         """One chain of infer requests (one per graph) for each of `streams` slots, compiled on
@@ -124,11 +133,8 @@ class OpenVinoEngine(Engine):
             for f, dt in self._graphs:
                 model, properties = compile_openvino(f, dt, streams=streams, **self._settings)
                 compiled.append(model)
-                if f == self._graphs[len(self._graphs) // 2][0]:  # the graph of the matmuls
-                    if streams == 1:
-                        self.properties = {**properties, **self.properties}
-                    else:
-                        self.properties["split"] = properties
+                if f == self._graphs[len(self._graphs) // 2][0] and streams > 1:
+                    self.properties["split"] = properties  # the graph of the matmuls
             self._chains[streams] = [[c.create_infer_request() for c in compiled]
                                      for _ in range(streams)]
         return self._chains[streams]
