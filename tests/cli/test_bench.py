@@ -118,7 +118,7 @@ def test_bench_rejects_bad_arguments(tiny_ckpt):
 def test_time_interleaved_counts_rounds():
     calls = []
     t = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
-                         items=4, warmup=1, rounds=3)
+                         items=4, warmup=1, rounds=3, settle=0)
     assert len(t["a"].seconds) == len(t["b"].seconds) == 3
     assert calls[:2] == ["a", "b"] and calls.count("a") == 4  # warm-up + 3 rounds
     assert calls[4:6] == ["b", "a"]  # the order rotates each round

@@ -14,7 +14,8 @@ from vitpose.inference.engines.choice import RememberedChoice, fastest, time_cal
 
 def test_time_calls_warms_up_then_interleaves_rounds_starting_with_each_in_turn() -> None:
     calls: list[str] = []
-    timed = time_calls({n: (lambda n=n: calls.append(n)) for n in ("a", "b", "c")}, rounds=4)
+    timed = time_calls({n: (lambda n=n: calls.append(n)) for n in ("a", "b", "c")}, rounds=4,
+                       settle=0)
     assert calls[:3] == ["a", "b", "c"]  # one warm-up call each
     rounds = [calls[i:i + 3] for i in range(3, len(calls), 3)]
     assert rounds == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
@@ -27,6 +28,20 @@ def test_time_calls_keeps_the_fastest_round(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr("vitpose.inference.engines.choice.time.perf_counter",
                         lambda: next(ticks))
     assert time_calls({"x": lambda: None}, rounds=3) == {"x": 1.0}
+
+
+def test_time_calls_pauses_before_a_call_that_follows_another_candidates(monkeypatch) -> None:
+    """The pause (`SETTLE_SECONDS`) lets the previous candidate's spinning threads go idle; it
+    is not timed, and a candidate timed after itself does not wait."""
+    events: list[object] = []
+    monkeypatch.setattr("vitpose.inference.engines.choice.time.sleep",
+                        lambda s: events.append(s))
+    time_calls({"a": lambda: events.append("a"), "b": lambda: events.append("b")}, rounds=2,
+               settle=0.2)
+    assert events == ["a", "b", 0.2, "a", 0.2, "b", "b", 0.2, "a"]  # warm-up, two rounds
+    events.clear()
+    time_calls({"x": lambda: events.append("x")}, rounds=3, settle=0.2)
+    assert events == ["x"] * 4  # one candidate: never a pause
 
 
 def test_fastest_with_a_tie_margin_prefers_the_order() -> None:

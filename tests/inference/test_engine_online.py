@@ -23,19 +23,24 @@ class Clock:
 
 class FakeEngine(Engine):
     """Heatmaps filled with `value`; each call advances the clock by `seconds_per_row` x rows
-    (and by `warmup` more on its first call)."""
+    (and by `warmup` more on its first call). `spin`: its threads keep spinning after a call,
+    so that the next call of another engine takes that many seconds more (ONNX Runtime)."""
 
     def __init__(self, name: str, clock: Clock, seconds_per_row: float, value: float,
                  warmup: float = 0.0, fail_after: int | None = None,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, spin: float = 0.0) -> None:
         self.backend, self.dtype = name, dtype
         self.clock, self.spr, self.value, self.warmup = clock, seconds_per_row, value, warmup
-        self.calls, self.fail_after = 0, fail_after
+        self.calls, self.fail_after, self.spin = 0, fail_after, spin
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         if self.fail_after is not None and self.calls > self.fail_after:
             raise RuntimeError("unsupported shape")
+        tail = getattr(self.clock, "tail", None)
+        if tail is not None and tail[0] is not self:
+            self.clock.now += tail[1]  # the previous engine's spinning threads
+        self.clock.tail = (self, self.spin)
         self.clock.now += self.spr * len(images) + (self.warmup if self.calls == 1 else 0.0)
         return torch.full((len(images), 2, 4, 3), self.value)
 
@@ -169,3 +174,23 @@ def test_the_safe_engines_weights_are_freed_when_another_engine_is_chosen():
     while not engine.done:
         engine(x)
     assert engine.label == "torch/float32" and freed == [1]  # the safe engine kept its weights
+
+
+def test_each_turn_is_an_untimed_call_then_a_timed_one():
+    """A candidate called right after one whose threads still spin (ONNX Runtime) is slowed by
+    that: its first call of each turn is not timed, so the spinning of the engine before it
+    never counts, and the fastest engine wins though it always follows the spinning one."""
+    clock = Clock()
+    spinner = FakeEngine("onnxruntime", clock, 0.8, 1.0, spin=2.0)
+    fast = FakeEngine("openvino", clock, 0.6, 2.0)
+    decided = {}
+    # the rotation: torch/float32, onnxruntime, openvino (always right after onnxruntime)
+    engine, safe, _ = _engine(clock, {"onnxruntime/float32": spinner,
+                                      "openvino/float32": fast}, decided=decided)
+    x = torch.zeros(2, 3, 8, 6)
+    while not engine.done:
+        engine(x)
+    assert engine.label == "openvino/float32"
+    assert decided["samples"]["openvino/float32"] == {2: pytest.approx(0.6)}
+    assert decided["samples"]["onnxruntime/float32"] == {2: pytest.approx(0.8)}
+    assert fast.calls == 2 * 3  # three turns of two calls

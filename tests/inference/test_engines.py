@@ -450,6 +450,10 @@ def test_calibration_timing_is_interleaved_and_keeps_the_least_disturbed_round(m
         def perf_counter():
             return clock[0]
 
+        @staticmethod
+        def sleep(seconds):  # the settling pause: not timed
+            clock[0] += 1000.0
+
     class Fake:
         def __init__(self, name, cost, spikes=()):
             self.name, self.cost, self.spikes, self.calls = name, cost, set(spikes), 0

@@ -27,6 +27,7 @@ import torch
 from ..checkpoints import save_hf_pretrained
 from ..inference.detectors import find_boxes, load_coco_detections, sanitize_boxes
 from ..inference.engines import plain_config
+from ..inference.engines.choice import SETTLE_SECONDS
 from ..inference.io import iter_inputs, read_image
 from ..inference.pipeline import PoseEstimator
 from ..models.vitpose import ViTPose
@@ -77,11 +78,15 @@ def sync_for(device: torch.device) -> Callable[[], None]:
 
 def time_interleaved(fns: Mapping[str, Callable[[], Any]], items: int = 1, warmup: int = 1,
                      rounds: int = 5, min_seconds: float = 0.0, max_rounds: int = 200,
-                     sync: Callable[[], None] | None = None) -> dict[str, Timing]:
+                     sync: Callable[[], None] | None = None,
+                     settle: float = SETTLE_SECONDS) -> dict[str, Timing]:
     """Time several callables in interleaved rounds (each round calls each once, rotating order).
 
     Rounds continue until both `rounds` and `min_seconds` are reached (at most `max_rounds`).
-    Interleaving makes a background load on the machine affect every variant alike.
+    Interleaving makes a background load on the machine affect every variant alike. Before each
+    call that follows another variant's, a pause of `settle` seconds (not timed) lets the
+    previous variant's threads go idle (`vitpose.inference.engines.choice.SETTLE_SECONDS`: the
+    variant after ONNX Runtime ran 25-35% slower without it).
     """
     sync = sync or (lambda: None)
     names = list(fns)
@@ -95,6 +100,8 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], items: int = 1, warmu
     while r < max_rounds and (r < rounds or time.perf_counter() - start < min_seconds):
         k = r % len(names)
         for name in names[k:] + names[:k]:
+            if settle > 0 and len(names) > 1:
+                time.sleep(settle)
             t0 = time.perf_counter()
             fns[name]()
             sync()

@@ -27,29 +27,44 @@ from typing import Any
 from ...errors import InputError
 from ...fileio import atomic_write_json, read_json
 
-__all__ = ["RememberedChoice", "fastest", "time_calls"]
+__all__ = ["SETTLE_SECONDS", "RememberedChoice", "fastest", "time_calls"]
 
 log = logging.getLogger(__name__)
 
 
-def time_calls(calls: Mapping[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
+#: Seconds to wait before a timed call that follows another candidate's: ONNX Runtime's (and
+#: OpenMP's) threads spin for a while after a call, and the engine called right after ONNX
+#: Runtime ran 25-35% slower (a 2-core Zen 4; 0.02 s of pause left 10%, 0.2 s nothing). The
+#: rotation of the rounds keeps the cyclic order, so without the pause the same candidate would
+#: always pay for it.
+SETTLE_SECONDS = 0.2
+
+
+def time_calls(calls: Mapping[str, Callable[[], Any]], rounds: int,
+               settle: float = SETTLE_SECONDS) -> dict[str, float]:
     """Seconds of each call: one warm-up call each, then `rounds` interleaved rounds (round
     ``r`` starts with candidate ``r % n``); the fastest round of each counts.
 
     Args:
         calls: name -> a call without arguments (e.g. ``functools.partial(engine, batch)``).
         rounds: timed rounds (at least one).
+        settle: seconds of pause (not timed) before a call that follows another candidate's
+            (`SETTLE_SECONDS`).
     """
     names = list(calls)
     for name in names:
         calls[name]()  # warm-up: allocations, lazy compilation
     best = {name: float("inf") for name in names}
+    last = names[-1] if names else None
     for r in range(max(1, int(rounds))):
         k = r % len(names) if names else 0
         for name in names[k:] + names[:k]:
+            if settle > 0 and name != last:
+                time.sleep(settle)
             t0 = time.perf_counter()
             calls[name]()
             best[name] = min(best[name], time.perf_counter() - t0)
+            last = name
     return best
 
 

@@ -4,10 +4,13 @@ The job's first call runs on the safe engine (our eager torch float32) at once, 
 result never waits. Before its second call, `CalibratingEngine` asks for the candidates
 (``prepare``: `select_engine` builds and gates them, as an up-front calibration does) and then
 times them on the job's own calls: each call goes to the next candidate in turn (every
-candidate passed the accuracy gate, so each call's heatmaps are a result of the job), the
-first call of each is a warm-up, and after `ROUNDS` timed calls of each the fastest is kept
-(``decide`` records and remembers it). From then on every call goes to it, and the others are
-released. Candidates more than `near_tie` times slower than the fastest after their first
+candidate passed the accuracy gate, so each call's heatmaps are a result of the job), and
+after `ROUNDS` timed calls of each the fastest is kept (``decide`` records and remembers it).
+Each turn of a candidate is two calls, and only the second is timed: the first warms it up
+and lets the previous candidate's threads go idle (ONNX Runtime's and OpenMP's threads spin for
+a while after a call; the engine called right after one ran 25-35% slower, measured on a 2-core
+Zen 4, so a round robin of single timed calls always handicapped the same candidate). From
+then on every call goes to the fastest, and the others are released. Candidates more than `near_tie` times slower than the fastest after their first
 timed call leave the rotation early.
 
 What the job pays for it: the candidates' export, compilation and gate (announced by one log
@@ -80,7 +83,8 @@ class CalibratingEngine(Engine):
         self._engines: dict[str, Engine] = {}
         self._order: list[str] = []
         self._turn = 0
-        self._warm: set[str] = set()
+        self._last: str | None = None  # the engine of the previous call
+        self._settled: str | None = None  # the engine whose untimed call just ran
         self._samples: dict[str, dict[int, float]] = {}
         self._timed: dict[str, int] = {}
         self._calls_timed = 0
@@ -147,15 +151,18 @@ class CalibratingEngine(Engine):
         self._order = list(engines)
         self._samples = {n: {} for n in engines}
         self._timed = dict.fromkeys(engines, 0)
-        self._warm = {self.safe_label}  # it ran the job's first call
+        self._last = self.safe_label  # it ran the job's first call
         if len(engines) == 1:
             self._finish()
         else:
             self.state = "timing"
 
     def _next(self) -> str:
-        """The engine of the next call: those without a timed call first (so that the slower
-        ones leave early), then in turn."""
+        """The engine of the next call: the one whose untimed call just ran (for its timed
+        call), else those without a timed call first (so that the slower ones leave early),
+        then in turn."""
+        if self._settled is not None and self._settled in self._order:
+            return self._settled
         first = [n for n in self._order if self._timed[n] == 0]
         if first:
             return first[0]
@@ -192,12 +199,16 @@ class CalibratingEngine(Engine):
             self._drop(name)
             self.current = self.safe
             out = self.safe(images)
+            self._last, self._settled = self.safe_label, None
             self._maybe_finish()
             return out
         seconds = self._clock() - t0
-        if name not in self._warm:
-            self._warm.add(name)
+        timed = name == self._last  # it ran the previous call too: warm, the others idle
+        self._last = name
+        if not timed:
+            self._settled = name
         else:
+            self._settled = None
             rows = int(len(images))
             per = seconds / max(1, rows)
             by_rows = self._samples[name]
