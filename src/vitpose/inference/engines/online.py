@@ -10,8 +10,8 @@ Each turn of a candidate is two calls, and only the second is timed: the first w
 and lets the previous candidate's threads go idle (ONNX Runtime's and OpenMP's threads spin for
 a while after a call; the engine called right after one ran 25-35% slower, measured on a 2-core
 Zen 4, so a round robin of single timed calls always handicapped the same candidate). From
-then on every call goes to the fastest, and the others are released. Candidates more than `near_tie` times slower than the fastest after their first
-timed call leave the rotation early.
+then on every call goes to the fastest, and the others are released. Candidates more than
+`near_tie` times slower than the fastest after their first timed call leave the rotation early.
 
 What the job pays for it: the candidates' export, compilation and gate (announced by one log
 line before they start) and the calls the slower candidates ran. What it gets: the rest of the
