@@ -40,8 +40,8 @@ __all__ = ["ROUNDS", "CalibratingEngine"]
 
 log = logging.getLogger(__name__)
 
-#: timed job calls of each candidate (after its warm-up call); the fastest counts
-ROUNDS = 3
+#: turns of each candidate (an untimed call, then a timed one); the fastest timed call counts
+ROUNDS = 2
 
 
 class CalibratingEngine(Engine):
@@ -58,7 +58,7 @@ class CalibratingEngine(Engine):
             timed; returns the label to keep (it also records and remembers the choice).
         near_tie: candidates slower than this factor times the fastest after their first
             timed call leave the rotation.
-        rounds: timed calls of each candidate (after its warm-up call).
+        rounds: turns of each candidate (an untimed call, then a timed one).
         chunk: while timing, a job call of more rows is run in parts of this many rows, each
             a call of the next candidate.
         release: called after the losers are dropped (gives their memory back).

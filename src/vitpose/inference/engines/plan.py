@@ -139,9 +139,9 @@ def plan_engine(*, crops: int | None, gflop_per_crop: float, target: torch.dtype
     if crops is None:
         return Plan(False, safe, f"the job's length is unknown, so it is not calibrated ({what}): "
                     f"the exact {safe} path runs", s_f32, seconds, cost)
-    # the job must also hold the timed calls: a warm-up and `ROUNDS` calls of each candidate,
-    # of up to `TIMING_ROWS` rows each
-    needed = max(LONG_JOB_FACTOR * cost, len(candidates) * (1 + ROUNDS) * TIMING_ROWS)
+    # the job must also hold the timed calls: `ROUNDS` turns of each candidate, an untimed and
+    # a timed call each, of up to `TIMING_ROWS` rows
+    needed = max(LONG_JOB_FACTOR * cost, len(candidates) * 2 * ROUNDS * TIMING_ROWS)
     if crops >= needed:
         return Plan(True, "", f"a long job ({crops} crops, {what}): the first call runs on "
                     f"{safe}, the others calibrate", s_f32, seconds, cost)
