@@ -337,3 +337,16 @@ def test_a_low_precision_engine_passes_on_its_arg_max_or_as_close_as_the_torch_p
     high = m(5e-2, MIN_ARGMAX_SAME)  # 99% of the arg-max passes whatever the error
     low_precision_verdict(high, torch_path)
     assert high.accepted
+
+
+def test_the_reason_says_when_the_chosen_engine_passed_on_its_closeness_to_float32():
+    from vitpose.inference.engines.auto import Measurement, _reason, low_precision_verdict
+    torch_path = Measurement("torch/bfloat16", "bfloat16", rel_l2=3.2e-3, argmax_same=1.0)
+    low_precision_verdict(torch_path, None)
+    ov = Measurement("openvino/bfloat16", "bfloat16", rel_l2=3.5e-3, argmax_same=133 / 136)
+    low_precision_verdict(ov, torch_path)
+    reason = _reason("openvino/bfloat16", {"openvino/bfloat16": 0.089, "torch/bfloat16": 0.112},
+                     {m.engine: m for m in (torch_path, ov)}, torch.bfloat16, True)
+    assert reason.startswith("openvino/bfloat16 is the fastest engine that passes")
+    assert "it passed with same arg-max 97.8% < 99%, but as close to float32 as " \
+           "torch/bfloat16 (relative error 3.5e-03 against 3.2e-03)" in reason

@@ -706,6 +706,8 @@ def _reason(best: str, speed: Mapping[str, float], measures: Mapping[str, Measur
     parts = [f"{best} is the fastest engine that passes the accuracy gate "
              f"({ms[best]:.1f} ms/crop"
              + (f"; next {others[0]} {ms[others[0]]:.1f} ms/crop" if others else "") + ")"]
+    if best in measures and measures[best].accepted and measures[best].note:
+        parts.append(f"it passed with {measures[best].note}")  # the gate's second clause
     if target != torch.float32 and not lowp_passed:
         parts.append(f"no {DTYPE_NAMES[target]} engine kept {100 * MIN_ARGMAX_SAME:.0f}% of the "
                      "arg-max on these weights, so the exact float32 path runs")
