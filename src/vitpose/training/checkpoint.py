@@ -44,6 +44,7 @@ __all__ = [
     "build_training_state",
     "load_training_state",
     "TRAINING_KEYS",
+    "WriteBudget",
 ]
 
 #: Keys a training checkpoint must hold to be resumed from.
@@ -76,6 +77,31 @@ def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     with open(src, "rb") as source, atomic_open(dst, "wb") as handle:
         shutil.copyfileobj(source, handle, 1 << 20)
     return dst
+
+
+class WriteBudget:
+    """When to write ``latest.pth`` so that writing it takes at most `share` of the run's time.
+
+    A write is due when the previous one took at most `share` of the time since it began (the
+    first is always due). Times come from the caller's clock, so the rule is testable without
+    sleeping.
+    """
+
+    def __init__(self, share: float) -> None:
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        self.share = share
+        self._last: tuple[float, float] | None = None  # (start, duration) of the last write
+
+    def due(self, now: float) -> bool:
+        if self._last is None or self.share >= 1:
+            return True
+        start, duration = self._last
+        return duration <= self.share * (now - start)
+
+    def wrote(self, start: float, end: float) -> None:
+        """Record a write that ran from `start` to `end`."""
+        self._last = (start, max(0.0, end - start))
 
 
 # --------------------------------------------------------------------------------------------

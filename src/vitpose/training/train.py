@@ -53,6 +53,7 @@ from vitpose.training.build import (
     resolve_dataset_meta,
 )
 from vitpose.training.checkpoint import (
+    WriteBudget,
     atomic_copy,
     atomic_save,
     build_training_state,
@@ -433,6 +434,7 @@ def _config_differences(old: Mapping[str, Any], new: Mapping[str, Any],
 # Keys that may change between a run and its resumption without a warning.
 _RESUME_FREE_KEYS = ("schedule.epochs", "runtime.work_dir", "data.root", "data.workers",
                      "runtime.eval_interval", "runtime.save_interval", "runtime.log_interval",
+                     "runtime.latest_share",
                      "description")
 
 
@@ -523,7 +525,8 @@ def fit(
 
     Writes in ``work_dir`` (main process only): ``config.yaml`` (resolved config),
     ``log.jsonl`` (one JSON object per logged iteration, epoch and validation), ``latest.pth``
-    every epoch, ``best.pth`` (best ``runtime.best_metric`` of the first validation dataset that
+    after each epoch whose write fits ``runtime.latest_share`` of the run's time (always after the
+    last one, a validation and a snapshot), ``best.pth`` (best ``runtime.best_metric`` of the first validation dataset that
     reports it), ``epoch_{n}.pth`` every ``runtime.save_interval`` epochs and the evaluation
     outputs under ``eval/``. Validation runs every ``runtime.eval_interval`` epochs and after the
     last one (0: only after the last one).
@@ -627,6 +630,7 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
 
     train_stats: dict[str, float] = {}
     epoch = start_epoch - 1
+    budget = WriteBudget(cfg.runtime.latest_share)  # latest.pth: see RuntimeConfig.latest_share
     for epoch in range(start_epoch, cfg.schedule.epochs):
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
@@ -645,7 +649,8 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
         last = epoch + 1 == cfg.schedule.epochs
         interval = cfg.runtime.eval_interval
         improved = False
-        if cfg.data.val and (last or (interval and (epoch + 1) % interval == 0)):
+        evaluated = bool(cfg.data.val and (last or (interval and (epoch + 1) % interval == 0)))
+        if evaluated:
             metrics = _evaluate(model, cfg, work_dir / "eval" / f"epoch_{epoch + 1}",
                                 show_progress)
             writer.write({"mode": "val", "epoch": epoch + 1,
@@ -661,7 +666,14 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
                 log.info("epoch %d validation: %s", epoch + 1, "; ".join(
                     f"{d} " + ", ".join(f"{k} {v:.4f}" for k, v in m.items())
                     for d, m in metrics.items()))
+        # rank 0's clock decides for every rank (the RNG gather below is collective)
+        snapshot = (epoch + 1) % cfg.runtime.save_interval == 0
+        due = distributed.broadcast_object(last or evaluated or snapshot
+                                           or budget.due(time.perf_counter()))
+        if not due:
+            continue
         rng = distributed.all_gather_object(capture_rng_state())
+        write_start = time.perf_counter()
         state = build_training_state(
             model=model, optimizer=optimizer, scaler_state=scaler.state_dict(),
             epoch=epoch + 1, iteration=(epoch + 1) * iters_per_epoch,
@@ -669,6 +681,7 @@ def _fit(cfg: ExperimentConfig, work_dir: Path, resume: str | os.PathLike | None
             metrics=metrics,
         ) if main else {}
         _save(state, work_dir, epoch, improved, cfg.runtime.save_interval)
+        budget.wrote(write_start, time.perf_counter())
     return {
         "epoch": epoch + 1,
         "iteration": (epoch + 1) * iters_per_epoch,

@@ -262,6 +262,14 @@ class RuntimeConfig:
         amp: mixed precision: ``none`` (fp32, as official), ``bf16`` or ``fp16``.
         eval_interval: evaluate every this many epochs (0: only at the end).
         save_interval: save a checkpoint every this many epochs.
+        latest_share: the largest share of the run's time that writing ``latest.pth`` may
+            take. It is written after an epoch unless the previous write took more than this
+            share of the time since that write began, and always after the last epoch, a
+            validation and an ``epoch_N.pth`` snapshot; ``1`` writes it after every epoch. On
+            a small dataset (a ViTPose-B checkpoint with its optimiser is ~1 GB, several
+            seconds to write) this keeps the run from spending most of its time writing; an
+            interruption loses at most the epochs since the last write (a resumed run still
+            reaches the same weights as an uninterrupted one).
         log_interval: write a log line every this many iterations.
         work_dir: output folder; None lets the CLI derive one from the config name.
         deterministic: ask PyTorch for deterministic kernels.
@@ -273,6 +281,7 @@ class RuntimeConfig:
     amp: Literal["none", "bf16", "fp16"] = "none"
     eval_interval: int = 10
     save_interval: int = 10
+    latest_share: float = 0.1
     log_interval: int = 50
     work_dir: str | None = None
     deterministic: bool = False

@@ -165,4 +165,6 @@ def validate_config(cfg: ExperimentConfig) -> None:
     runtime = cfg.runtime
     positive("runtime.eval_interval", runtime.eval_interval, allow_zero=True)
     positive("runtime.save_interval", runtime.save_interval)
+    if not 0 < runtime.latest_share <= 1:
+        raise ConfigError(f"runtime.latest_share: must be in (0, 1], got {runtime.latest_share}")
     positive("runtime.log_interval", runtime.log_interval)
