@@ -450,8 +450,9 @@ def load_model(name_or_path: str | None = None, weights: str | None = None,
             cfg = replace_config(cfg, **overrides)
         except ValueError as e:
             raise CheckpointError(str(e)) from None
-    model = ViTPose(cfg)
-    load_state_dict_strict(model, prepare_state_dict(sd, model), str(path))
+    with torch.device("meta"):  # laid out, not initialised: every tensor comes from the file
+        model = ViTPose(cfg)
+    load_state_dict_strict(model, prepare_state_dict(sd, model), str(path), assign=True)
     if dataset is not None:
         try:
             model.head_for(dataset)  # fails clearly if the checkpoint lacks that dataset's head

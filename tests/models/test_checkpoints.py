@@ -14,6 +14,7 @@ from vitpose.checkpoints import (
     infer_config,
     load_local_weights,
     load_pretrained_backbone,
+    load_state_dict_strict,
     official_to_hf,
     save_hf_pretrained,
     split_vitpose_plus,
@@ -338,3 +339,52 @@ def test_full_plus_checkpoint_into_single_dataset_model(fixtures_dir, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(single2.eval()(fx["input"]), moe(fx["input"], "aic"),
                                    atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# load_model: laid out on the meta device, the file's tensors assigned (no random
+# initialisation, no second copy), the file memory-mapped (a training checkpoint's optimiser
+# state is never read)
+# --------------------------------------------------------------------------------------------
+
+
+def test_load_model_does_not_initialise_what_the_file_overwrites(tmp_path, monkeypatch):
+    model = _randomise(build_model("vitpose-b-simple", **TINY))
+    path = vitpose.save_checkpoint(model, tmp_path / "m.pth")
+
+    def guarded(real):
+        def init(tensor, *args, **kwargs):
+            assert tensor.is_meta, "random initialisation of weights that the file replaces"
+            return real(tensor, *args, **kwargs)
+        return init
+
+    for name in ("trunc_normal_", "normal_", "uniform_", "kaiming_uniform_", "constant_"):
+        monkeypatch.setattr(torch.nn.init, name, guarded(getattr(torch.nn.init, name)))
+    loaded = vitpose.load_model(str(path))
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert b.device.type == "cpu" and b.dtype == torch.float32 and torch.equal(a, b), k
+    x = torch.randn(1, 3, 64, 48)
+    assert torch.equal(model.eval()(x), loaded(x))
+
+
+def test_load_model_reads_legacy_files_and_casts_half_tensors(tmp_path):
+    model = _randomise(build_model("vitpose-b-simple", **TINY))
+    sd = {k: v.half() for k, v in model.state_dict().items()}
+    path = tmp_path / "legacy.pth"
+    torch.save({"state_dict": sd}, path, _use_new_zipfile_serialization=False)
+    loaded = vitpose.load_model(str(path), num_heads=2)
+    for k, v in loaded.state_dict().items():
+        assert v.dtype == torch.float32 and torch.equal(v, sd[k].float()), k
+
+
+def test_assigned_tensors_shared_in_the_file_are_not_tied(tmp_path):
+    model = build_model("vitpose-b-simple", **TINY)
+    sd = dict(model.state_dict())
+    w = sd["backbone.blocks.0.attn.qkv.bias"]
+    sd["backbone.blocks.1.attn.qkv.bias"] = w  # one tensor under two keys
+    with torch.device("meta"):
+        target = vitpose.ViTPose(model.cfg)
+    load_state_dict_strict(target, sd, "test", assign=True)
+    a = target.backbone.blocks[0].attn.qkv.bias
+    b = target.backbone.blocks[1].attn.qkv.bias
+    assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()

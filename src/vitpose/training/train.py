@@ -525,11 +525,11 @@ def fit(
 
     Writes in ``work_dir`` (main process only): ``config.yaml`` (resolved config),
     ``log.jsonl`` (one JSON object per logged iteration, epoch and validation), ``latest.pth``
-    after each epoch whose write fits ``runtime.latest_share`` of the run's time (always after the
-    last one, a validation and a snapshot), ``best.pth`` (best ``runtime.best_metric`` of the first validation dataset that
-    reports it), ``epoch_{n}.pth`` every ``runtime.save_interval`` epochs and the evaluation
-    outputs under ``eval/``. Validation runs every ``runtime.eval_interval`` epochs and after the
-    last one (0: only after the last one).
+    after each epoch whose write fits ``runtime.latest_share`` of the run's time (always after
+    the last one, a validation and a snapshot), ``best.pth`` (best ``runtime.best_metric`` of
+    the first validation dataset that reports it), ``epoch_{n}.pth`` every
+    ``runtime.save_interval`` epochs and the evaluation outputs under ``eval/``. Validation runs
+    every ``runtime.eval_interval`` epochs and after the last one (0: only after the last one).
 
     Args:
         cfg: the experiment.
