@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -154,16 +155,23 @@ def _write(onnx: Any, module: nn.Module, example: torch.Tensor, path: Path, inpu
     external = sum(t.numel() * t.element_size() for t in module.state_dict().values()) > \
         EXTERNAL_DATA_BYTES
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp_dir:
-        traced = Path(tmp_dir) / "traced" / "graph.onnx"  # large graphs: a file per weight here
-        traced.parent.mkdir()
+        # under 2 GiB the exporter's graph stays in memory (the weights are written once, not
+        # traced to a file, read back and written again); larger graphs: a file per weight
+        traced: Any = io.BytesIO() if not external else Path(tmp_dir) / "traced" / "graph.onnx"
+        if external:
+            traced.parent.mkdir()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TracerWarnings on shape checks, exporter notices
-            torch.onnx.export(module, (example,), str(traced), dynamo=False,
-                              opset_version=opset, input_names=[input_name],
+            torch.onnx.export(module, (example,), traced if not external else str(traced),
+                              dynamo=False, opset_version=opset, input_names=[input_name],
                               output_names=[output_name],
                               dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
                               do_constant_folding=True)
-        proto = onnx.load(str(traced))  # with the weights, wherever the exporter put them
+        if external:
+            proto = onnx.load(str(traced))  # with the weights, wherever the exporter put them
+        else:
+            proto = onnx.load_from_string(traced.getvalue())
+            del traced
         for k, v in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = k, v
@@ -294,8 +302,6 @@ def fixed_onnx(module: nn.Module, example: torch.Tensor, path: str | os.PathLike
     atomically, and the path returned. Without: the graph's bytes (a source without a stable
     cache key).
     """
-    import io
-
     if path is not None and Path(path).is_file():
         return Path(path)
     buffer = io.BytesIO()
