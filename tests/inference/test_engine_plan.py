@@ -26,6 +26,7 @@ from vitpose.inference.engines import (
     plan_engine,
     select_engine,
 )
+from vitpose.inference.engines.base import DTYPE_NAMES
 from vitpose.inference.engines.online import ROUNDS
 from vitpose.inference.engines.threads import cgroup_cpu_quota
 
@@ -40,6 +41,11 @@ VIT_B = 33.0  # GFLOP per crop of ViTPose-B at 256x192
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("VITPOSE_CACHE", str(tmp_path / "cache"))
+
+
+def _torch_path(policy: str) -> str:
+    """The engine `--backend torch` runs with `policy` on this CPU (bf16 where it is native)."""
+    return f"torch/{DTYPE_NAMES[E.resolve_dtype(policy, 'cpu')]}"
 
 
 def _plan(crops, features=AVX2, cands=F32, cached=False, threads=2, gflop=VIT_B):
@@ -63,6 +69,11 @@ def test_short_and_unknown_jobs_run_the_safe_engine_without_calibration():
         assert not plan.calibrate and plan.engine == "torch/float32"
     assert "short job" in _plan(1).reason and "1 crops" in _plan(1).reason
     assert "length is unknown" in _plan(None).reason
+    # below float32, what `--backend torch` runs with the same policy: the torch path in it
+    for crops in (2, None):
+        plan = _plan(crops, features=AMX, cands=BF16)
+        assert not plan.calibrate and plan.engine == "torch/bfloat16"
+        assert "as --backend torch" in plan.reason
     long = _plan(10 ** 6)
     assert long.calibrate and long.during and "long job" in long.reason
     assert long.calibration_crops > 0 and long.calibration_seconds > 0
@@ -124,11 +135,13 @@ def test_one_image_job_builds_nothing_it_has_not_cached(monkeypatch, caplog, tmp
         engine, choice = select_engine(model, dtype="auto", crops=1,
                                        backends=["torch", "onnxruntime", "openvino"],
                                        features=AMX)
-    assert isinstance(engine, TorchEngine) and engine.label == "torch/float32"
-    assert engine.model is model  # no weight copy: the memory of the torch path
-    assert choice.engine == "torch/float32" and not choice.measurements
+    plain = _torch_path("auto")  # what `--backend torch` runs on this CPU
+    assert isinstance(engine, TorchEngine) and engine.label == plain
+    if plain == "torch/float32":
+        assert engine.model is model  # no weight copy: the memory of the torch path
+    assert choice.engine == plain and not choice.measurements
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("vitpose")]
-    assert len(lines) == 1 and lines[0].startswith("engine torch/float32: ")
+    assert len(lines) == 1 and lines[0].startswith(f"engine {plain}: ")
     assert "without calibration" in lines[0] or "nothing to calibrate" in lines[0]
     cache = tmp_path / "cache"
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
@@ -172,10 +185,10 @@ def test_a_long_job_calibrates_during_the_job_and_later_short_jobs_reuse_the_cho
     engine, again = select_engine(model, dtype="bfloat16", backends=["torch"], crops=1,
                                   features=AVX2)
     assert again.cached and engine.label == "torch/bfloat16" and prepared == [1]
-    # calibrate=False: a long job without a remembered choice runs the safe engine
+    # calibrate=False: a long job without a remembered choice runs the torch path of the policy
     engine, off = select_engine(tiny_simple_model(seed=3), dtype="bfloat16", backends=["torch"],
                                 crops=10 ** 9, features=AVX2, calibrate=False)
-    assert off.engine == "torch/float32" and "turned off" in off.reason
+    assert off.engine == "torch/bfloat16" and "turned off" in off.reason
     assert isinstance(engine, TorchEngine) and prepared == [1]
 
 
@@ -253,7 +266,7 @@ def test_one_image_job_does_not_even_import_the_other_runtimes(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["torch/float32", "False", "False"]
+    assert out.stdout.split() == [_torch_path("auto"), "False", "False"]
 
 
 def test_predict_one_image_with_defaults_exports_and_calibrates_nothing(tmp_path, caplog):
@@ -269,7 +282,7 @@ def test_predict_one_image_with_defaults_exports_and_calibrates_nothing(tmp_path
         assert main(["predict", str(image), "--model", str(ckpt), "--detector", "whole-image",
                      "--out-dir", str(tmp_path / "out")]) == 0
     decided = [r.getMessage() for r in caplog.records if r.getMessage().startswith("engine ")]
-    assert len(decided) == 1 and decided[0].startswith("engine torch/float32: ")
+    assert len(decided) == 1 and decided[0].startswith(f"engine {_torch_path('auto')}: ")
     assert not any("calibrating" in r.getMessage() for r in caplog.records)
     cache = tmp_path / "cache"
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))

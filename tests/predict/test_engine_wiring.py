@@ -19,6 +19,7 @@ from vitpose.cli.main import main
 from vitpose.inference import builder
 from vitpose.inference import engines as E
 from vitpose.inference.engines import TorchEngine, cache_dir, resolve_dtype
+from vitpose.inference.engines.base import DTYPE_NAMES
 
 IMAGE = Path(vitpose.__file__).resolve().parent / "assets" / "000000000785.jpg"
 
@@ -50,11 +51,10 @@ def test_one_image_with_defaults_builds_nothing_and_matches_torch(ckpt, tmp_path
     engines = cache_dir() / "engines"
     assert not engines.exists() or not any(p.is_file() for p in engines.rglob("*"))
     decided = [r.getMessage() for r in caplog.records if r.getMessage().startswith("engine ")]
-    assert len(decided) == 1 and decided[0].startswith("engine torch/float32: ")
+    plain = f"torch/{DTYPE_NAMES[resolve_dtype('auto', 'cpu')]}"  # bf16 where it is native
+    assert len(decided) == 1 and decided[0].startswith(f"engine {plain}: ")
     assert "2 crops" in decided[0]  # the job's length reached the rule: one image, flip test
-    torch_args = ["--backend", "torch"]
-    if resolve_dtype("auto", "cpu") != torch.float32:  # auto's safe engine is exact float32
-        torch_args += ["--dtype", "float32"]
+    torch_args = ["--backend", "torch"]  # the same path: the same keypoints
     assert predict(IMAGE, "--model", ckpt, "--detector", "whole-image", *torch_args,
                    "--out-dir", tmp_path / "torch", "--no-draw") == 0
     a, b = _keypoints(tmp_path / "auto" / "results.json"), _keypoints(tmp_path / "torch" /
@@ -142,10 +142,10 @@ def test_engine_for_calibrates_only_when_the_crops_repay_it(monkeypatch, caplog)
     engine, choice = builder.engine_for(model, 0, "auto", "bfloat16", "cpu", crops=2,
                                         calibrate=None)
     assert isinstance(engine, TorchEngine)
-    assert choice.engine == "torch/float32" and "short job" in choice.reason
+    assert choice.engine == "torch/bfloat16" and "short job" in choice.reason
     engine, choice = builder.engine_for(tiny_simple_model(seed=1).eval(), 0, "auto", "bfloat16",
                                         "cpu", crops=10 ** 9, calibrate=False)
-    assert choice.engine == "torch/float32" and "turned off" in choice.reason
+    assert choice.engine == "torch/bfloat16" and "turned off" in choice.reason
     model = tiny_simple_model(seed=2).eval()
     engine, choice = builder.engine_for(model, 0, "auto", "bfloat16", "cpu", crops=10 ** 9,
                                         calibrate=None)

@@ -61,8 +61,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the backbone (each new batch size compiles for seconds)")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
-                   help="inference engine: auto = a remembered choice, else the exact PyTorch "
-                        "path for short jobs, and for jobs long enough to repay it the fastest "
+                   help="inference engine: auto = a remembered choice, else for short jobs "
+                        "what --backend torch runs (the PyTorch path in the --dtype policy), "
+                        "and for jobs long enough to repay it the fastest "
                         "installed engine of this machine whose output passes the accuracy "
                         "gate, found by a calibration and remembered in the cache folder (see "
                         "docs/PERFORMANCE.md); onnxruntime needs vitpose[onnx], openvino "

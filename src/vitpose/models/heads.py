@@ -79,7 +79,10 @@ class HeatmapHead(nn.Module):
         return self.num_deconv_layers == 0
 
     def init_weights(self) -> None:
-        """Official init: deconv and final conv weights N(0, 0.001), biases 0, BN 1/0."""
+        """Official init: deconv and final conv weights N(0, 0.001), biases 0, BN 1/0 (nothing
+        on the ``meta`` device, as `ViT.init_weights`)."""
+        if self.final_layer.weight.is_meta:
+            return
         for m in self.modules():
             if isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)):
                 nn.init.normal_(m.weight, std=0.001)

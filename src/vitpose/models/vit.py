@@ -242,7 +242,11 @@ class ViT(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """Random initialisation used when no checkpoint is given (truncated normal, std 0.02)."""
+        """Random initialisation used when no checkpoint is given (truncated normal, std 0.02).
+        Nothing on the ``meta`` device (a layout whose weights come from a file: no memory to
+        fill, and PyTorch's meta kernels of these samplers cost a second on first use)."""
+        if self.pos_embed.is_meta:
+            return
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
         def _init(m: nn.Module) -> None:

@@ -5,10 +5,11 @@ The first result never waits for a calibration. ``auto`` first applies a rule (`
 
 * a choice remembered for this machine, software, model and dtype policy (by an earlier
   calibration, whatever its batch size and thread count) is built at once;
-* otherwise the job runs the safe engine, our eager torch float32 (the exact path: no export, no
-  compilation, no accuracy gate needed, no extra memory), unless the job is long enough for a
-  calibration: the caller passes the number of crops the job will run (`crops`), and a job of
-  at least `LONG_JOB_FACTOR` times what the calibration costs in crops of the safe engine
+* otherwise the job runs what ``--backend torch`` runs with the same dtype policy (our eager
+  torch path in the policy's dtype: float32, the exact path, or bf16 where the CPU computes it
+  natively; no export, no compilation), unless the job is long enough for a calibration: the
+  caller passes the number of crops the job will run (`crops`), and a job of at least
+  `LONG_JOB_FACTOR` times what the calibration costs in crops of the safe engine
   (`calibration_cost_crops`: the export when the graph is not cached, the OpenVINO
   compilations, the gate) is calibrated *during* the job (`online.CalibratingEngine`): its
   first call runs on the safe engine at once, the candidates are built and gated before its
@@ -478,11 +479,13 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
                            features=cpu_features() if features is None else features,
                            graph_cached=graph_cached(mkey), device=device)
         if calibrate is False and plan.calibrate:
-            plan = Plan(False, "torch/float32", "calibration turned off: the exact torch/float32 "
-                        "path runs", plan.seconds_per_crop, plan.calibration_seconds)
+            plain = f"torch/{DTYPE_NAMES[target]}"
+            plan = Plan(False, plain, f"calibration turned off: the {plain} path runs",
+                        plan.seconds_per_crop, plan.calibration_seconds)
         if not plan.calibrate:
             log.info("engine %s: %s", plan.engine, plan.reason)
-            engine = TorchEngine(model, dataset, torch.float32, threads=threads)
+            engine = TorchEngine(model, dataset, DTYPES[plan.engine.split("/")[1]],
+                                 threads=threads)
             return engine, AutoChoice(plan.engine, policy, plan.reason,
                                       calibration_seconds=0.0)
         if get_world_size() == 1:

@@ -120,15 +120,21 @@ def plan_engine(*, crops: int | None, gflop_per_crop: float, target: torch.dtype
     """The rule of ``--backend auto`` when nothing is remembered: calibrate during a job whose
     `crops` (model rows, flip-test mirrors included; None: unknown) are at least
     `LONG_JOB_FACTOR` times what the calibration costs (`calibration_cost_crops`), and enough to
-    time every candidate on the job's calls, else run the safe engine (torch float32). The
+    time every candidate on the job's calls (its first call on the safe engine, torch float32),
+    else run what ``--backend torch`` runs: the torch path in the policy's dtype. The
     break-even is in crops, so it does not depend on the model's size or the CPU's speed (both
     scale alike), only on the engines to calibrate, the CPU's instruction sets (the speed of
     bf16) and whether the exported graph is cached. Pure: tests inject every fact."""
     safe = "torch/float32"
+    # a job that is not calibrated runs what `--backend torch` runs with the same dtype
+    # policy: the torch path in the policy's dtype (bf16 where the CPU computes it natively)
+    plain = f"torch/{DTYPE_NAMES[target]}"
+    path = f"the exact {plain} path" if target == torch.float32 else \
+        f"the {plain} path (as --backend torch)"
     s_f32 = estimate_seconds_per_crop(gflop_per_crop, torch.float32, threads, features, device)
     labels = [c.label for c in candidates]
     if len(candidates) <= 1:
-        return Plan(False, safe, f"{safe} is the only engine to consider here (installed: "
+        return Plan(False, plain, f"{plain} is the only engine to consider here (installed: "
                     f"{', '.join(labels) or 'torch'}): nothing to calibrate", s_f32)
     cost = calibration_cost_crops(candidates, features, graph_cached, device, threads,
                                   gflop_per_crop)
@@ -137,14 +143,13 @@ def plan_engine(*, crops: int | None, gflop_per_crop: float, target: torch.dtype
     what = (f"~{cost:.0f} crops' worth (~{seconds:.0f} s) to calibrate {len(candidates)} engines"
             + (" with the ONNX export" if export else ""))
     if crops is None:
-        return Plan(False, safe, f"the job's length is unknown, so it is not calibrated ({what}): "
-                    f"the exact {safe} path runs", s_f32, seconds, cost)
+        return Plan(False, plain, f"the job's length is unknown, so it is not calibrated "
+                    f"({what}): {path} runs", s_f32, seconds, cost)
     # the job must also hold the timed calls: `ROUNDS` turns of each candidate, an untimed and
     # a timed call each, of up to `TIMING_ROWS` rows
     needed = max(LONG_JOB_FACTOR * cost, len(candidates) * 2 * ROUNDS * TIMING_ROWS)
     if crops >= needed:
         return Plan(True, "", f"a long job ({crops} crops, {what}): the first call runs on "
                     f"{safe}, the others calibrate", s_f32, seconds, cost)
-    return Plan(False, safe, f"a short job ({crops} crops, fewer than the {needed:.0f} that "
-                f"repay {what}): the exact {safe} path runs without calibration", s_f32, seconds,
-                cost)
+    return Plan(False, plain, f"a short job ({crops} crops, fewer than the {needed:.0f} that "
+                f"repay {what}): {path} runs without calibration", s_f32, seconds, cost)
