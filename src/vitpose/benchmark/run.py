@@ -66,6 +66,7 @@ from ..inference.engines import (
     select_engine,
     usable_cpus,
 )
+from ..inference.engines.choice import SETTLE_SECONDS
 from ..inference.io import read_image
 from ..inference.pipeline import PoseEstimator, TestSettings
 from ..models.vitpose import ViTPose, build_model, canonical_name
@@ -673,6 +674,7 @@ def _end_to_end_rows(variants: Sequence[_Variant], make_estimator: Callable[[_Va
         order = list(range(len(e2e)))
         k = r % len(e2e)
         for i in order[k:] + order[:k]:
+            time.sleep(SETTLE_SECONDS)  # the previous pass's runtime threads go idle first
             passes[i].append(e2e[i][1](samples))
     rows = []
     for (fields, _), runs in zip(e2e, passes, strict=True):

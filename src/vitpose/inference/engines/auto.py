@@ -215,6 +215,22 @@ def graph_cached(mkey: str) -> bool:
     return (cache_dir() / "graphs" / f"vitpose-{mkey}.onnx").is_file()
 
 
+def _holds(folder: Path, pattern: str) -> bool:
+    """Whether `folder` holds a file matching `pattern` (a missing folder holds none)."""
+    try:
+        return any(f.is_file() for f in folder.glob(pattern))
+    except OSError:
+        return False
+
+
+def _remembered(fingerprint: Any, mkey: str, policy: str, target: torch.dtype,
+                device: torch.device, backends: Sequence[str]) -> tuple[Path, RememberedChoice]:
+    """The file of the remembered choice for this machine, model, policy and engines."""
+    key = _choice_key(fingerprint, mkey, f"{policy}->{DTYPE_NAMES[target]}", device, backends)
+    path = cache_dir() / "engines" / f"auto-{key}.json"
+    return path, RememberedChoice(path, {"machine": fingerprint, "model_key": mkey})
+
+
 def _announce_export(model: ViTPose, dataset: int | str | None, key: str | None) -> None:
     key = key or model_key(model, dataset)
     if not graph_cached(key):
@@ -446,13 +462,17 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
     target = resolve_dtype(dtype, device)
     policy = dtype if isinstance(dtype, str) else DTYPE_NAMES[dtype]
     backends = [b for b in (backends or available_backends()) if b in available_backends()]
-    mkey = model_key(model, dataset)
     fingerprint = machine_fingerprint()
     rows = tuple(sorted(set(rows))) if rows else calibration_rows()
-    key = _choice_key(fingerprint, mkey, f"{policy}->{DTYPE_NAMES[target]}", device, backends)
-    path = cache_dir() / "engines" / f"auto-{key}.json"
-    remembered = RememberedChoice(path, {"machine": fingerprint, "model_key": mkey})
-    record = remembered.read() if use_cache and timings is None else None
+    # the model's cache key hashes every weight (~0.2 s for ViTPose-B): not computed where the
+    # cache holds nothing it could find (a fresh cache; one-image jobs write nothing)
+    lookup = use_cache and timings is None and _holds(cache_dir() / "engines", "auto-*.json")
+    mkey = model_key(model, dataset) if lookup or _holds(cache_dir() / "graphs", "*.onnx") \
+        else None
+    record = None
+    if lookup:
+        path, remembered = _remembered(fingerprint, mkey, policy, target, device, backends)
+        record = remembered.read()
     if record is not None:
         try:
             choice = AutoChoice.from_dict(record)
@@ -477,7 +497,7 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
         plan = plan_engine(crops=crops, gflop_per_crop=gflop_per_crop_of(model), target=target,
                            candidates=cands, threads=n_threads,
                            features=cpu_features() if features is None else features,
-                           graph_cached=graph_cached(mkey), device=device)
+                           graph_cached=mkey is not None and graph_cached(mkey), device=device)
         if calibrate is False and plan.calibrate:
             plain = f"torch/{DTYPE_NAMES[target]}"
             plan = Plan(False, plain, f"calibration turned off: the {plain} path runs",
@@ -488,6 +508,9 @@ def select_engine(model: ViTPose, dataset: int | str | None = None,
                                  threads=threads)
             return engine, AutoChoice(plan.engine, policy, plan.reason,
                                       calibration_seconds=0.0)
+    mkey = mkey or model_key(model, dataset)
+    path, remembered = _remembered(fingerprint, mkey, policy, target, device, backends)
+    if not calibrate:
         if get_world_size() == 1:
             return _calibrating_engine(model, dataset, device, target, policy, cands, mkey,
                                        threads, inputs, remembered if use_cache else None, path,
